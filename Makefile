@@ -1,0 +1,45 @@
+# Card Checkout: every command a user or CI runs is a target here.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PYTHONDONTWRITEBYTECODE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install run demo test test-unit test-integration lint fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed ## Create .venv and install the project with its dev tools
+
+run: install ## Set up and run on the embedded defaults (for now: the library demo, sandbox)
+	$(BIN)/card-checkout demo
+
+demo: run ## Same as run
+
+test: install lint test-unit test-integration ## Set up and run every check and test
+
+test-unit: install ## Unit tests: no network, no database
+	$(BIN)/pytest tests/unit -q
+
+test-integration: install ## Integration tests: real processes, files, databases
+	$(BIN)/pytest tests/integration -q
+
+lint: install ## ruff, mypy --strict, import-linter
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: install ## Format and fix what ruff can
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build src/*.egg-info

@@ -1,0 +1,1 @@
+"""Adapters: the ports of `core` implemented on real (or simulated) technology."""

@@ -1,0 +1,10 @@
+"""Ids: a prefix and a ULID, sortable by creation time and unguessable."""
+
+from __future__ import annotations
+
+from ulid import ULID
+
+
+class UlidIdGenerator:
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{ULID()}"

@@ -1,0 +1,407 @@
+"""In-memory storage with the guarantees a database gives.
+
+A unit of work stages its writes and applies them at commit, all at once, after checking
+what a database's constraints would: versions not moved by another writer, at most one live
+and one paid payment per invoice, unique idempotency keys, gateway event ids and customers.
+Commit never awaits, so it is atomic under asyncio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
+
+import attrs
+
+from core.errors import (
+    ConcurrentUpdate,
+    CustomerAlreadyExists,
+    IdempotencyKeyInUse,
+    InvoiceAlreadyPaid,
+    PaymentInProgress,
+)
+from core.model import (
+    LIVE_STATUSES,
+    PAID_STATUSES,
+    Customer,
+    Invoice,
+    Notification,
+    Payment,
+    PaymentEvent,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from core.ports import IdempotencyRecord, InvoiceQuery, Page, PaymentQuery
+
+
+class _Versioned(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+E = TypeVar("E", bound=_Versioned)
+K = TypeVar("K", bound=Hashable)
+
+
+class _Table(Generic[K, E]):
+    """One table's committed rows plus this transaction's staged changes."""
+
+    def __init__(self, committed: dict[K, E]) -> None:
+        self.committed = committed
+        self.staged: dict[K, E] = {}
+        self.read_versions: dict[K, int] = {}
+        self.inserted: set[K] = set()
+
+    def get(self, key: K) -> E | None:
+        return self.staged.get(key) or self.committed.get(key)
+
+    def add(self, key: K, row: E) -> None:
+        self.staged[key] = row
+        self.inserted.add(key)
+
+    def update(self, key: K, row: E) -> None:
+        current = self.get(key)
+        if current is None or current.version != row.version - 1:
+            raise ConcurrentUpdate()
+        if key not in self.inserted:
+            self.read_versions.setdefault(key, current.version)
+        self.staged[key] = row
+
+    def conflicts(self) -> Iterable[K]:
+        """Keys another transaction wrote first: inserted twice, or updated since read."""
+        for key in self.inserted:
+            if key in self.committed:
+                yield key
+        for key, version in self.read_versions.items():
+            row = self.committed.get(key)
+            if row is None or row.version != version:
+                yield key
+
+    def rows(self) -> Iterable[E]:
+        """Every row as this transaction sees it."""
+        yield from self.staged.values()
+        for key, row in self.committed.items():
+            if key not in self.staged:
+                yield row
+
+    def apply(self) -> None:
+        self.committed.update(self.staged)
+
+
+@attrs.define
+class InMemoryStore:
+    """The committed state, shared by every unit of work made from it."""
+
+    customers: dict[tuple[str, str], Customer] = attrs.Factory(dict)
+    invoices: dict[tuple[str, str], Invoice] = attrs.Factory(dict)
+    payments: dict[tuple[str, str], Payment] = attrs.Factory(dict)
+    payments_by_invoice: dict[tuple[str, str], list[str]] = attrs.Factory(dict)
+    payments_by_tracking_id: dict[str, tuple[str, str]] = attrs.Factory(dict)
+    events: dict[str, list[PaymentEvent]] = attrs.Factory(dict)
+    refunds: dict[tuple[str, str], Refund] = attrs.Factory(dict)
+    idempotency: dict[tuple[str, str], IdempotencyRecord] = attrs.Factory(dict)
+    # Only what is not yet delivered: delivery removes a notification.
+    outbox: dict[str, Notification] = attrs.Factory(dict)
+    gateway_events: dict[str, str] = attrs.Factory(dict)
+    commits: int = 0
+
+
+def _page(rows: Iterable[E], limit: int, starting_after: str | None,
+          key: Callable[[E], tuple[datetime, str]]) -> Page[E]:  # fmt: skip
+    """Newest first, after the row whose id is `starting_after`."""
+    ordered = sorted(rows, key=key, reverse=True)
+    if starting_after is not None:
+        cursor = next((key(row) for row in ordered if key(row)[1] == starting_after), None)
+        ordered = [row for row in ordered if cursor is not None and key(row) < cursor]
+    return Page(items=ordered[:limit], has_more=len(ordered) > limit)
+
+
+class InMemoryCustomerRepository:
+    def __init__(self, table: _Table[tuple[str, str], Customer]) -> None:
+        self._table = table
+
+    async def add(self, customer: Customer) -> None:
+        self._table.add((customer.environment_id, customer.id), customer)
+
+    async def get(self, environment_id: str, customer_id: str) -> Customer | None:
+        return self._table.get((environment_id, customer_id))
+
+    async def get_by_external_id(self, environment_id: str, external_id: str) -> Customer | None:
+        return next(
+            (
+                c
+                for c in self._table.rows()
+                if c.environment_id == environment_id and c.external_id == external_id
+            ),
+            None,
+        )
+
+
+class InMemoryInvoiceRepository:
+    def __init__(self, table: _Table[tuple[str, str], Invoice]) -> None:
+        self._table = table
+
+    async def add(self, invoice: Invoice) -> None:
+        self._table.add((invoice.environment_id, invoice.id), invoice)
+
+    async def get(self, environment_id: str, invoice_id: str) -> Invoice | None:
+        return self._table.get((environment_id, invoice_id))
+
+    async def update(self, invoice: Invoice) -> None:
+        self._table.update((invoice.environment_id, invoice.id), invoice)
+
+    async def list(self, query: InvoiceQuery) -> Page[Invoice]:
+        rows = (
+            i
+            for i in self._table.rows()
+            if i.environment_id == query.environment_id
+            and (query.customer_id is None or i.customer_id == query.customer_id)
+            and (query.statuses is None or i.status in query.statuses)
+        )
+        return _page(rows, query.limit, query.starting_after, lambda i: (i.created_at, i.id))
+
+
+class InMemoryPaymentRepository:
+    def __init__(self, table: _Table[tuple[str, str], Payment], store: InMemoryStore) -> None:
+        self._table = table
+        self._store = store
+        self.new_events: list[PaymentEvent] = []
+
+    async def add(self, payment: Payment) -> None:
+        self._table.add((payment.environment_id, payment.id), payment)
+
+    async def get(self, environment_id: str, payment_id: str) -> Payment | None:
+        return self._table.get((environment_id, payment_id))
+
+    async def get_by_tracking_id(self, gateway_tracking_id: str) -> Payment | None:
+        for payment in self._table.staged.values():
+            if payment.gateway_tracking_id == gateway_tracking_id:
+                return payment
+        key = self._store.payments_by_tracking_id.get(gateway_tracking_id)
+        return self._table.get(key) if key else None
+
+    async def update(self, payment: Payment) -> None:
+        self._table.update((payment.environment_id, payment.id), payment)
+
+    def for_invoice(self, environment_id: str, invoice_id: str) -> list[Payment]:
+        ids = self._store.payments_by_invoice.get((environment_id, invoice_id), [])
+        found = {p.id: p for p in (self._table.get((environment_id, i)) for i in ids) if p}
+        for payment in self._table.staged.values():
+            if payment.environment_id == environment_id and payment.invoice_id == invoice_id:
+                found[payment.id] = payment
+        return list(found.values())
+
+    async def live_for_invoice(self, environment_id: str, invoice_id: str) -> Payment | None:
+        return next((p for p in self.for_invoice(environment_id, invoice_id) if p.is_live), None)
+
+    async def list(self, query: PaymentQuery) -> Page[Payment]:
+        rows = (
+            p
+            for p in self._table.rows()
+            if p.environment_id == query.environment_id
+            and (query.invoice_id is None or p.invoice_id == query.invoice_id)
+            and (query.customer_id is None or p.customer_id == query.customer_id)
+            and (query.statuses is None or p.status in query.statuses)
+            and (query.created_gte is None or p.created_at >= query.created_gte)
+            and (query.created_lt is None or p.created_at < query.created_lt)
+        )
+        return _page(rows, query.limit, query.starting_after, lambda p: (p.created_at, p.id))
+
+    async def processing(self, updated_before: datetime, limit: int) -> Sequence[Payment]:
+        stuck = [
+            p
+            for p in self._table.rows()
+            if p.status is PaymentStatus.PROCESSING and p.updated_at < updated_before
+        ]
+        return sorted(stuck, key=lambda p: p.updated_at)[:limit]
+
+    async def add_event(self, event: PaymentEvent) -> None:
+        self.new_events.append(event)
+
+    async def events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
+        stored = self._store.events.get(payment_id, [])
+        staged = [e for e in self.new_events if e.payment_id == payment_id]
+        return [e for e in [*stored, *staged] if e.environment_id == environment_id]
+
+
+class InMemoryRefundRepository:
+    def __init__(self, table: _Table[tuple[str, str], Refund]) -> None:
+        self._table = table
+
+    async def add(self, refund: Refund) -> None:
+        self._table.add((refund.environment_id, refund.id), refund)
+
+    async def get(self, environment_id: str, refund_id: str) -> Refund | None:
+        return self._table.get((environment_id, refund_id))
+
+    async def update(self, refund: Refund) -> None:
+        self._table.update((refund.environment_id, refund.id), refund)
+
+    async def for_payment(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
+        found = [
+            r
+            for r in self._table.rows()
+            if r.environment_id == environment_id and r.payment_id == payment_id
+        ]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    async def pending(self, updated_before: datetime, limit: int) -> Sequence[Refund]:
+        found = [
+            r
+            for r in self._table.rows()
+            if r.status is RefundStatus.PENDING and r.updated_at < updated_before
+        ]
+        return sorted(found, key=lambda r: r.updated_at)[:limit]
+
+
+class InMemoryIdempotencyRepository:
+    def __init__(self, table: _Table[tuple[str, str], IdempotencyRecord]) -> None:
+        self._table = table
+
+    async def get(self, environment_id: str, key: str) -> IdempotencyRecord | None:
+        return self._table.get((environment_id, key))
+
+    async def put(self, record: IdempotencyRecord) -> None:
+        key = (record.environment_id, record.key)
+        if record.version == 1:
+            self._table.add(key, record)
+        else:
+            self._table.update(key, record)
+
+
+class InMemoryOutboxRepository:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.added: list[Notification] = []
+        self.delivered: dict[str, datetime] = {}
+
+    async def add(self, notification: Notification) -> None:
+        self.added.append(notification)
+
+    async def undelivered(self, limit: int) -> Sequence[Notification]:
+        pending = iter(self._store.outbox.values())
+        return [n for _, n in zip(range(limit), pending, strict=False)]
+
+    async def mark_delivered(self, notification_ids: Sequence[str], at: datetime) -> None:
+        self.delivered.update(dict.fromkeys(notification_ids, at))
+
+
+class InMemoryGatewayEventLog:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.added: dict[str, str] = {}
+
+    async def seen(self, event_id: str) -> bool:
+        return event_id in self._store.gateway_events or event_id in self.added
+
+    async def add(self, event_id: str, event_type: str, at: datetime) -> None:
+        self.added[event_id] = event_type
+
+
+class InMemoryUnitOfWork:
+    """One transaction over an `InMemoryStore`; rolls back unless committed."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self.store = store
+        self._reset()
+
+    def _reset(self) -> None:
+        store = self.store
+        self._customers = _Table(store.customers)
+        self._invoices = _Table(store.invoices)
+        self._payments = _Table(store.payments)
+        self._refunds = _Table(store.refunds)
+        self._idempotency = _Table(store.idempotency)
+        self.customers = InMemoryCustomerRepository(self._customers)
+        self.invoices = InMemoryInvoiceRepository(self._invoices)
+        self.payments = InMemoryPaymentRepository(self._payments, store)
+        self.refunds = InMemoryRefundRepository(self._refunds)
+        self.idempotency = InMemoryIdempotencyRepository(self._idempotency)
+        self.outbox = InMemoryOutboxRepository(store)
+        self.gateway_events = InMemoryGatewayEventLog(store)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.rollback()
+
+    async def rollback(self) -> None:
+        self._reset()
+
+    async def commit(self) -> None:
+        try:
+            self._check()
+            self._apply()
+        finally:
+            self._reset()
+
+    def _check(self) -> None:
+        if any(self._idempotency.conflicts()):
+            raise IdempotencyKeyInUse()
+        for table in (self._invoices, self._payments, self._refunds):
+            if any(table.conflicts()):  # type: ignore[attr-defined]
+                raise ConcurrentUpdate()
+        for customer in self._customers.staged.values():
+            others = (
+                c
+                for c in self._customers.rows()
+                if c.environment_id == customer.environment_id
+                and c.external_id == customer.external_id
+                and c.id != customer.id
+            )
+            if (existing := next(others, None)) is not None:
+                raise CustomerAlreadyExists(customer_id=existing.id)
+        for payment in self._payments.staged.values():
+            siblings = [
+                p
+                for p in self.payments.for_invoice(payment.environment_id, payment.invoice_id)
+                if p.id != payment.id
+            ]
+            if payment.is_live and any(p.status in LIVE_STATUSES for p in siblings):
+                raise PaymentInProgress(invoice_id=payment.invoice_id)
+            if payment.status in PAID_STATUSES and any(p.status in PAID_STATUSES for p in siblings):
+                raise InvoiceAlreadyPaid(invoice_id=payment.invoice_id)
+        for event in self.payments.new_events:
+            known = self.store.events.get(event.payment_id, [])
+            if any(e.sequence == event.sequence for e in known):
+                raise ConcurrentUpdate()
+        if any(event_id in self.store.gateway_events for event_id in self.gateway_events.added):
+            raise ConcurrentUpdate()
+
+    def _apply(self) -> None:
+        store = self.store
+        for table in (self._customers, self._invoices, self._refunds, self._idempotency):
+            table.apply()  # type: ignore[attr-defined]
+        for key, payment in self._payments.staged.items():
+            if key in self._payments.inserted:
+                store.payments_by_invoice.setdefault(
+                    (payment.environment_id, payment.invoice_id), []
+                ).append(payment.id)
+            if payment.gateway_tracking_id:
+                store.payments_by_tracking_id[payment.gateway_tracking_id] = key
+        self._payments.apply()
+        for event in self.payments.new_events:
+            store.events.setdefault(event.payment_id, []).append(event)
+        for notification in self.outbox.added:
+            store.outbox[notification.id] = notification
+        for notification_id in self.outbox.delivered:
+            store.outbox.pop(notification_id, None)
+        store.gateway_events.update(self.gateway_events.added)
+        store.commits += 1
+
+
+@attrs.define
+class InMemoryUnitOfWorkFactory:
+    store: InMemoryStore = attrs.Factory(InMemoryStore)
+
+    def __call__(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.store)

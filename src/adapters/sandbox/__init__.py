@@ -1,0 +1,15 @@
+"""The sandbox gateway: an in-process simulation of Stripe's test mode."""
+
+from adapters.sandbox.faults import Fault, SandboxFaults
+from adapters.sandbox.gateway import TEST_CARDS, SandboxPaymentGateway, TestCard
+from adapters.sandbox.store import InMemorySandboxStore, SandboxStore
+
+__all__ = [
+    "TEST_CARDS",
+    "Fault",
+    "InMemorySandboxStore",
+    "SandboxFaults",
+    "SandboxPaymentGateway",
+    "SandboxStore",
+    "TestCard",
+]

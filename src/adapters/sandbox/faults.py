@@ -1,0 +1,68 @@
+"""Faults the sandbox can be told to inject: latency, errors, lost answers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from enum import Enum
+
+import attrs
+
+from core.errors import GatewayError
+from core.gateway import GatewayUnavailable
+
+
+class Fault(str, Enum):
+    # The call fails before the gateway does anything (nothing charged); outcome unknown.
+    ERROR_BEFORE = "error_before"
+    # The gateway does the work, then the answer is lost (a timeout): charged, unknown.
+    TIMEOUT_AFTER = "timeout_after"
+    # The gateway refuses the request for a reason that is not the card's.
+    REJECT = "reject"
+
+
+@attrs.define
+class SandboxFaults:
+    """Planned faults (`plan`, consumed in order per operation) and random ones (`rates`)."""
+
+    latency: float = 0.0
+    plan: dict[str, list[Fault]] = attrs.Factory(dict)
+    rates: dict[Fault, float] = attrs.Factory(dict)
+    seed: int | None = None
+    _random: random.Random = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+
+    def schedule(self, operation: str, *faults: Fault) -> None:
+        self.plan.setdefault(operation, []).extend(faults)
+
+    def clear(self) -> None:
+        self.plan.clear()
+        self.rates.clear()
+        self.latency = 0.0
+
+    def _next(self, operation: str) -> Fault | None:
+        planned = self.plan.get(operation)
+        if planned:
+            return planned.pop(0)
+        for fault, rate in self.rates.items():
+            if self._random.random() < rate:
+                return fault
+        return None
+
+    async def before(self, operation: str) -> Fault | None:
+        """Wait the latency and raise a fault that strikes before the work; return the rest."""
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        fault = self._next(operation)
+        if fault is Fault.ERROR_BEFORE:
+            raise GatewayUnavailable(f"sandbox: injected connection error before {operation}")
+        if fault is Fault.REJECT:
+            raise GatewayError(f"sandbox: injected gateway refusal of {operation}")
+        return fault
+
+    @staticmethod
+    def after(fault: Fault | None, operation: str) -> None:
+        if fault is Fault.TIMEOUT_AFTER:
+            raise GatewayUnavailable(f"sandbox: injected timeout after {operation}")

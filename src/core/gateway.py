@@ -1,0 +1,171 @@
+"""What the core exchanges with a card gateway: plain values, no SDK types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from enum import Enum
+
+import attrs
+
+from core.money import Money
+
+
+class GatewayUnavailable(Exception):
+    """The gateway's answer is unknown (timeout, lost connection): a charge may have happened."""
+
+
+@attrs.frozen
+class GatewayPaymentMethod:
+    """A saved card as the gateway describes it: never more than this."""
+
+    id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    is_default: bool = False
+
+
+@attrs.frozen
+class GatewayCustomer:
+    id: str
+    default_payment_method: GatewayPaymentMethod | None = None
+
+
+class ChargeStatus(str, Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    # The gateway accepted the charge but has not settled it: an event will tell.
+    PROCESSING = "processing"
+
+
+@attrs.frozen
+class GatewayFailure:
+    """A definite refusal: `code` is one of the core's error codes (e.g. `card_declined`)."""
+
+    code: str
+    message: str
+    gateway_code: str | None = None
+    decline_code: str | None = None
+
+
+@attrs.frozen
+class ChargeRequest:
+    amount: Money
+    gateway_customer_id: str
+    payment_method_id: str
+    idempotency_key: str
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ChargeResult:
+    status: ChargeStatus
+    intent_id: str | None = None
+    payment_method_id: str | None = None
+    card_brand: str | None = None
+    card_last4: str | None = None
+    failure: GatewayFailure | None = None
+
+
+@attrs.frozen
+class RefundRequest:
+    intent_id: str
+    amount: Money
+    idempotency_key: str
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+    reason: str | None = None
+
+
+class RefundOutcome(str, Enum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+@attrs.frozen
+class GatewayRefund:
+    id: str
+    outcome: RefundOutcome
+    failure: GatewayFailure | None = None
+
+
+class CheckoutMode(str, Enum):
+    PAYMENT = "payment"
+    SETUP = "setup"
+
+
+class CheckoutSessionStatus(str, Enum):
+    OPEN = "open"
+    COMPLETE = "complete"
+    EXPIRED = "expired"
+
+
+@attrs.frozen
+class CheckoutSessionRequest:
+    mode: CheckoutMode
+    gateway_customer_id: str
+    idempotency_key: str
+    amount: Money | None = None
+    save_card_and_make_default: bool = False
+    success_url: str | None = None
+    cancel_url: str | None = None
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class CheckoutSession:
+    id: str
+    url: str
+    mode: CheckoutMode
+    status: CheckoutSessionStatus
+    gateway_customer_id: str
+    save_card_and_make_default: bool = False
+    paid: bool = False
+    # The completed payment (payment mode), or the card saved (setup mode: its
+    # payment_method_id, card_brand and card_last4).
+    charge: ChargeResult | None = None
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class GatewayEventType(str, Enum):
+    PAYMENT_SUCCEEDED = "payment_intent.succeeded"
+    PAYMENT_FAILED = "payment_intent.payment_failed"
+    REFUND_UPDATED = "refund.updated"
+    CHECKOUT_COMPLETED = "checkout.session.completed"
+    CHECKOUT_EXPIRED = "checkout.session.expired"
+
+
+@attrs.frozen
+class GatewayEvent:
+    """An event from the gateway, already verified and parsed by its adapter.
+
+    `metadata` is what the project attached to the object (payment, invoice, environment ids).
+    """
+
+    id: str
+    type: GatewayEventType
+    created_at: datetime
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+    charge: ChargeResult | None = None
+    session: CheckoutSession | None = None
+    refund: GatewayRefund | None = None
+
+
+# The contract's decline codes that keep their own name; every other decline is card_declined.
+_NAMED_DECLINES = ("insufficient_funds", "expired_card", "authentication_required")
+
+
+def classify_card_error(
+    gateway_code: str | None, decline_code: str | None, message: str
+) -> GatewayFailure:
+    """Map a Stripe card error (its `code` and `decline_code`) to the core's failure code."""
+    code = "card_declined"
+    for candidate in (decline_code, gateway_code):
+        if candidate in _NAMED_DECLINES:
+            code = candidate
+            break
+    return GatewayFailure(
+        code=code, message=message, gateway_code=gateway_code, decline_code=decline_code
+    )

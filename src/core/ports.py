@@ -1,0 +1,239 @@
+"""The ports: what the use cases need from the world, as small Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
+
+import attrs
+
+from core.gateway import (
+    ChargeRequest,
+    ChargeResult,
+    CheckoutSession,
+    CheckoutSessionRequest,
+    GatewayCustomer,
+    GatewayPaymentMethod,
+    GatewayRefund,
+    RefundRequest,
+)
+from core.model import (
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    Notification,
+    Payment,
+    PaymentEvent,
+    PaymentStatus,
+    Refund,
+)
+
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+
+
+class IdGenerator(Protocol):
+    def new_id(self, prefix: str) -> str:
+        """A fresh sortable, unguessable id such as `pay_01K34...`."""
+
+
+class Notifier(Protocol):
+    async def notify(self, notification: Notification) -> None:
+        """Deliver one outbound event; raise to have it retried later."""
+
+
+class PaymentGateway(Protocol):
+    """The card processor (Stripe, or the sandbox that plays it)."""
+
+    async def create_customer(
+        self,
+        *,
+        customer_id: str,
+        environment_id: str,
+        name: str | None,
+        email: str | None,
+        idempotency_key: str,
+    ) -> str:
+        """Create the customer at the gateway and return the gateway's id."""
+
+    async def get_customer(self, gateway_customer_id: str) -> GatewayCustomer:
+        """The customer with its default card; `CustomerNotLinked` when it is gone."""
+
+    async def list_payment_methods(self, gateway_customer_id: str) -> Sequence[GatewayPaymentMethod]:
+        """The customer's saved cards."""
+
+    async def get_payment_method(
+        self, gateway_customer_id: str, payment_method_id: str
+    ) -> GatewayPaymentMethod | None:
+        """The card if it exists and belongs to the customer, else None."""
+
+    async def set_default_payment_method(
+        self, gateway_customer_id: str, payment_method_id: str
+    ) -> None:
+        """Make a saved card the customer's default (idempotent)."""
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Create and confirm an off-session charge; `GatewayUnavailable` if the outcome is unknown."""
+
+    async def find_charge(self, request: ChargeRequest, intent_id: str | None) -> ChargeResult:
+        """The charge's current state: by id when known, else by replaying `request` with its key."""
+
+    async def refund(self, request: RefundRequest) -> GatewayRefund:
+        """Refund part or all of a charge; the same idempotency key never refunds twice."""
+
+    async def create_checkout_session(self, request: CheckoutSessionRequest) -> CheckoutSession:
+        """A hosted page that takes a card (payment or setup mode)."""
+
+    async def get_checkout_session(self, session_id: str) -> CheckoutSession:
+        """The hosted page's current state."""
+
+
+# Storage ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    items: Sequence[T]
+    has_more: bool
+
+
+@attrs.frozen
+class PaymentQuery:
+    environment_id: str
+    limit: int = 20
+    starting_after: str | None = None
+    invoice_id: str | None = None
+    customer_id: str | None = None
+    statuses: frozenset[PaymentStatus] | None = None
+    created_gte: datetime | None = None
+    created_lt: datetime | None = None
+
+
+@attrs.frozen
+class InvoiceQuery:
+    environment_id: str
+    limit: int = 20
+    starting_after: str | None = None
+    customer_id: str | None = None
+    statuses: frozenset[InvoiceStatus] | None = None
+
+
+class IdempotencyState(str, Enum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+@attrs.frozen
+class StoredError:
+    code: str
+    message: str
+    details: dict[str, object] = attrs.field(factory=dict)
+
+
+Resource = Payment | Refund | Customer | Invoice
+
+
+@attrs.frozen
+class IdempotencyRecord:
+    """A request made with an Idempotency-Key, and (once done) what it answered."""
+
+    environment_id: str
+    key: str
+    operation: str
+    fingerprint: str
+    state: IdempotencyState
+    created_at: datetime
+    expires_at: datetime
+    resource: Resource | None = None
+    error: StoredError | None = None
+    version: int = 1
+
+
+class CustomerRepository(Protocol):
+    async def add(self, customer: Customer) -> None: ...
+    async def get(self, environment_id: str, customer_id: str) -> Customer | None: ...
+    async def get_by_external_id(self, environment_id: str, external_id: str) -> Customer | None: ...
+
+
+class InvoiceRepository(Protocol):
+    async def add(self, invoice: Invoice) -> None: ...
+    async def get(self, environment_id: str, invoice_id: str) -> Invoice | None: ...
+    async def update(self, invoice: Invoice) -> None:
+        """Store the new version; `ConcurrentUpdate` at commit if another writer got there first."""
+
+    async def list(self, query: InvoiceQuery) -> Page[Invoice]: ...
+
+
+class PaymentRepository(Protocol):
+    async def add(self, payment: Payment) -> None: ...
+    async def get(self, environment_id: str, payment_id: str) -> Payment | None: ...
+    async def get_by_tracking_id(self, gateway_tracking_id: str) -> Payment | None: ...
+    async def update(self, payment: Payment) -> None:
+        """Store the new version; `ConcurrentUpdate` at commit if another writer got there first."""
+
+    async def live_for_invoice(self, environment_id: str, invoice_id: str) -> Payment | None: ...
+    async def list(self, query: PaymentQuery) -> Page[Payment]: ...
+    async def processing(self, updated_before: datetime, limit: int) -> Sequence[Payment]:
+        """Payments of every environment left `processing` since before `updated_before`."""
+
+    async def add_event(self, event: PaymentEvent) -> None: ...
+    async def events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]: ...
+
+
+class RefundRepository(Protocol):
+    async def add(self, refund: Refund) -> None: ...
+    async def get(self, environment_id: str, refund_id: str) -> Refund | None: ...
+    async def update(self, refund: Refund) -> None: ...
+    async def for_payment(self, environment_id: str, payment_id: str) -> Sequence[Refund]: ...
+    async def pending(self, updated_before: datetime, limit: int) -> Sequence[Refund]: ...
+
+
+class IdempotencyRepository(Protocol):
+    async def get(self, environment_id: str, key: str) -> IdempotencyRecord | None: ...
+    async def put(self, record: IdempotencyRecord) -> None:
+        """Insert (version 1: `IdempotencyKeyInUse` at commit if the key exists) or update."""
+
+
+class OutboxRepository(Protocol):
+    async def add(self, notification: Notification) -> None: ...
+    async def undelivered(self, limit: int) -> Sequence[Notification]: ...
+    async def mark_delivered(self, notification_ids: Sequence[str], at: datetime) -> None: ...
+
+
+class GatewayEventLog(Protocol):
+    async def seen(self, event_id: str) -> bool: ...
+    async def add(self, event_id: str, event_type: str, at: datetime) -> None:
+        """Record a handled event; a second add of the same id fails at commit."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction: rolls back on exit unless `commit` was called."""
+
+    customers: CustomerRepository
+    invoices: InvoiceRepository
+    payments: PaymentRepository
+    refunds: RefundRepository
+    idempotency: IdempotencyRepository
+    outbox: OutboxRepository
+    gateway_events: GatewayEventLog
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...

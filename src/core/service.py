@@ -1,0 +1,1194 @@
+"""The use cases: what Card Checkout does, on any storage and any gateway.
+
+Rule of thumb for every method: read and validate, call the gateway with no transaction
+open, then record the outcome in one short transaction. A CARD payment that succeeds costs
+two commits: one that records it as `processing` before the charge, one for the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Final, TypeVar
+
+import attrs
+
+from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment, SetupCard
+from core.errors import (
+    CheckoutError,
+    ConcurrentUpdate,
+    CustomerAlreadyExists,
+    CustomerNotFound,
+    CustomerNotLinked,
+    GatewayError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InvalidStateTransition,
+    InvoiceNotFound,
+    NoDefaultPaymentMethod,
+    PaymentFailed,
+    PaymentInProgress,
+    PaymentMethodNotFound,
+    PaymentNotFound,
+    RefundExceedsPayment,
+    ValidationError,
+    error_from_code,
+    payment_failure,
+)
+from core.gateway import (
+    ChargeRequest,
+    ChargeResult,
+    ChargeStatus,
+    CheckoutMode,
+    CheckoutSession,
+    CheckoutSessionRequest,
+    CheckoutSessionStatus,
+    GatewayEvent,
+    GatewayEventType,
+    GatewayFailure,
+    GatewayPaymentMethod,
+    GatewayRefund,
+    GatewayUnavailable,
+    RefundOutcome,
+    RefundRequest,
+)
+from core.model import (
+    NOTIFICATION_FOR_STATUS,
+    Actor,
+    Customer,
+    Failure,
+    Invoice,
+    InvoicePaymentStatus,
+    InvoiceStatus,
+    Notification,
+    NotificationType,
+    Payment,
+    PaymentEvent,
+    PaymentMethodType,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from core.money import Money
+from core.ports import (
+    Clock,
+    IdempotencyRecord,
+    IdempotencyState,
+    IdGenerator,
+    InvoiceQuery,
+    Notifier,
+    Page,
+    PaymentGateway,
+    PaymentQuery,
+    Resource,
+    StoredError,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from core.rules import check_payment_matches_invoice
+
+R = TypeVar("R")
+
+IDEMPOTENCY_TTL: Final = timedelta(hours=24)
+# A transaction that lost a race is re-run from a fresh read this many times.
+MAX_ATTEMPTS: Final = 3
+CHECKOUT_EXPIRED: Final = "checkout_expired"
+
+
+@attrs.frozen
+class IdempotentRequest:
+    environment_id: str
+    key: str
+    operation: str
+    fingerprint: str
+
+
+@attrs.frozen
+class ReconcileReport:
+    """What a reconciliation pass did; `unresolved` still needs the gateway (or a person)."""
+
+    examined: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    refunds_settled: int = 0
+    unresolved: tuple[str, ...] = ()
+    needs_attention: tuple[str, ...] = ()
+
+
+def validate_idempotency_key(key: str) -> str:
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ValidationError(
+            "Idempotency-Key must be 1 to 255 printable characters.", field="Idempotency-Key"
+        )
+    return key
+
+
+@attrs.define
+class CheckoutService:
+    uow: UnitOfWorkFactory
+    gateway: PaymentGateway
+    clock: Clock
+    ids: IdGenerator
+    # Past this, a payment still `processing` after reconciliation is reported for a person.
+    attention_after: timedelta = timedelta(hours=1)
+
+    # Customers -------------------------------------------------------------------------
+
+    async def create_customer(
+        self, environment_id: str, command: CreateCustomer, *, idempotency_key: str | None = None
+    ) -> Customer:
+        request = self._idempotent(environment_id, "create_customer", idempotency_key, command)
+        async with self.uow() as uow:
+            if request and (done := await self._find_replay(uow, request)):
+                return self._replay(done, Customer)
+            await self._ensure_new_customer(uow, environment_id, command.external_id)
+        customer_id = self.ids.new_id("cust")
+        gateway_id = command.gateway_customer_id
+        if gateway_id is None:
+            gateway_id = await self._gateway_call(
+                self.gateway.create_customer(
+                    customer_id=customer_id,
+                    environment_id=environment_id,
+                    name=command.name,
+                    email=command.email,
+                    idempotency_key=f"{customer_id}:customer",
+                )
+            )
+        else:
+            await self._gateway_call(self.gateway.get_customer(gateway_id))
+        customer = Customer(
+            id=customer_id,
+            environment_id=environment_id,
+            external_id=command.external_id,
+            name=command.name,
+            email=command.email,
+            gateway_customer_id=gateway_id,
+            created_at=self.clock.now(),
+        )
+        async with self.uow() as uow:
+            if request:
+                claim = await self._claim(uow, request)
+                if isinstance(claim, Customer):
+                    return claim
+            await self._ensure_new_customer(uow, environment_id, command.external_id)
+            await uow.customers.add(customer)
+            if request:
+                await self._finish(uow, request, resource=customer)
+            await uow.commit()
+        return customer
+
+    async def _ensure_new_customer(
+        self, uow: UnitOfWork, environment_id: str, external_id: str
+    ) -> None:
+        existing = await uow.customers.get_by_external_id(environment_id, external_id)
+        if existing is not None:
+            raise CustomerAlreadyExists(customer_id=existing.id)
+
+    async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
+        async with self.uow() as uow:
+            return await self._customer(uow, environment_id, customer_id)
+
+    async def list_payment_methods(
+        self, environment_id: str, customer_id: str
+    ) -> Sequence[GatewayPaymentMethod]:
+        customer = await self.get_customer(environment_id, customer_id)
+        return await self._gateway_call(
+            self.gateway.list_payment_methods(self._gateway_customer_id(customer))
+        )
+
+    async def setup_card(
+        self, environment_id: str, command: SetupCard, *, idempotency_key: str | None = None
+    ) -> CheckoutSession:
+        """A hosted page that saves a card and makes it the customer's default."""
+        customer = await self.get_customer(environment_id, command.customer_id)
+        key = idempotency_key or self.ids.new_id("setup")
+        return await self._gateway_call(
+            self.gateway.create_checkout_session(
+                CheckoutSessionRequest(
+                    mode=CheckoutMode.SETUP,
+                    gateway_customer_id=self._gateway_customer_id(customer),
+                    idempotency_key=f"{environment_id}:{customer.id}:setup:{key}",
+                    save_card_and_make_default=True,
+                    success_url=command.success_url,
+                    cancel_url=command.cancel_url,
+                    metadata={"environment_id": environment_id, "customer_id": customer.id},
+                )
+            )
+        )
+
+    # Invoices --------------------------------------------------------------------------
+
+    async def create_invoice(
+        self, environment_id: str, command: CreateInvoice, *, idempotency_key: str | None = None
+    ) -> Invoice:
+        request = self._idempotent(environment_id, "create_invoice", idempotency_key, command)
+        async with self.uow() as uow:
+            if request:
+                claim = await self._claim(uow, request)
+                if isinstance(claim, Invoice):
+                    return claim
+            await self._customer(uow, environment_id, command.customer_id)
+            now = self.clock.now()
+            finalized = command.status is InvoiceStatus.FINALIZED
+            invoice = Invoice(
+                id=self.ids.new_id("inv"),
+                environment_id=environment_id,
+                customer_id=command.customer_id,
+                amount_due=command.amount_due,
+                status=command.status,
+                external_id=command.external_id,
+                created_at=now,
+                updated_at=now,
+                finalized_at=now if finalized else None,
+            )
+            await uow.invoices.add(invoice)
+            if request:
+                await self._finish(uow, request, resource=invoice)
+            await uow.commit()
+        return invoice
+
+    async def finalize_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
+        return await self._change_invoice(
+            environment_id, invoice_id, lambda inv: inv.finalize(self.clock.now())
+        )
+
+    async def void_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
+        async def void(uow: UnitOfWork) -> Invoice:
+            invoice = await self._invoice(uow, environment_id, invoice_id)
+            live = await uow.payments.live_for_invoice(environment_id, invoice_id)
+            if live is not None:
+                raise PaymentInProgress(
+                    "The invoice has a payment in progress and cannot be voided.",
+                    invoice_id=invoice_id,
+                    payment_id=live.id,
+                )
+            voided = invoice.void(self.clock.now())
+            await uow.invoices.update(voided)
+            await uow.commit()
+            return voided
+
+        return await self._transaction(void)
+
+    async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
+        async with self.uow() as uow:
+            return await self._invoice(uow, environment_id, invoice_id)
+
+    async def list_invoices(self, query: InvoiceQuery) -> Page[Invoice]:
+        async with self.uow() as uow:
+            return await uow.invoices.list(query)
+
+    async def _change_invoice(
+        self, environment_id: str, invoice_id: str, change: Callable[[Invoice], Invoice]
+    ) -> Invoice:
+        async def apply(uow: UnitOfWork) -> Invoice:
+            changed = change(await self._invoice(uow, environment_id, invoice_id))
+            await uow.invoices.update(changed)
+            await uow.commit()
+            return changed
+
+        return await self._transaction(apply)
+
+    # Payments --------------------------------------------------------------------------
+
+    async def create_payment(
+        self, environment_id: str, command: CreatePayment, *, idempotency_key: str | None = None
+    ) -> Payment:
+        """Record a payment for an invoice and, if asked, charge it now.
+
+        Returns the payment (`succeeded`, `initiated`, or `processing` when the gateway's
+        answer is unknown or pending); raises `PaymentFailed` or `GatewayError` when it was
+        recorded and failed.
+        """
+        request = self._idempotent(environment_id, "create_payment", idempotency_key, command)
+        async with self.uow() as uow:
+            if request and (done := await self._find_replay(uow, request)):
+                return self._replay(done, Payment)
+            invoice = await self._invoice(uow, environment_id, command.destination_id)
+            check_payment_matches_invoice(command, invoice)
+            customer = await self._customer(uow, environment_id, invoice.customer_id)
+        card, refusal = None, None
+        charge_now = command.process_payment and command.method_type is PaymentMethodType.CARD
+        if charge_now:
+            card, refusal = await self._select_card(customer, command.payment_method_id)
+
+        async def record(uow: UnitOfWork) -> tuple[Payment, bool]:
+            if request:
+                claim = await self._claim(uow, request)
+                if isinstance(claim, Payment):
+                    return claim, False
+            invoice = await self._invoice(uow, environment_id, command.destination_id)
+            check_payment_matches_invoice(command, invoice)
+            await self._ensure_no_live_payment(uow, invoice)
+            now = self.clock.now()
+            payment, created = Payment.start(
+                at=now,
+                id=self.ids.new_id("pay"),
+                environment_id=environment_id,
+                invoice_id=invoice.id,
+                customer_id=invoice.customer_id,
+                amount=command.amount,
+                method_type=command.method_type,
+                gateway=command.gateway,
+                payment_method_id=command.payment_method_id,
+                save_card_and_make_default=command.save_card_and_make_default,
+                success_url=command.success_url,
+                cancel_url=command.cancel_url,
+                metadata=dict(command.metadata),
+            )
+            await uow.payments.add(payment)
+            await self._record_event(uow, payment, created)
+            if command.process_payment:
+                payment = await self._begin_processing(uow, payment, invoice, card, refusal)
+            if request and (not command.process_payment or payment.failure):
+                await self._finish(uow, request, payment=payment)
+            await uow.commit()
+            return payment, True
+
+        payment, fresh = await self._transaction(record)
+        return await self._after_recorded(payment, request) if fresh else self._outcome(payment)
+
+    async def process_payment(
+        self, environment_id: str, payment_id: str, *, idempotency_key: str | None = None
+    ) -> Payment:
+        """Charge a payment left `initiated` (same outcomes as `create_payment`)."""
+        request = self._idempotent(
+            environment_id, "process_payment", idempotency_key, {"payment_id": payment_id}
+        )
+        async with self.uow() as uow:
+            if request and (done := await self._find_replay(uow, request)):
+                return self._replay(done, Payment)
+            payment = await self._payment(uow, environment_id, payment_id)
+            self._ensure_initiated(payment)
+            customer = await self._customer(uow, environment_id, payment.customer_id)
+            await self._payable_for(uow, payment)
+        card, refusal = None, None
+        if payment.method_type is PaymentMethodType.CARD:
+            card, refusal = await self._select_card(customer, payment.payment_method_id)
+
+        async def record(uow: UnitOfWork) -> tuple[Payment, bool]:
+            if request:
+                claim = await self._claim(uow, request)
+                if isinstance(claim, Payment):
+                    return claim, False
+            current = await self._payment(uow, environment_id, payment_id)
+            self._ensure_initiated(current)
+            invoice = await self._payable_for(uow, current)
+            current = await self._begin_processing(uow, current, invoice, card, refusal)
+            if request and current.failure:
+                await self._finish(uow, request, payment=current)
+            await uow.commit()
+            return current, True
+
+        payment, fresh = await self._transaction(record)
+        return await self._after_recorded(payment, request) if fresh else self._outcome(payment)
+
+    async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
+        async with self.uow() as uow:
+            return await self._payment(uow, environment_id, payment_id)
+
+    async def list_payments(self, query: PaymentQuery) -> Page[Payment]:
+        async with self.uow() as uow:
+            return await uow.payments.list(query)
+
+    async def payment_events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
+        async with self.uow() as uow:
+            await self._payment(uow, environment_id, payment_id)
+            return await uow.payments.events(environment_id, payment_id)
+
+    async def _select_card(
+        self, customer: Customer, payment_method_id: str | None
+    ) -> tuple[GatewayPaymentMethod | None, PaymentFailed | None]:
+        """The card to charge (given, or the customer's default), or why there is none."""
+        gateway_customer = await self._gateway_call(
+            self.gateway.get_customer(self._gateway_customer_id(customer))
+        )
+        if payment_method_id is None:
+            card = gateway_customer.default_payment_method
+            if card is None:
+                return None, NoDefaultPaymentMethod(customer_id=customer.id)
+            return card, None
+        card = await self._gateway_call(
+            self.gateway.get_payment_method(gateway_customer.id, payment_method_id)
+        )
+        if card is None:
+            return None, PaymentMethodNotFound(
+                customer_id=customer.id, payment_method_id=payment_method_id
+            )
+        return card, None
+
+    async def _begin_processing(
+        self,
+        uow: UnitOfWork,
+        payment: Payment,
+        invoice: Invoice,
+        card: GatewayPaymentMethod | None,
+        refusal: PaymentFailed | None,
+    ) -> Payment:
+        """Within the first transaction: move to `processing` before any charge, or fail."""
+        if refusal is not None:
+            failure = Failure(code=refusal.code, message=refusal.message)
+            return await self._settle(uow, payment, PaymentStatus.FAILED, "no usable card",
+                                      Actor.API, failure=failure, invoice=invoice)  # fmt: skip
+        changes: dict[str, object] = {}
+        if card is not None:
+            changes = {
+                "payment_method_id": card.id,
+                "card_brand": card.brand,
+                "card_last4": card.last4,
+            }
+        moved = await self._move(
+            uow, payment, PaymentStatus.PROCESSING, "charge started", Actor.API, **changes
+        )
+        await uow.invoices.update(
+            invoice.with_payment_status(InvoicePaymentStatus.PROCESSING, self.clock.now())
+        )
+        return moved
+
+    async def _after_recorded(
+        self, payment: Payment, request: IdempotentRequest | None
+    ) -> Payment:
+        """Charge (or open the hosted page for) a payment just moved to `processing`."""
+        if payment.status is not PaymentStatus.PROCESSING:
+            return self._outcome(payment)
+        if payment.method_type is PaymentMethodType.PAYMENT_LINK:
+            session = await self._open_payment_link(payment)
+            result = None
+        else:
+            session = None
+            result = await self._charge(payment)
+
+        async def record(uow: UnitOfWork) -> Payment:
+            current = await self._payment(uow, payment.environment_id, payment.id)
+            if session is not None and current.status is PaymentStatus.PROCESSING:
+                current = current.updated(
+                    at=self.clock.now(),
+                    gateway_tracking_id=session.id,
+                    payment_url=session.url,
+                )
+                await uow.payments.update(current)
+            elif result is not None:
+                current = await self._apply_charge(uow, current, result, Actor.API)
+            if request:
+                await self._finish(uow, request, payment=current)
+            await uow.commit()
+            return current
+
+        if request is None and result is None and session is None:
+            return payment
+        return self._outcome(await self._transaction(record))
+
+    async def _charge(self, payment: Payment) -> ChargeResult | GatewayFailure | None:
+        """The gateway's answer to the charge, or None when it is unknown."""
+        async with self.uow() as uow:
+            customer = await self._customer(uow, payment.environment_id, payment.customer_id)
+        try:
+            return await self.gateway.charge(self._charge_request(payment, customer))
+        except GatewayUnavailable:
+            return None
+        except CheckoutError as error:
+            return GatewayFailure(code=GatewayError.code, message=error.message)
+
+    async def _open_payment_link(self, payment: Payment) -> CheckoutSession | None:
+        async with self.uow() as uow:
+            customer = await self._customer(uow, payment.environment_id, payment.customer_id)
+        try:
+            return await self.gateway.create_checkout_session(
+                self._checkout_request(payment, customer)
+            )
+        except GatewayUnavailable:
+            return None
+
+    def _charge_request(self, payment: Payment, customer: Customer) -> ChargeRequest:
+        assert payment.payment_method_id is not None, "a processing card payment has a card"
+        return ChargeRequest(
+            amount=payment.amount,
+            gateway_customer_id=self._gateway_customer_id(customer),
+            payment_method_id=payment.payment_method_id,
+            idempotency_key=payment.charge_idempotency_key,
+            metadata=self._gateway_metadata(payment),
+        )
+
+    def _checkout_request(self, payment: Payment, customer: Customer) -> CheckoutSessionRequest:
+        return CheckoutSessionRequest(
+            mode=CheckoutMode.PAYMENT,
+            gateway_customer_id=self._gateway_customer_id(customer),
+            idempotency_key=f"{payment.id}:checkout",
+            amount=payment.amount,
+            save_card_and_make_default=payment.save_card_and_make_default,
+            success_url=payment.success_url,
+            cancel_url=payment.cancel_url,
+            metadata=self._gateway_metadata(payment),
+        )
+
+    @staticmethod
+    def _gateway_metadata(payment: Payment) -> dict[str, str]:
+        return {
+            "payment_id": payment.id,
+            "invoice_id": payment.invoice_id,
+            "environment_id": payment.environment_id,
+        }
+
+    async def _apply_charge(
+        self,
+        uow: UnitOfWork,
+        payment: Payment,
+        result: ChargeResult | GatewayFailure,
+        actor: Actor,
+    ) -> Payment:
+        """Record a definite answer from the gateway; a payment never moves backwards."""
+        if payment.status is not PaymentStatus.PROCESSING:
+            return payment
+        if isinstance(result, GatewayFailure):
+            result = ChargeResult(status=ChargeStatus.FAILED, failure=result)
+        found: dict[str, object] = {}
+        for field, value in (
+            ("gateway_tracking_id", result.intent_id),
+            ("payment_method_id", result.payment_method_id),
+            ("card_brand", result.card_brand),
+            ("card_last4", result.card_last4),
+        ):
+            if value is not None:
+                found[field] = value
+        if result.status is ChargeStatus.SUCCEEDED:
+            return await self._settle(
+                uow, payment, PaymentStatus.SUCCEEDED, "charge succeeded", actor, **found
+            )
+        if result.status is ChargeStatus.FAILED:
+            failure = result.failure or GatewayFailure(GatewayError.code, "The charge failed.")
+            return await self._settle(
+                uow,
+                payment,
+                PaymentStatus.FAILED,
+                f"charge failed: {failure.code}",
+                actor,
+                failure=Failure(
+                    code=failure.code,
+                    message=failure.message,
+                    gateway_code=failure.gateway_code,
+                    decline_code=failure.decline_code,
+                ),
+                **found,
+            )
+        if found and any(getattr(payment, k) != v for k, v in found.items()):
+            payment = payment.updated(at=self.clock.now(), **found)
+            await uow.payments.update(payment)
+        return payment
+
+    async def _settle(
+        self,
+        uow: UnitOfWork,
+        payment: Payment,
+        target: PaymentStatus,
+        reason: str,
+        actor: Actor,
+        *,
+        invoice: Invoice | None = None,
+        **changes: object,
+    ) -> Payment:
+        """Succeed or fail a payment and reconcile its invoice in the same transaction."""
+        moved = await self._move(uow, payment, target, reason, actor, **changes)
+        invoice = invoice or await self._invoice(uow, payment.environment_id, payment.invoice_id)
+        now = self.clock.now()
+        if target is PaymentStatus.SUCCEEDED:
+            paid = invoice.record_payment(moved.amount, now)
+            await uow.invoices.update(paid)
+            await self._notify(
+                uow,
+                NotificationType.INVOICE_PAID,
+                paid.environment_id,
+                invoice_id=paid.id,
+                payment_id=moved.id,
+                customer_id=paid.customer_id,
+                amount_paid=str(paid.amount_paid),
+                currency=paid.currency.code,
+            )
+        else:
+            await uow.invoices.update(
+                invoice.with_payment_status(InvoicePaymentStatus.FAILED, now)
+            )
+        return moved
+
+    async def _move(
+        self,
+        uow: UnitOfWork,
+        payment: Payment,
+        target: PaymentStatus,
+        reason: str,
+        actor: Actor,
+        **changes: object,
+    ) -> Payment:
+        moved, event = payment.transition(
+            target, at=self.clock.now(), reason=reason, actor=actor, **changes
+        )
+        await uow.payments.update(moved)
+        await self._record_event(uow, moved, event)
+        return moved
+
+    async def _record_event(self, uow: UnitOfWork, payment: Payment, event: PaymentEvent) -> None:
+        await uow.payments.add_event(event)
+        await self._notify(
+            uow,
+            NOTIFICATION_FOR_STATUS[event.to_status],
+            payment.environment_id,
+            payment_id=payment.id,
+            invoice_id=payment.invoice_id,
+            customer_id=payment.customer_id,
+            payment_status=payment.status.value,
+            amount=str(payment.amount),
+            currency=payment.currency.code,
+            amount_refunded=str(payment.amount_refunded),
+            error_code=payment.failure.code if payment.failure else None,
+        )
+
+    async def _notify(
+        self, uow: UnitOfWork, kind: NotificationType, environment_id: str, **data: str | None
+    ) -> None:
+        await uow.outbox.add(
+            Notification(
+                id=self.ids.new_id("evt"),
+                environment_id=environment_id,
+                type=kind,
+                occurred_at=self.clock.now(),
+                data=data,
+            )
+        )
+
+    def _outcome(self, payment: Payment) -> Payment:
+        """Return the payment, or raise the error that says why it failed."""
+        if payment.status is PaymentStatus.FAILED and payment.failure is not None:
+            raise self._failure_error(payment)
+        return payment
+
+    @staticmethod
+    def _failure_error(payment: Payment) -> CheckoutError:
+        failure = payment.failure
+        assert failure is not None
+        return payment_failure(
+            failure.code,
+            failure.message,
+            payment_id=payment.id,
+            customer_id=payment.customer_id,
+            invoice_id=payment.invoice_id,
+            stripe_error_code=failure.gateway_code,
+            decline_code=failure.decline_code,
+        )
+
+    def _ensure_initiated(self, payment: Payment) -> None:
+        if payment.status is not PaymentStatus.INITIATED:
+            raise InvalidStateTransition(
+                f"Only an initiated payment can be processed; this one is "
+                f"{payment.status.value}.",
+                payment_id=payment.id,
+                expected=PaymentStatus.INITIATED.value,
+                actual=payment.status.value,
+            )
+
+    async def _payable_for(self, uow: UnitOfWork, payment: Payment) -> Invoice:
+        invoice = await self._invoice(uow, payment.environment_id, payment.invoice_id)
+        invoice.ensure_payable()
+        if payment.amount != invoice.amount_remaining:
+            raise ValidationError(
+                "The invoice changed since this payment was created; its amount no longer "
+                "matches what remains.",
+                field="amount",
+                expected=str(invoice.amount_remaining),
+                actual=str(payment.amount),
+            )
+        return invoice
+
+    async def _ensure_no_live_payment(self, uow: UnitOfWork, invoice: Invoice) -> None:
+        live = await uow.payments.live_for_invoice(invoice.environment_id, invoice.id)
+        if live is not None:
+            raise PaymentInProgress(invoice_id=invoice.id, payment_id=live.id)
+
+    # Refunds ---------------------------------------------------------------------------
+
+    async def refund_payment(
+        self, environment_id: str, command: RefundPayment, *, idempotency_key: str | None = None
+    ) -> Refund:
+        """Refund all (the default) or part of a succeeded payment, never more than paid."""
+        request = self._idempotent(environment_id, "refund_payment", idempotency_key, command)
+
+        async def reserve(uow: UnitOfWork) -> tuple[Refund, bool]:
+            if request:
+                claim = await self._claim(uow, request)
+                if isinstance(claim, Refund):
+                    return claim, False
+            payment = await self._payment(uow, environment_id, command.payment_id)
+            if payment.status not in (
+                PaymentStatus.SUCCEEDED,
+                PaymentStatus.PARTIALLY_REFUNDED,
+            ):
+                raise InvalidStateTransition(
+                    f"Only a succeeded payment can be refunded; this one is "
+                    f"{payment.status.value}.",
+                    payment_id=payment.id,
+                    actual=payment.status.value,
+                )
+            amount = (
+                Money.of(command.amount, payment.currency)
+                if command.amount is not None
+                else payment.refundable
+            )
+            if amount > payment.refundable or not amount.is_positive:
+                raise RefundExceedsPayment(
+                    payment_id=payment.id,
+                    field="amount",
+                    expected=f"at most {payment.refundable}",
+                    actual=str(amount),
+                )
+            now = self.clock.now()
+            refund = Refund(
+                id=self.ids.new_id("re"),
+                environment_id=environment_id,
+                payment_id=payment.id,
+                invoice_id=payment.invoice_id,
+                amount=amount,
+                status=RefundStatus.PENDING,
+                reason=command.reason,
+                created_at=now,
+                updated_at=now,
+            )
+            await uow.refunds.add(refund)
+            await uow.payments.update(
+                payment.updated(at=now, refund_reserved=payment.refund_reserved + amount)
+            )
+            await uow.commit()
+            return refund, True
+
+        refund, fresh = await self._transaction(reserve)
+        if not fresh:
+            return self._refund_outcome(refund)
+        answer = await self._send_refund(refund)
+
+        async def record(uow: UnitOfWork) -> Refund:
+            current = await self._refund(uow, environment_id, refund.id)
+            if answer is not None:
+                current = await self._apply_refund(uow, current, answer, Actor.API)
+            if request:
+                await self._finish(uow, request, resource=current)
+            await uow.commit()
+            return current
+
+        if answer is None and request is None:
+            return refund
+        return self._refund_outcome(await self._transaction(record))
+
+    async def _send_refund(self, refund: Refund) -> GatewayRefund | None:
+        async with self.uow() as uow:
+            payment = await self._payment(uow, refund.environment_id, refund.payment_id)
+        assert payment.gateway_tracking_id is not None, "a succeeded payment has its charge id"
+        try:
+            return await self.gateway.refund(
+                RefundRequest(
+                    intent_id=payment.gateway_tracking_id,
+                    amount=refund.amount,
+                    idempotency_key=refund.idempotency_key,
+                    reason=refund.reason,
+                    metadata={
+                        "refund_id": refund.id,
+                        "payment_id": payment.id,
+                        "environment_id": payment.environment_id,
+                    },
+                )
+            )
+        except GatewayUnavailable:
+            return None
+        except CheckoutError as error:
+            return GatewayRefund(
+                id="",
+                outcome=RefundOutcome.FAILED,
+                failure=GatewayFailure(GatewayError.code, error.message),
+            )
+
+    async def _apply_refund(
+        self, uow: UnitOfWork, refund: Refund, answer: GatewayRefund, actor: Actor
+    ) -> Refund:
+        if refund.status is not RefundStatus.PENDING or answer.outcome is RefundOutcome.PENDING:
+            if answer.id and refund.gateway_refund_id is None:
+                refund = attrs.evolve(refund, gateway_refund_id=answer.id, version=refund.version + 1)
+                await uow.refunds.update(refund)
+            return refund
+        now = self.clock.now()
+        payment = await self._payment(uow, refund.environment_id, refund.payment_id)
+        released = payment.refund_reserved - refund.amount
+        if answer.outcome is RefundOutcome.FAILED:
+            failure = answer.failure or GatewayFailure(GatewayError.code, "The refund failed.")
+            settled = refund.settled(
+                RefundStatus.FAILED,
+                at=now,
+                gateway_refund_id=answer.id or None,
+                failure=Failure(failure.code, failure.message, failure.gateway_code),
+            )
+            await uow.refunds.update(settled)
+            await uow.payments.update(payment.updated(at=now, refund_reserved=released))
+            return settled
+        settled = refund.settled(RefundStatus.SUCCEEDED, at=now, gateway_refund_id=answer.id)
+        await uow.refunds.update(settled)
+        refunded = payment.amount_refunded + refund.amount
+        fully = refunded == payment.amount
+        target = PaymentStatus.REFUNDED if fully else PaymentStatus.PARTIALLY_REFUNDED
+        await self._move(
+            uow,
+            payment,
+            target,
+            f"refund {refund.id} of {refund.amount}",
+            actor,
+            amount_refunded=refunded,
+            refund_reserved=released,
+        )
+        invoice = await self._invoice(uow, refund.environment_id, refund.invoice_id)
+        await uow.invoices.update(invoice.record_refund(refund.amount, fully_refunded=fully, at=now))
+        return settled
+
+    def _refund_outcome(self, refund: Refund) -> Refund:
+        if refund.status is RefundStatus.FAILED and refund.failure is not None:
+            raise GatewayError(
+                refund.failure.message,
+                refund_id=refund.id,
+                payment_id=refund.payment_id,
+                stripe_error_code=refund.failure.gateway_code,
+            )
+        return refund
+
+    async def get_refund(self, environment_id: str, refund_id: str) -> Refund:
+        async with self.uow() as uow:
+            return await self._refund(uow, environment_id, refund_id)
+
+    async def list_refunds(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
+        async with self.uow() as uow:
+            await self._payment(uow, environment_id, payment_id)
+            return await uow.refunds.for_payment(environment_id, payment_id)
+
+    # Gateway events and reconciliation --------------------------------------------------
+
+    async def handle_gateway_event(self, event: GatewayEvent) -> None:
+        """Apply a verified gateway event exactly once; never moves a payment backwards."""
+        async with self.uow() as uow:
+            if await uow.gateway_events.seen(event.id):
+                return
+        session = event.session
+        if (
+            event.type is GatewayEventType.CHECKOUT_COMPLETED
+            and session is not None
+            and session.charge is not None
+            and session.charge.payment_method_id is not None
+            and (session.mode is CheckoutMode.SETUP or session.save_card_and_make_default)
+        ):
+            # Idempotent at the gateway, so a retried event may repeat it safely.
+            await self._gateway_call(
+                self.gateway.set_default_payment_method(
+                    session.gateway_customer_id, session.charge.payment_method_id
+                )
+            )
+
+        async def apply(uow: UnitOfWork) -> None:
+            if await uow.gateway_events.seen(event.id):
+                return
+            await self._apply_event(uow, event)
+            await uow.gateway_events.add(event.id, event.type.value, self.clock.now())
+            await uow.commit()
+
+        await self._transaction(apply)
+
+    async def _apply_event(self, uow: UnitOfWork, event: GatewayEvent) -> None:
+        payment = await self._event_payment(uow, event)
+        if event.type is GatewayEventType.REFUND_UPDATED:
+            refund_id = event.metadata.get("refund_id")
+            environment_id = event.metadata.get("environment_id")
+            if event.refund is None or refund_id is None or environment_id is None:
+                return
+            refund = await uow.refunds.get(environment_id, refund_id)
+            if refund is not None:
+                await self._apply_refund(uow, refund, event.refund, Actor.WEBHOOK)
+            return
+        if payment is None:
+            return
+        if event.type in (GatewayEventType.PAYMENT_SUCCEEDED, GatewayEventType.PAYMENT_FAILED):
+            if event.charge is not None:
+                await self._apply_charge(uow, payment, event.charge, Actor.WEBHOOK)
+        elif event.type is GatewayEventType.CHECKOUT_COMPLETED and event.session is not None:
+            await self._apply_session(uow, payment, event.session, Actor.WEBHOOK)
+        elif event.type is GatewayEventType.CHECKOUT_EXPIRED and event.session is not None:
+            await self._apply_session(uow, payment, event.session, Actor.WEBHOOK)
+
+    async def _event_payment(self, uow: UnitOfWork, event: GatewayEvent) -> Payment | None:
+        payment_id = event.metadata.get("payment_id")
+        environment_id = event.metadata.get("environment_id")
+        if payment_id and environment_id:
+            return await uow.payments.get(environment_id, payment_id)
+        tracking = (event.charge.intent_id if event.charge else None) or (
+            event.session.id if event.session else None
+        )
+        return await uow.payments.get_by_tracking_id(tracking) if tracking else None
+
+    async def _apply_session(
+        self, uow: UnitOfWork, payment: Payment, session: CheckoutSession, actor: Actor
+    ) -> Payment:
+        if session.mode is not CheckoutMode.PAYMENT:
+            return payment
+        if session.status is CheckoutSessionStatus.COMPLETE and session.paid:
+            charge = session.charge or ChargeResult(status=ChargeStatus.SUCCEEDED)
+            return await self._apply_charge(
+                uow, payment, attrs.evolve(charge, status=ChargeStatus.SUCCEEDED), actor
+            )
+        if session.status is CheckoutSessionStatus.EXPIRED:
+            return await self._apply_charge(
+                uow,
+                payment,
+                GatewayFailure(CHECKOUT_EXPIRED, "The payment link expired before it was paid."),
+                actor,
+            )
+        return payment
+
+    async def reconcile(
+        self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 100
+    ) -> ReconcileReport:
+        """Ask the gateway about payments and refunds left in flight; apply definite answers."""
+        now = self.clock.now()
+        async with self.uow() as uow:
+            stuck = await uow.payments.processing(now - older_than, limit)
+            pending_refunds = await uow.refunds.pending(now - older_than, limit)
+        succeeded = failed = refunds_settled = 0
+        unresolved: list[str] = []
+        attention: list[str] = []
+        for payment in stuck:
+            settled = await self._reconcile_payment(payment)
+            if settled is PaymentStatus.SUCCEEDED:
+                succeeded += 1
+            elif settled is PaymentStatus.FAILED:
+                failed += 1
+            else:
+                unresolved.append(payment.id)
+                card = payment.method_type is PaymentMethodType.CARD
+                if card and now - payment.updated_at >= self.attention_after:
+                    attention.append(payment.id)
+        for refund in pending_refunds:
+            answer = await self._send_refund(refund)
+            if answer is None or answer.outcome is RefundOutcome.PENDING:
+                unresolved.append(refund.id)
+                continue
+
+            async def record(uow: UnitOfWork, refund: Refund = refund,
+                             answer: GatewayRefund = answer) -> None:  # fmt: skip
+                current = await self._refund(uow, refund.environment_id, refund.id)
+                await self._apply_refund(uow, current, answer, Actor.RECONCILER)
+                await uow.commit()
+
+            await self._transaction(record)
+            refunds_settled += 1
+        return ReconcileReport(
+            examined=len(stuck) + len(pending_refunds),
+            succeeded=succeeded,
+            failed=failed,
+            refunds_settled=refunds_settled,
+            unresolved=tuple(unresolved),
+            needs_attention=tuple(attention),
+        )
+
+    async def _reconcile_payment(self, payment: Payment) -> PaymentStatus | None:
+        """Settle one `processing` payment if the gateway knows its outcome."""
+        answer: ChargeResult | CheckoutSession | None
+        try:
+            if payment.method_type is PaymentMethodType.PAYMENT_LINK:
+                if payment.gateway_tracking_id is None:
+                    answer = await self._open_payment_link(payment)
+                else:
+                    answer = await self.gateway.get_checkout_session(payment.gateway_tracking_id)
+            else:
+                async with self.uow() as uow:
+                    customer = await self._customer(
+                        uow, payment.environment_id, payment.customer_id
+                    )
+                answer = await self.gateway.find_charge(
+                    self._charge_request(payment, customer), payment.gateway_tracking_id
+                )
+        except (GatewayUnavailable, CheckoutError):
+            return None
+        if answer is None:
+            return None
+
+        async def record(uow: UnitOfWork) -> Payment:
+            current = await self._payment(uow, payment.environment_id, payment.id)
+            if isinstance(answer, CheckoutSession):
+                if current.gateway_tracking_id is None and current.status is PaymentStatus.PROCESSING:
+                    current = current.updated(
+                        at=self.clock.now(), gateway_tracking_id=answer.id, payment_url=answer.url
+                    )
+                    await uow.payments.update(current)
+                current = await self._apply_session(uow, current, answer, Actor.RECONCILER)
+            else:
+                current = await self._apply_charge(uow, current, answer, Actor.RECONCILER)
+            await uow.commit()
+            return current
+
+        settled = await self._transaction(record)
+        return settled.status if settled.status is not PaymentStatus.PROCESSING else None
+
+    # Notifications ---------------------------------------------------------------------
+
+    async def deliver_notifications(self, notifier: Notifier, *, limit: int = 100) -> int:
+        """Deliver what the outbox holds, at least once; returns how many were delivered."""
+        async with self.uow() as uow:
+            pending = await uow.outbox.undelivered(limit)
+        delivered: list[str] = []
+        for notification in pending:
+            try:
+                await notifier.notify(notification)
+            except Exception:  # noqa: BLE001 - a failing notifier is retried on the next pass
+                break
+            delivered.append(notification.id)
+        if delivered:
+            async with self.uow() as uow:
+                await uow.outbox.mark_delivered(delivered, self.clock.now())
+                await uow.commit()
+        return len(delivered)
+
+    # Shared helpers --------------------------------------------------------------------
+
+    async def _transaction(self, work: Callable[[UnitOfWork], Awaitable[R]]) -> R:
+        """Run `work` in a fresh unit of work, re-running it if it lost a race."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self.uow() as uow:
+                    return await work(uow)
+            except ConcurrentUpdate:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _gateway_call(self, call: Awaitable[R]) -> R:
+        """A gateway call that charges nothing: an unknown outcome is just a gateway error."""
+        try:
+            return await call
+        except GatewayUnavailable:
+            raise GatewayError(
+                "The payment gateway did not answer in time; nothing was charged."
+            ) from None
+
+    @staticmethod
+    def _gateway_customer_id(customer: Customer) -> str:
+        if customer.gateway_customer_id is None:
+            raise CustomerNotLinked(customer_id=customer.id)
+        return customer.gateway_customer_id
+
+    async def _invoice(self, uow: UnitOfWork, environment_id: str, invoice_id: str) -> Invoice:
+        invoice = await uow.invoices.get(environment_id, invoice_id)
+        if invoice is None:
+            raise InvoiceNotFound(invoice_id=invoice_id)
+        return invoice
+
+    async def _customer(self, uow: UnitOfWork, environment_id: str, customer_id: str) -> Customer:
+        customer = await uow.customers.get(environment_id, customer_id)
+        if customer is None:
+            raise CustomerNotFound(customer_id=customer_id)
+        return customer
+
+    async def _payment(self, uow: UnitOfWork, environment_id: str, payment_id: str) -> Payment:
+        payment = await uow.payments.get(environment_id, payment_id)
+        if payment is None:
+            raise PaymentNotFound(payment_id=payment_id)
+        return payment
+
+    async def _refund(self, uow: UnitOfWork, environment_id: str, refund_id: str) -> Refund:
+        refund = await uow.refunds.get(environment_id, refund_id)
+        if refund is None:
+            raise PaymentNotFound(f"No refund {refund_id} exists in this environment.")
+        return refund
+
+    # Idempotency -----------------------------------------------------------------------
+
+    def _idempotent(
+        self, environment_id: str, operation: str, key: str | None, command: object
+    ) -> IdempotentRequest | None:
+        if key is None:
+            return None
+        fingerprint = (
+            command.fingerprint()  # type: ignore[attr-defined]
+            if hasattr(command, "fingerprint")
+            else repr(sorted(dict(command).items()))  # type: ignore[call-overload]
+        )
+        return IdempotentRequest(
+            environment_id, validate_idempotency_key(key), operation, fingerprint
+        )
+
+    async def _find_replay(
+        self, uow: UnitOfWork, request: IdempotentRequest
+    ) -> IdempotencyRecord | None:
+        """The finished record to replay; raises if the key is busy or was used otherwise."""
+        record = await uow.idempotency.get(request.environment_id, request.key)
+        return self._replayable(record, request)
+
+    def _replayable(
+        self, record: IdempotencyRecord | None, request: IdempotentRequest
+    ) -> IdempotencyRecord | None:
+        if record is None or record.expires_at <= self.clock.now():
+            return None
+        if record.operation != request.operation or record.fingerprint != request.fingerprint:
+            raise IdempotencyKeyReused()
+        if record.state is IdempotencyState.IN_PROGRESS:
+            raise IdempotencyKeyInUse()
+        return record
+
+    async def _claim(self, uow: UnitOfWork, request: IdempotentRequest) -> Resource | None:
+        """Take the key inside this transaction, or return what it already answered."""
+        existing = await uow.idempotency.get(request.environment_id, request.key)
+        done = self._replayable(existing, request)
+        if done is not None:
+            return self._replay(done, object)
+        now = self.clock.now()
+        await uow.idempotency.put(
+            IdempotencyRecord(
+                environment_id=request.environment_id,
+                key=request.key,
+                operation=request.operation,
+                fingerprint=request.fingerprint,
+                state=IdempotencyState.IN_PROGRESS,
+                created_at=now,
+                expires_at=now + IDEMPOTENCY_TTL,
+                version=existing.version + 1 if existing else 1,
+            )
+        )
+        return None
+
+    async def _finish(
+        self,
+        uow: UnitOfWork,
+        request: IdempotentRequest,
+        *,
+        resource: Resource | None = None,
+        payment: Payment | None = None,
+    ) -> None:
+        """Store the final answer to an idempotent request, with the change it made."""
+        error: StoredError | None = None
+        if payment is not None:
+            resource = payment
+            if payment.status is PaymentStatus.FAILED and payment.failure is not None:
+                failed = self._failure_error(payment)
+                error = StoredError(failed.code, failed.message, dict(failed.details))
+        if isinstance(resource, Refund) and resource.status is RefundStatus.FAILED:
+            try:
+                self._refund_outcome(resource)
+            except CheckoutError as failed:
+                error = StoredError(failed.code, failed.message, dict(failed.details))
+        record = await uow.idempotency.get(request.environment_id, request.key)
+        if record is None or record.state is not IdempotencyState.IN_PROGRESS:
+            raise IdempotencyKeyInUse()
+        await uow.idempotency.put(
+            attrs.evolve(
+                record,
+                state=IdempotencyState.COMPLETED,
+                resource=resource,
+                error=error,
+                version=record.version + 1,
+            )
+        )
+
+    @staticmethod
+    def _replay(record: IdempotencyRecord, kind: type[R]) -> R:
+        if record.error is not None:
+            raise error_from_code(record.error.code, record.error.message, record.error.details)
+        if kind is not object and not isinstance(record.resource, kind):
+            raise IdempotencyKeyReused()
+        return record.resource  # type: ignore[return-value]
+

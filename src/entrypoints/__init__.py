@@ -1,0 +1,1 @@
+"""Entrypoints: the composition root, and what users run (library, CLI, HTTP)."""

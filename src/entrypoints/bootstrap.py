@@ -1,0 +1,329 @@
+"""The composition root: builds Card Checkout from settings or explicit adapters.
+
+`bootstrap()` with no arguments gives in-memory storage and the sandbox gateway. Nothing is
+built at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import attrs
+
+from adapters.clock import SystemClock
+from adapters.ids import UlidIdGenerator
+from adapters.memory import InMemoryUnitOfWorkFactory
+from adapters.notifiers import RecordingNotifier
+from adapters.sandbox import SandboxFaults, SandboxPaymentGateway
+from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment, SetupCard
+from core.errors import ValidationError
+from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
+from core.model import (
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentEvent,
+    PaymentStatus,
+    Refund,
+)
+from core.ports import (
+    Clock,
+    IdGenerator,
+    InvoiceQuery,
+    Notifier,
+    Page,
+    PaymentGateway,
+    PaymentQuery,
+    UnitOfWorkFactory,
+)
+from core.rules import (
+    parse_create_customer,
+    parse_create_invoice,
+    parse_create_payment,
+    parse_refund,
+    parse_setup_card,
+)
+from core.service import CheckoutService, ReconcileReport
+
+T = TypeVar("T")
+Body = Mapping[str, object]
+
+
+@attrs.frozen
+class Settings:
+    """Everything that can be configured, with the embedded defaults."""
+
+    database_url: str | None = None
+    stripe_secret_key: str | None = None
+    stripe_api_base: str | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
+            stripe_api_base=env.get("STRIPE_API_BASE") or None,
+            public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+        )
+
+
+def _parsed(body: T | Body, parse: Callable[[object], T], kind: type[T]) -> T:
+    return body if isinstance(body, kind) else parse(body)
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= 100:
+        raise ValidationError("limit must be between 1 and 100.", field="limit")
+    return limit
+
+
+def _payment_statuses(status: str | None) -> frozenset[PaymentStatus] | None:
+    if status is None:
+        return None
+    try:
+        return frozenset({PaymentStatus(status.lower())})
+    except ValueError:
+        raise ValidationError(
+            f"payment_status must be one of {', '.join(s.value for s in PaymentStatus)}.",
+            field="payment_status",
+        ) from None
+
+
+@attrs.define
+class CardCheckout:
+    """The in-process library: each async method is one route of the HTTP API.
+
+    Bodies may be plain mappings (as parsed from JSON, with Decimal numbers) or commands.
+    Errors are the core's exceptions, each with the contract's `code`.
+    """
+
+    service: CheckoutService
+    gateway: PaymentGateway
+    notifier: Notifier
+    # Deliver outbound notifications right after each change (the library's default; the
+    # server runs a dispatcher instead).
+    dispatch_inline: bool = True
+
+    @property
+    def sandbox(self) -> SandboxPaymentGateway | None:
+        return self.gateway if isinstance(self.gateway, SandboxPaymentGateway) else None
+
+    async def _changed(self, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        finally:
+            if self.dispatch_inline:
+                await self.deliver_notifications()
+
+    # Customers
+
+    async def create_customer(
+        self, environment_id: str, body: CreateCustomer | Body, *, idempotency_key: str | None = None
+    ) -> Customer:
+        command = _parsed(body, parse_create_customer, CreateCustomer)
+        return await self.service.create_customer(
+            environment_id, command, idempotency_key=idempotency_key
+        )
+
+    async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
+        return await self.service.get_customer(environment_id, customer_id)
+
+    async def list_payment_methods(
+        self, environment_id: str, customer_id: str
+    ) -> Sequence[GatewayPaymentMethod]:
+        return await self.service.list_payment_methods(environment_id, customer_id)
+
+    async def setup_card(
+        self,
+        environment_id: str,
+        customer_id: str,
+        body: Body | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> CheckoutSession:
+        command = parse_setup_card(customer_id, body)
+        return await self.service.setup_card(environment_id, command, idempotency_key=idempotency_key)
+
+    # Invoices
+
+    async def create_invoice(
+        self, environment_id: str, body: CreateInvoice | Body, *, idempotency_key: str | None = None
+    ) -> Invoice:
+        command = _parsed(body, parse_create_invoice, CreateInvoice)
+        return await self.service.create_invoice(
+            environment_id, command, idempotency_key=idempotency_key
+        )
+
+    async def finalize_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
+        return await self.service.finalize_invoice(environment_id, invoice_id)
+
+    async def void_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
+        return await self.service.void_invoice(environment_id, invoice_id)
+
+    async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
+        return await self.service.get_invoice(environment_id, invoice_id)
+
+    async def list_invoices(
+        self,
+        environment_id: str,
+        *,
+        customer_id: str | None = None,
+        invoice_status: str | None = None,
+        limit: int = 20,
+        starting_after: str | None = None,
+    ) -> Page[Invoice]:
+        statuses = None
+        if invoice_status is not None:
+            try:
+                statuses = frozenset({InvoiceStatus(invoice_status.upper())})
+            except ValueError:
+                raise ValidationError(
+                    "invoice_status must be DRAFT, FINALIZED or VOIDED.", field="invoice_status"
+                ) from None
+        return await self.service.list_invoices(
+            InvoiceQuery(
+                environment_id=environment_id,
+                customer_id=customer_id,
+                statuses=statuses,
+                limit=_limit(limit),
+                starting_after=starting_after,
+            )
+        )
+
+    # Payments
+
+    async def create_payment(
+        self, environment_id: str, body: CreatePayment | Body, *, idempotency_key: str | None = None
+    ) -> Payment:
+        command = _parsed(body, parse_create_payment, CreatePayment)
+        return await self._changed(
+            self.service.create_payment(environment_id, command, idempotency_key=idempotency_key)
+        )
+
+    async def process_payment(
+        self, environment_id: str, payment_id: str, *, idempotency_key: str | None = None
+    ) -> Payment:
+        return await self._changed(
+            self.service.process_payment(
+                environment_id, payment_id, idempotency_key=idempotency_key
+            )
+        )
+
+    async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
+        return await self.service.get_payment(environment_id, payment_id)
+
+    async def list_payments(
+        self,
+        environment_id: str,
+        *,
+        destination_id: str | None = None,
+        customer_id: str | None = None,
+        payment_status: str | None = None,
+        created_gte: datetime | None = None,
+        created_lt: datetime | None = None,
+        limit: int = 20,
+        starting_after: str | None = None,
+    ) -> Page[Payment]:
+        return await self.service.list_payments(
+            PaymentQuery(
+                environment_id=environment_id,
+                invoice_id=destination_id,
+                customer_id=customer_id,
+                statuses=_payment_statuses(payment_status),
+                created_gte=created_gte,
+                created_lt=created_lt,
+                limit=_limit(limit),
+                starting_after=starting_after,
+            )
+        )
+
+    async def payment_events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
+        return await self.service.payment_events(environment_id, payment_id)
+
+    async def refund_payment(
+        self,
+        environment_id: str,
+        payment_id: str,
+        body: RefundPayment | Body | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Refund:
+        command = body if isinstance(body, RefundPayment) else parse_refund(payment_id, body)
+        return await self._changed(
+            self.service.refund_payment(environment_id, command, idempotency_key=idempotency_key)
+        )
+
+    async def list_refunds(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
+        return await self.service.list_refunds(environment_id, payment_id)
+
+    # Gateway events, reconciliation, notifications
+
+    async def handle_gateway_event(self, event: GatewayEvent) -> None:
+        await self._changed(self.service.handle_gateway_event(event))
+
+    async def reconcile(
+        self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 100
+    ) -> ReconcileReport:
+        return await self._changed(self.service.reconcile(older_than=older_than, limit=limit))
+
+    async def deliver_notifications(self) -> int:
+        delivered = 0
+        while batch := await self.service.deliver_notifications(self.notifier):
+            delivered += batch
+        return delivered
+
+    async def complete_sandbox_checkout(self, session_id: str, card_number: str) -> GatewayEvent:
+        """Play a customer typing `card_number` on a sandbox hosted page."""
+        if self.sandbox is None:
+            raise ValidationError("Hosted pages are completed by the customer at Stripe.")
+        return await self.sandbox.complete_checkout_session(session_id, card_number)
+
+    async def aclose(self) -> None:
+        """Release what the adapters hold (connections, clients)."""
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    uow: UnitOfWorkFactory | None = None,
+    gateway: PaymentGateway | None = None,
+    notifier: Notifier | None = None,
+    clock: Clock | None = None,
+    ids: IdGenerator | None = None,
+    sandbox_faults: SandboxFaults | None = None,
+    dispatch_inline: bool = True,
+) -> CardCheckout:
+    """Wire Card Checkout. Explicit adapters win over what `settings` would build."""
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+    ids = ids or UlidIdGenerator()
+    if uow is None:
+        if settings.database_url is not None:
+            raise ValidationError(
+                "SQL storage is not available in this version; leave DATABASE_URL unset.",
+                field="DATABASE_URL",
+            )
+        uow = InMemoryUnitOfWorkFactory()
+    if gateway is None:
+        gateway = SandboxPaymentGateway(
+            clock=clock,
+            ids=ids,
+            faults=sandbox_faults or SandboxFaults(),
+            base_url=settings.public_base_url,
+        )
+    checkout = CardCheckout(
+        service=CheckoutService(uow=uow, gateway=gateway, clock=clock, ids=ids),
+        gateway=gateway,
+        notifier=notifier or RecordingNotifier(),
+        dispatch_inline=dispatch_inline,
+    )
+    if isinstance(gateway, SandboxPaymentGateway) and gateway.event_sink is None:
+        # The sandbox's hosted pages report completion the way Stripe's webhooks do.
+        gateway.event_sink = checkout.handle_gateway_event
+    return checkout
