@@ -348,7 +348,7 @@ class InMemoryUnitOfWork:
         if any(self._idempotency.conflicts()):
             raise IdempotencyKeyInUse()
         for table in (self._invoices, self._payments, self._refunds):
-            if any(table.conflicts()):  # type: ignore[attr-defined]
+            if any(table.conflicts()):
                 raise ConcurrentUpdate()
         for customer in self._customers.staged.values():
             others = (
@@ -380,7 +380,7 @@ class InMemoryUnitOfWork:
     def _apply(self) -> None:
         store = self.store
         for table in (self._customers, self._invoices, self._refunds, self._idempotency):
-            table.apply()  # type: ignore[attr-defined]
+            table.apply()
         for key, payment in self._payments.staged.items():
             if key in self._payments.inserted:
                 store.payments_by_invoice.setdefault(

@@ -13,7 +13,7 @@ from core.model import InvoiceStatus, PaymentMethodType
 from core.money import Money
 
 
-def _fingerprint(operation: str, command: object) -> str:
+def _fingerprint(operation: str, command: attrs.AttrsInstance) -> str:
     """A stable hash of a command's values, to tell a retry from a different request."""
 
     def plain(value: object) -> object:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import Enum
+from enum import StrEnum
 from typing import ClassVar
 
 
-class NextAction(str, Enum):
+class NextAction(StrEnum):
     """What the caller should do after a failed payment (the product page's Resolution column)."""
 
     CREATE_PAYMENT_LINK = "create_payment_link"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 import attrs
 
@@ -33,7 +33,7 @@ class GatewayCustomer:
     default_payment_method: GatewayPaymentMethod | None = None
 
 
-class ChargeStatus(str, Enum):
+class ChargeStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     # The gateway accepted the charge but has not settled it: an event will tell.
@@ -78,7 +78,7 @@ class RefundRequest:
     reason: str | None = None
 
 
-class RefundOutcome(str, Enum):
+class RefundOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     PENDING = "pending"
     FAILED = "failed"
@@ -91,12 +91,12 @@ class GatewayRefund:
     failure: GatewayFailure | None = None
 
 
-class CheckoutMode(str, Enum):
+class CheckoutMode(StrEnum):
     PAYMENT = "payment"
     SETUP = "setup"
 
 
-class CheckoutSessionStatus(str, Enum):
+class CheckoutSessionStatus(StrEnum):
     OPEN = "open"
     COMPLETE = "complete"
     EXPIRED = "expired"
@@ -129,7 +129,7 @@ class CheckoutSession:
     metadata: Mapping[str, str] = attrs.field(factory=dict)
 
 
-class GatewayEventType(str, Enum):
+class GatewayEventType(StrEnum):
     PAYMENT_SUCCEEDED = "payment_intent.succeeded"
     PAYMENT_FAILED = "payment_intent.payment_failed"
     REFUND_UPDATED = "refund.updated"

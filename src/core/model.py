@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from enum import Enum
-from typing import Final
+from enum import StrEnum
+from typing import Any, Final
 
 import attrs
 
@@ -22,7 +22,7 @@ from core.errors import (
 from core.money import Currency, Money
 
 
-class PaymentStatus(str, Enum):
+class PaymentStatus(StrEnum):
     INITIATED = "initiated"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
@@ -36,9 +36,7 @@ class PaymentStatus(str, Enum):
 TRANSITIONS: Final[Mapping[PaymentStatus, frozenset[PaymentStatus]]] = {
     PaymentStatus.INITIATED: frozenset({PaymentStatus.PROCESSING, PaymentStatus.FAILED}),
     PaymentStatus.PROCESSING: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}),
-    PaymentStatus.SUCCEEDED: frozenset(
-        {PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
-    ),
+    PaymentStatus.SUCCEEDED: frozenset({PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}),
     PaymentStatus.PARTIALLY_REFUNDED: frozenset(
         {PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
     ),
@@ -56,18 +54,18 @@ def can_transition(source: PaymentStatus, target: PaymentStatus) -> bool:
     return target in TRANSITIONS[source]
 
 
-class PaymentMethodType(str, Enum):
+class PaymentMethodType(StrEnum):
     CARD = "CARD"
     PAYMENT_LINK = "PAYMENT_LINK"
 
 
-class InvoiceStatus(str, Enum):
+class InvoiceStatus(StrEnum):
     DRAFT = "DRAFT"
     FINALIZED = "FINALIZED"
     VOIDED = "VOIDED"
 
 
-class InvoicePaymentStatus(str, Enum):
+class InvoicePaymentStatus(StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
@@ -76,13 +74,13 @@ class InvoicePaymentStatus(str, Enum):
     REFUNDED = "refunded"
 
 
-class RefundStatus(str, Enum):
+class RefundStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
 
-class Actor(str, Enum):
+class Actor(StrEnum):
     """Who moved a payment: the caller's request, a gateway event, or the reconciler."""
 
     API = "api"
@@ -124,6 +122,7 @@ class Customer:
     name: str | None = None
     email: str | None = None
     gateway_customer_id: str | None = None
+    version: int = 1
 
 
 @attrs.frozen
@@ -188,10 +187,10 @@ class Payment:
 
     @classmethod
     def start(
-        cls, *, at: datetime, actor: Actor = Actor.API, **fields: object
+        cls, *, at: datetime, actor: Actor = Actor.API, **fields: Any
     ) -> tuple[Payment, PaymentEvent]:
         """A new `initiated` payment and the event that records its creation."""
-        payment = cls(status=PaymentStatus.INITIATED, created_at=at, updated_at=at, **fields)  # type: ignore[arg-type]
+        payment = cls(status=PaymentStatus.INITIATED, created_at=at, updated_at=at, **fields)
         event = PaymentEvent(
             payment_id=payment.id,
             environment_id=payment.environment_id,
@@ -205,7 +204,7 @@ class Payment:
         return payment, event
 
     def transition(
-        self, target: PaymentStatus, *, at: datetime, reason: str, actor: Actor, **changes: object
+        self, target: PaymentStatus, *, at: datetime, reason: str, actor: Actor, **changes: Any
     ) -> tuple[Payment, PaymentEvent]:
         """Move to `target` along the table, with its event; anything else is refused."""
         if not can_transition(self.status, target):
@@ -215,16 +214,14 @@ class Payment:
                 expected=sorted(s.value for s in TRANSITIONS[self.status]),
                 actual=self.status.value,
             )
-        stamps: dict[str, object] = {"updated_at": at}
+        stamps: dict[str, Any] = {"updated_at": at}
         if target is PaymentStatus.SUCCEEDED:
             stamps["succeeded_at"] = at
         elif target is PaymentStatus.FAILED:
             stamps["failed_at"] = at
         elif target is PaymentStatus.REFUNDED:
             stamps["refunded_at"] = at
-        moved = attrs.evolve(
-            self, status=target, version=self.version + 1, **stamps, **changes
-        )
+        moved = attrs.evolve(self, status=target, version=self.version + 1, **stamps, **changes)
         event = PaymentEvent(
             payment_id=self.id,
             environment_id=self.environment_id,
@@ -237,9 +234,9 @@ class Payment:
         )
         return moved, event
 
-    def updated(self, *, at: datetime, **changes: object) -> Payment:
+    def updated(self, *, at: datetime, **changes: Any) -> Payment:
         """The same status with other fields changed (no event: not a transition)."""
-        return attrs.evolve(self, updated_at=at, version=self.version + 1, **changes)  # type: ignore[arg-type]
+        return attrs.evolve(self, updated_at=at, version=self.version + 1, **changes)
 
 
 @attrs.frozen
@@ -332,8 +329,8 @@ class Invoice:
             at, amount_refunded=self.amount_refunded + amount, payment_status=status
         )
 
-    def _changed(self, at: datetime, **changes: object) -> Invoice:
-        return attrs.evolve(self, updated_at=at, version=self.version + 1, **changes)  # type: ignore[arg-type]
+    def _changed(self, at: datetime, **changes: Any) -> Invoice:
+        return attrs.evolve(self, updated_at=at, version=self.version + 1, **changes)
 
 
 @attrs.frozen
@@ -380,7 +377,7 @@ class Refund:
         )
 
 
-class NotificationType(str, Enum):
+class NotificationType(StrEnum):
     PAYMENT_CREATED = "payment.created"
     PAYMENT_PROCESSING = "payment.processing"
     PAYMENT_SUCCEEDED = "payment.succeeded"

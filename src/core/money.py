@@ -64,9 +64,7 @@ def currency(code: str, *, field: str = "currency") -> Currency:
     """The currency of an ISO 4217 code, in any case; `validation_error` for an unknown one."""
     found = CURRENCIES.get(code.strip().lower()) if isinstance(code, str) else None
     if found is None:
-        raise ValidationError(
-            f"{code!r} is not a supported ISO 4217 currency code.", field=field
-        )
+        raise ValidationError(f"{code!r} is not a supported ISO 4217 currency code.", field=field)
     return found
 
 
@@ -77,7 +75,7 @@ def parse_decimal(value: object, *, field: str) -> Decimal:
     """
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):
         raise ValidationError(
-            f"{field} must be a decimal number or a string such as \"150.00\".", field=field
+            f'{field} must be a decimal number or a string such as "150.00".', field=field
         )
     try:
         number = Decimal(value.strip() if isinstance(value, str) else value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from types import TracebackType
 from typing import Generic, Protocol, Self, TypeVar
 
@@ -66,7 +66,9 @@ class PaymentGateway(Protocol):
     async def get_customer(self, gateway_customer_id: str) -> GatewayCustomer:
         """The customer with its default card; `CustomerNotLinked` when it is gone."""
 
-    async def list_payment_methods(self, gateway_customer_id: str) -> Sequence[GatewayPaymentMethod]:
+    async def list_payment_methods(
+        self, gateway_customer_id: str
+    ) -> Sequence[GatewayPaymentMethod]:
         """The customer's saved cards."""
 
     async def get_payment_method(
@@ -80,10 +82,10 @@ class PaymentGateway(Protocol):
         """Make a saved card the customer's default (idempotent)."""
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
-        """Create and confirm an off-session charge; `GatewayUnavailable` if the outcome is unknown."""
+        """Create and confirm an off-session charge; `GatewayUnavailable`: outcome unknown."""
 
     async def find_charge(self, request: ChargeRequest, intent_id: str | None) -> ChargeResult:
-        """The charge's current state: by id when known, else by replaying `request` with its key."""
+        """The charge's state: by id when known, else by replaying `request` with its key."""
 
     async def refund(self, request: RefundRequest) -> GatewayRefund:
         """Refund part or all of a charge; the same idempotency key never refunds twice."""
@@ -125,7 +127,7 @@ class InvoiceQuery:
     statuses: frozenset[InvoiceStatus] | None = None
 
 
-class IdempotencyState(str, Enum):
+class IdempotencyState(StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
 
@@ -159,7 +161,9 @@ class IdempotencyRecord:
 class CustomerRepository(Protocol):
     async def add(self, customer: Customer) -> None: ...
     async def get(self, environment_id: str, customer_id: str) -> Customer | None: ...
-    async def get_by_external_id(self, environment_id: str, external_id: str) -> Customer | None: ...
+    async def get_by_external_id(
+        self, environment_id: str, external_id: str
+    ) -> Customer | None: ...
 
 
 class InvoiceRepository(Protocol):
@@ -216,13 +220,20 @@ class GatewayEventLog(Protocol):
 class UnitOfWork(Protocol):
     """One transaction: rolls back on exit unless `commit` was called."""
 
-    customers: CustomerRepository
-    invoices: InvoiceRepository
-    payments: PaymentRepository
-    refunds: RefundRepository
-    idempotency: IdempotencyRepository
-    outbox: OutboxRepository
-    gateway_events: GatewayEventLog
+    @property
+    def customers(self) -> CustomerRepository: ...
+    @property
+    def invoices(self) -> InvoiceRepository: ...
+    @property
+    def payments(self) -> PaymentRepository: ...
+    @property
+    def refunds(self) -> RefundRepository: ...
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
+    @property
+    def outbox(self) -> OutboxRepository: ...
+    @property
+    def gateway_events(self) -> GatewayEventLog: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

@@ -122,9 +122,7 @@ class _Body:
         if not value:
             raise ValidationError(f"{field} must not be empty.", field=field)
         if len(value) > max_length:
-            raise ValidationError(
-                f"{field} must be at most {max_length} characters.", field=field
-            )
+            raise ValidationError(f"{field} must be at most {max_length} characters.", field=field)
         if pattern is not None and not pattern.match(value):
             raise ValidationError(f"{field} is not well formed.", field=field)
         return value

@@ -8,8 +8,8 @@ two commits: one that records it as `processing` before the charge, one for the 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Final, TypeVar
+from datetime import timedelta
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -137,7 +137,9 @@ class CheckoutService:
     async def create_customer(
         self, environment_id: str, command: CreateCustomer, *, idempotency_key: str | None = None
     ) -> Customer:
-        request = self._idempotent(environment_id, "create_customer", idempotency_key, command)
+        request = self._idempotent(
+            environment_id, "create_customer", idempotency_key, command.fingerprint()
+        )
         async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Customer)
@@ -221,7 +223,9 @@ class CheckoutService:
     async def create_invoice(
         self, environment_id: str, command: CreateInvoice, *, idempotency_key: str | None = None
     ) -> Invoice:
-        request = self._idempotent(environment_id, "create_invoice", idempotency_key, command)
+        request = self._idempotent(
+            environment_id, "create_invoice", idempotency_key, command.fingerprint()
+        )
         async with self.uow() as uow:
             if request:
                 claim = await self._claim(uow, request)
@@ -299,7 +303,9 @@ class CheckoutService:
         answer is unknown or pending); raises `PaymentFailed` or `GatewayError` when it was
         recorded and failed.
         """
-        request = self._idempotent(environment_id, "create_payment", idempotency_key, command)
+        request = self._idempotent(
+            environment_id, "create_payment", idempotency_key, command.fingerprint()
+        )
         async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Payment)
@@ -351,9 +357,7 @@ class CheckoutService:
         self, environment_id: str, payment_id: str, *, idempotency_key: str | None = None
     ) -> Payment:
         """Charge a payment left `initiated` (same outcomes as `create_payment`)."""
-        request = self._idempotent(
-            environment_id, "process_payment", idempotency_key, {"payment_id": payment_id}
-        )
+        request = self._idempotent(environment_id, "process_payment", idempotency_key, payment_id)
         async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Payment)
@@ -429,7 +433,7 @@ class CheckoutService:
             failure = Failure(code=refusal.code, message=refusal.message)
             return await self._settle(uow, payment, PaymentStatus.FAILED, "no usable card",
                                       Actor.API, failure=failure, invoice=invoice)  # fmt: skip
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         if card is not None:
             changes = {
                 "payment_method_id": card.id,
@@ -444,9 +448,7 @@ class CheckoutService:
         )
         return moved
 
-    async def _after_recorded(
-        self, payment: Payment, request: IdempotentRequest | None
-    ) -> Payment:
+    async def _after_recorded(self, payment: Payment, request: IdempotentRequest | None) -> Payment:
         """Charge (or open the hosted page for) a payment just moved to `processing`."""
         if payment.status is not PaymentStatus.PROCESSING:
             return self._outcome(payment)
@@ -540,7 +542,7 @@ class CheckoutService:
             return payment
         if isinstance(result, GatewayFailure):
             result = ChargeResult(status=ChargeStatus.FAILED, failure=result)
-        found: dict[str, object] = {}
+        found: dict[str, Any] = {}
         for field, value in (
             ("gateway_tracking_id", result.intent_id),
             ("payment_method_id", result.payment_method_id),
@@ -583,7 +585,7 @@ class CheckoutService:
         actor: Actor,
         *,
         invoice: Invoice | None = None,
-        **changes: object,
+        **changes: Any,
     ) -> Payment:
         """Succeed or fail a payment and reconcile its invoice in the same transaction."""
         moved = await self._move(uow, payment, target, reason, actor, **changes)
@@ -603,9 +605,7 @@ class CheckoutService:
                 currency=paid.currency.code,
             )
         else:
-            await uow.invoices.update(
-                invoice.with_payment_status(InvoicePaymentStatus.FAILED, now)
-            )
+            await uow.invoices.update(invoice.with_payment_status(InvoicePaymentStatus.FAILED, now))
         return moved
 
     async def _move(
@@ -615,7 +615,7 @@ class CheckoutService:
         target: PaymentStatus,
         reason: str,
         actor: Actor,
-        **changes: object,
+        **changes: Any,
     ) -> Payment:
         moved, event = payment.transition(
             target, at=self.clock.now(), reason=reason, actor=actor, **changes
@@ -676,8 +676,7 @@ class CheckoutService:
     def _ensure_initiated(self, payment: Payment) -> None:
         if payment.status is not PaymentStatus.INITIATED:
             raise InvalidStateTransition(
-                f"Only an initiated payment can be processed; this one is "
-                f"{payment.status.value}.",
+                f"Only an initiated payment can be processed; this one is {payment.status.value}.",
                 payment_id=payment.id,
                 expected=PaymentStatus.INITIATED.value,
                 actual=payment.status.value,
@@ -707,7 +706,9 @@ class CheckoutService:
         self, environment_id: str, command: RefundPayment, *, idempotency_key: str | None = None
     ) -> Refund:
         """Refund all (the default) or part of a succeeded payment, never more than paid."""
-        request = self._idempotent(environment_id, "refund_payment", idempotency_key, command)
+        request = self._idempotent(
+            environment_id, "refund_payment", idempotency_key, command.fingerprint()
+        )
 
         async def reserve(uow: UnitOfWork) -> tuple[Refund, bool]:
             if request:
@@ -806,7 +807,9 @@ class CheckoutService:
     ) -> Refund:
         if refund.status is not RefundStatus.PENDING or answer.outcome is RefundOutcome.PENDING:
             if answer.id and refund.gateway_refund_id is None:
-                refund = attrs.evolve(refund, gateway_refund_id=answer.id, version=refund.version + 1)
+                refund = attrs.evolve(
+                    refund, gateway_refund_id=answer.id, version=refund.version + 1
+                )
                 await uow.refunds.update(refund)
             return refund
         now = self.clock.now()
@@ -838,7 +841,9 @@ class CheckoutService:
             refund_reserved=released,
         )
         invoice = await self._invoice(uow, refund.environment_id, refund.invoice_id)
-        await uow.invoices.update(invoice.record_refund(refund.amount, fully_refunded=fully, at=now))
+        await uow.invoices.update(
+            invoice.record_refund(refund.amount, fully_refunded=fully, at=now)
+        )
         return settled
 
     def _refund_outcome(self, refund: Refund) -> Refund:
@@ -907,9 +912,10 @@ class CheckoutService:
         if event.type in (GatewayEventType.PAYMENT_SUCCEEDED, GatewayEventType.PAYMENT_FAILED):
             if event.charge is not None:
                 await self._apply_charge(uow, payment, event.charge, Actor.WEBHOOK)
-        elif event.type is GatewayEventType.CHECKOUT_COMPLETED and event.session is not None:
-            await self._apply_session(uow, payment, event.session, Actor.WEBHOOK)
-        elif event.type is GatewayEventType.CHECKOUT_EXPIRED and event.session is not None:
+        elif event.session is not None and event.type in (
+            GatewayEventType.CHECKOUT_COMPLETED,
+            GatewayEventType.CHECKOUT_EXPIRED,
+        ):
             await self._apply_session(uow, payment, event.session, Actor.WEBHOOK)
 
     async def _event_payment(self, uow: UnitOfWork, event: GatewayEvent) -> Payment | None:
@@ -1011,7 +1017,10 @@ class CheckoutService:
         async def record(uow: UnitOfWork) -> Payment:
             current = await self._payment(uow, payment.environment_id, payment.id)
             if isinstance(answer, CheckoutSession):
-                if current.gateway_tracking_id is None and current.status is PaymentStatus.PROCESSING:
+                if (
+                    current.gateway_tracking_id is None
+                    and current.status is PaymentStatus.PROCESSING
+                ):
                     current = current.updated(
                         at=self.clock.now(), gateway_tracking_id=answer.id, payment_url=answer.url
                     )
@@ -1099,15 +1108,10 @@ class CheckoutService:
     # Idempotency -----------------------------------------------------------------------
 
     def _idempotent(
-        self, environment_id: str, operation: str, key: str | None, command: object
+        self, environment_id: str, operation: str, key: str | None, fingerprint: str
     ) -> IdempotentRequest | None:
         if key is None:
             return None
-        fingerprint = (
-            command.fingerprint()  # type: ignore[attr-defined]
-            if hasattr(command, "fingerprint")
-            else repr(sorted(dict(command).items()))  # type: ignore[call-overload]
-        )
         return IdempotentRequest(
             environment_id, validate_idempotency_key(key), operation, fingerprint
         )
@@ -1135,7 +1139,7 @@ class CheckoutService:
         existing = await uow.idempotency.get(request.environment_id, request.key)
         done = self._replayable(existing, request)
         if done is not None:
-            return self._replay(done, object)
+            return self._stored_resource(done)
         now = self.clock.now()
         await uow.idempotency.put(
             IdempotencyRecord(
@@ -1185,10 +1189,15 @@ class CheckoutService:
         )
 
     @staticmethod
-    def _replay(record: IdempotencyRecord, kind: type[R]) -> R:
+    def _stored_resource(record: IdempotencyRecord) -> Resource:
+        """What a finished request answered: its resource, or its error raised again."""
         if record.error is not None:
             raise error_from_code(record.error.code, record.error.message, record.error.details)
-        if kind is not object and not isinstance(record.resource, kind):
-            raise IdempotencyKeyReused()
-        return record.resource  # type: ignore[return-value]
+        assert record.resource is not None, "a finished record holds its answer"
+        return record.resource
 
+    def _replay(self, record: IdempotencyRecord, kind: type[R]) -> R:
+        resource = self._stored_resource(record)
+        if not isinstance(resource, kind):
+            raise IdempotencyKeyReused()
+        return resource

@@ -18,7 +18,7 @@ from adapters.ids import UlidIdGenerator
 from adapters.memory import InMemoryUnitOfWorkFactory
 from adapters.notifiers import RecordingNotifier
 from adapters.sandbox import SandboxFaults, SandboxPaymentGateway
-from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment, SetupCard
+from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
 from core.errors import ValidationError
 from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
 from core.model import (
@@ -124,7 +124,11 @@ class CardCheckout:
     # Customers
 
     async def create_customer(
-        self, environment_id: str, body: CreateCustomer | Body, *, idempotency_key: str | None = None
+        self,
+        environment_id: str,
+        body: CreateCustomer | Body,
+        *,
+        idempotency_key: str | None = None,
     ) -> Customer:
         command = _parsed(body, parse_create_customer, CreateCustomer)
         return await self.service.create_customer(
@@ -148,7 +152,9 @@ class CardCheckout:
         idempotency_key: str | None = None,
     ) -> CheckoutSession:
         command = parse_setup_card(customer_id, body)
-        return await self.service.setup_card(environment_id, command, idempotency_key=idempotency_key)
+        return await self.service.setup_card(
+            environment_id, command, idempotency_key=idempotency_key
+        )
 
     # Invoices
 
@@ -303,13 +309,12 @@ def bootstrap(
     settings = settings or Settings()
     clock = clock or SystemClock()
     ids = ids or UlidIdGenerator()
-    if uow is None:
-        if settings.database_url is not None:
-            raise ValidationError(
-                "SQL storage is not available in this version; leave DATABASE_URL unset.",
-                field="DATABASE_URL",
-            )
-        uow = InMemoryUnitOfWorkFactory()
+    if uow is None and settings.database_url is not None:
+        raise ValidationError(
+            "SQL storage is not available in this version; leave DATABASE_URL unset.",
+            field="DATABASE_URL",
+        )
+    storage: UnitOfWorkFactory = uow or InMemoryUnitOfWorkFactory()
     if gateway is None:
         gateway = SandboxPaymentGateway(
             clock=clock,
@@ -318,7 +323,7 @@ def bootstrap(
             base_url=settings.public_base_url,
         )
     checkout = CardCheckout(
-        service=CheckoutService(uow=uow, gateway=gateway, clock=clock, ids=ids),
+        service=CheckoutService(uow=storage, gateway=gateway, clock=clock, ids=ids),
         gateway=gateway,
         notifier=notifier or RecordingNotifier(),
         dispatch_inline=dispatch_inline,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from enum import Enum
+from enum import StrEnum
 
 import attrs
 
@@ -12,7 +12,7 @@ from core.errors import GatewayError
 from core.gateway import GatewayUnavailable
 
 
-class Fault(str, Enum):
+class Fault(StrEnum):
     # The call fails before the gateway does anything (nothing charged); outcome unknown.
     ERROR_BEFORE = "error_before"
     # The gateway does the work, then the answer is lost (a timeout): charged, unknown.

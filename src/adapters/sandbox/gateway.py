@@ -140,7 +140,7 @@ class SandboxPaymentGateway:
         idempotency_key: str,
     ) -> str:
         async def create() -> Document:
-            customer = {
+            customer: Document = {
                 "id": self.ids.new_id("cus"),
                 "name": name,
                 "email": email,
@@ -169,7 +169,9 @@ class SandboxPaymentGateway:
         card = await self._card(default, default) if default else None
         return GatewayCustomer(id=customer["id"], default_payment_method=card)
 
-    async def list_payment_methods(self, gateway_customer_id: str) -> Sequence[GatewayPaymentMethod]:
+    async def list_payment_methods(
+        self, gateway_customer_id: str
+    ) -> Sequence[GatewayPaymentMethod]:
         await self.faults.before("list_payment_methods")
         customer = await self._customer_doc(gateway_customer_id)
         cards = [
@@ -208,7 +210,9 @@ class SandboxPaymentGateway:
             )
         return customer
 
-    async def _card(self, payment_method_id: str, default_id: str | None) -> GatewayPaymentMethod | None:
+    async def _card(
+        self, payment_method_id: str, default_id: str | None
+    ) -> GatewayPaymentMethod | None:
         pm = await self.store.get("payment_method", payment_method_id)
         if pm is None:
             return None
@@ -223,7 +227,7 @@ class SandboxPaymentGateway:
 
     async def _save_card(self, gateway_customer_id: str, card: TestCard) -> Document:
         customer = await self._customer_doc(gateway_customer_id)
-        pm = {
+        pm: Document = {
             "id": self.ids.new_id("pm"),
             "customer": gateway_customer_id,
             "token": card.token,
@@ -287,7 +291,7 @@ class SandboxPaymentGateway:
         failure: GatewayFailure | None,
         metadata: dict[str, str],
     ) -> Document:
-        intent = {
+        intent: Document = {
             "id": self.ids.new_id("pi"),
             "amount": amount.to_minor_units(),
             "currency": amount.currency.code,
@@ -322,11 +326,14 @@ class SandboxPaymentGateway:
         return [
             doc
             for doc in await self.store.all("payment_intent")
-            if doc["status"] == "succeeded" and doc["metadata"].get("payment_id") == metadata_payment_id
+            if doc["status"] == "succeeded"
+            and doc["metadata"].get("payment_id") == metadata_payment_id
         ]
 
     async def succeeded_charges(self) -> list[Document]:
-        return [doc for doc in await self.store.all("payment_intent") if doc["status"] == "succeeded"]
+        return [
+            doc for doc in await self.store.all("payment_intent") if doc["status"] == "succeeded"
+        ]
 
     # Refunds -------------------------------------------------------------------------
 
@@ -349,7 +356,7 @@ class SandboxPaymentGateway:
                     stripe_error_code="amount_too_large",
                 )
             intent["amount_refunded"] += units
-            refund = {
+            refund: Document = {
                 "id": self.ids.new_id("re"),
                 "payment_intent": request.intent_id,
                 "amount": units,
@@ -382,7 +389,7 @@ class SandboxPaymentGateway:
 
         async def create() -> Document:
             session_id = self.ids.new_id("cs")
-            session = {
+            session: Document = {
                 "id": session_id,
                 "url": f"{self.base_url.rstrip('/')}/sandbox/checkout/{session_id}",
                 "mode": request.mode.value,
@@ -426,7 +433,9 @@ class SandboxPaymentGateway:
             # declines fail here.
             failure = card.failure()
             if failure is not None and failure.code != "authentication_required":
-                raise payment_failure(failure.code, failure.message, decline_code=failure.decline_code)
+                raise payment_failure(
+                    failure.code, failure.message, decline_code=failure.decline_code
+                )
         pm = await self._save_card(session["customer"], card)
         session["payment_method"] = pm["id"]
         if session["mode"] == CheckoutMode.PAYMENT.value:

@@ -1,0 +1,99 @@
+"""Shared builders for tests: a customer with a saved sandbox card, a finalized invoice."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from adapters.clock import ManualClock
+from adapters.memory import InMemoryUnitOfWorkFactory
+from adapters.notifiers import RecordingNotifier
+from adapters.sandbox import SandboxFaults, SandboxPaymentGateway
+from core.model import Customer, Invoice
+from entrypoints.bootstrap import CardCheckout, bootstrap
+
+ENV = "env_test"
+OTHER_ENV = "env_other"
+
+VISA = "4242424242424242"
+DECLINED = "4000000000000002"
+INSUFFICIENT_FUNDS = "4000000000009995"
+AUTHENTICATION_REQUIRED = "4000002760003184"
+EXPIRED = "4000000000000069"
+
+
+def in_memory_checkout(
+    *, clock: ManualClock | None = None, faults: SandboxFaults | None = None
+) -> CardCheckout:
+    """Card Checkout on in-memory storage and the sandbox, with a clock the test moves."""
+    return bootstrap(
+        uow=InMemoryUnitOfWorkFactory(),
+        clock=clock or ManualClock(),
+        notifier=RecordingNotifier(),
+        sandbox_faults=faults or SandboxFaults(),
+    )
+
+
+def sandbox(checkout: CardCheckout) -> SandboxPaymentGateway:
+    assert checkout.sandbox is not None
+    return checkout.sandbox
+
+
+def notifier(checkout: CardCheckout) -> RecordingNotifier:
+    assert isinstance(checkout.notifier, RecordingNotifier)
+    return checkout.notifier
+
+
+async def customer_with_card(
+    checkout: CardCheckout, card: str | None = VISA, *, env: str = ENV, external_id: str = ""
+) -> Customer:
+    """A customer whose card (if any) was saved as default through a sandbox setup page."""
+    customer = await checkout.create_customer(
+        env, {"external_id": external_id or f"ext-{id(checkout)}-{card}-{_next()}"}
+    )
+    if card is not None:
+        setup = await checkout.setup_card(env, customer.id)
+        await checkout.complete_sandbox_checkout(setup.id, card)
+    return customer
+
+
+async def finalized_invoice(
+    checkout: CardCheckout,
+    customer: Customer,
+    amount: str = "150.00",
+    currency: str = "usd",
+    *,
+    env: str = ENV,
+) -> Invoice:
+    return await checkout.create_invoice(
+        env,
+        {
+            "customer_id": customer.id,
+            "currency": currency,
+            "amount_due": Decimal(amount),
+            "status": "FINALIZED",
+        },
+    )
+
+
+def card_payment(invoice: Invoice, **overrides: object) -> dict[str, object]:
+    """The product page's request body for `invoice`, with `overrides`."""
+    body: dict[str, object] = {
+        "amount": invoice.amount_remaining.amount,
+        "currency": invoice.currency.code,
+        "destination_id": invoice.id,
+        "destination_type": "INVOICE",
+        "payment_method_type": "CARD",
+        "process_payment": True,
+        "payment_gateway": "stripe",
+    }
+    body.update(overrides)
+    return body
+
+
+_counter = 0
+
+
+def _next() -> int:
+    global _counter
+    _counter += 1
+    return _counter
