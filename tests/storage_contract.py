@@ -1,0 +1,333 @@
+"""The contract every storage adapter keeps, as one suite.
+
+Subclass `StorageContract` with a `units` fixture that returns a fresh, empty
+`UnitOfWorkFactory`; the same tests then prove the same guarantees for that adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import pytest
+
+from core.errors import (
+    ConcurrentUpdate,
+    CustomerAlreadyExists,
+    IdempotencyKeyInUse,
+    InvoiceAlreadyPaid,
+    PaymentInProgress,
+)
+from core.model import (
+    Actor,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    Notification,
+    NotificationType,
+    Payment,
+    PaymentMethodType,
+    PaymentStatus,
+)
+from core.money import Money
+from core.ports import (
+    IdempotencyRecord,
+    IdempotencyState,
+    InvoiceQuery,
+    PaymentQuery,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ENV = "env_a"
+
+
+def customer(number: int = 1, env: str = ENV) -> Customer:
+    return Customer(
+        id=f"cust_{number:04d}",
+        environment_id=env,
+        external_id=f"ext-{number}",
+        created_at=T0,
+        gateway_customer_id=f"cus_{number}",
+    )
+
+
+def invoice(number: int = 1, env: str = ENV, amount: str = "150.00") -> Invoice:
+    return Invoice(
+        id=f"inv_{number:04d}",
+        environment_id=env,
+        customer_id="cust_0001",
+        amount_due=Money.of(amount, "usd"),
+        status=InvoiceStatus.FINALIZED,
+        created_at=T0 + timedelta(seconds=number),
+        updated_at=T0,
+    )
+
+
+def payment(number: int, invoice_id: str = "inv_0001", env: str = ENV) -> Payment:
+    started, _ = Payment.start(
+        at=T0 + timedelta(seconds=number),
+        id=f"pay_{number:04d}",
+        environment_id=env,
+        invoice_id=invoice_id,
+        customer_id="cust_0001",
+        amount=Money.of("150.00", "usd"),
+        method_type=PaymentMethodType.CARD,
+    )
+    return started
+
+
+def moved(p: Payment, *targets: PaymentStatus) -> Payment:
+    for target in targets:
+        p, _ = p.transition(target, at=T0, reason="test", actor=Actor.API)
+    return p
+
+
+def record(key: str = "k", version: int = 1) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        environment_id=ENV,
+        key=key,
+        operation="create_payment",
+        fingerprint="f",
+        state=IdempotencyState.IN_PROGRESS,
+        created_at=T0,
+        expires_at=T0 + timedelta(hours=24),
+        version=version,
+    )
+
+
+async def _update_and_commit(uow: UnitOfWork, update: Awaitable[None]) -> None:
+    await update
+    await uow.commit()
+
+
+class StorageContract:
+    @pytest.fixture
+    def units(self) -> UnitOfWorkFactory:
+        raise NotImplementedError
+
+    async def _seed(self, units: UnitOfWorkFactory, *payments: Payment) -> None:
+        async with units() as uow:
+            await uow.customers.add(customer())
+            await uow.invoices.add(invoice())
+            for p in payments:
+                await uow.payments.add(p)
+            await uow.commit()
+
+    async def test_nothing_is_kept_unless_committed(self, units: UnitOfWorkFactory) -> None:
+        async with units() as uow:
+            await uow.customers.add(customer())
+        async with units() as uow:
+            assert await uow.customers.get(ENV, "cust_0001") is None
+
+    async def test_a_commit_keeps_every_change_exactly(self, units: UnitOfWorkFactory) -> None:
+        await self._seed(units, payment(1))
+        async with units() as uow:
+            assert await uow.customers.get(ENV, "cust_0001") == customer()
+            assert await uow.invoices.get(ENV, "inv_0001") == invoice()
+            assert await uow.payments.get(ENV, "pay_0001") == payment(1)
+
+    async def test_rows_are_invisible_from_another_environment(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        await self._seed(units, payment(1))
+        async with units() as uow:
+            assert await uow.customers.get("env_b", "cust_0001") is None
+            assert await uow.invoices.get("env_b", "inv_0001") is None
+            assert await uow.payments.get("env_b", "pay_0001") is None
+
+    async def test_a_lost_update_is_refused_and_the_loser_changes_nothing(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        await self._seed(units)
+        first, second = units(), units()
+        async with first, second:
+            read_first = await first.invoices.get(ENV, "inv_0001")
+            read_second = await second.invoices.get(ENV, "inv_0001")
+            assert read_first is not None
+            assert read_second is not None
+            await first.invoices.update(read_first.void(T0))
+            await first.commit()
+            await second.customers.add(customer(2))
+            # A storage may refuse at the update or at the commit; either way nothing lands.
+            stale = attrs.evolve(read_second, version=2)
+            with pytest.raises(ConcurrentUpdate):
+                await _update_and_commit(second, second.invoices.update(stale))
+        async with units() as uow:
+            assert await uow.customers.get(ENV, "cust_0002") is None
+            stored = await uow.invoices.get(ENV, "inv_0001")
+            assert stored is not None
+            assert stored.status is InvoiceStatus.VOIDED
+
+    async def test_an_invoice_never_has_two_live_payments(self, units: UnitOfWorkFactory) -> None:
+        await self._seed(units, payment(1))
+        async with units() as uow:
+            await uow.payments.add(payment(2))
+            with pytest.raises(PaymentInProgress):
+                await uow.commit()
+        async with units() as uow:
+            assert await uow.payments.get(ENV, "pay_0002") is None
+            live = await uow.payments.live_for_invoice(ENV, "inv_0001")
+            assert live is not None
+            assert live.id == "pay_0001"
+
+    async def test_an_invoice_never_has_two_paid_payments(self, units: UnitOfWorkFactory) -> None:
+        paid = moved(payment(1), PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED)
+        await self._seed(units, paid)
+        async with units() as uow:
+            await uow.payments.add(
+                moved(payment(2), PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED)
+            )
+            with pytest.raises(InvoiceAlreadyPaid):
+                await uow.commit()
+
+    async def test_a_failed_payment_does_not_block_the_next(self, units: UnitOfWorkFactory) -> None:
+        await self._seed(units, moved(payment(1), PaymentStatus.FAILED))
+        async with units() as uow:
+            await uow.payments.add(payment(2))
+            await uow.commit()
+        async with units() as uow:
+            live = await uow.payments.live_for_invoice(ENV, "inv_0001")
+            assert live is not None
+            assert live.id == "pay_0002"
+
+    async def test_a_payment_moves_only_from_the_version_it_was_read_at(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        await self._seed(units, payment(1))
+        first, second = units(), units()
+        async with first, second:
+            a = await first.payments.get(ENV, "pay_0001")
+            b = await second.payments.get(ENV, "pay_0001")
+            assert a is not None
+            assert b is not None
+            await first.payments.update(moved(a, PaymentStatus.PROCESSING))
+            await first.commit()
+            with pytest.raises(ConcurrentUpdate):
+                await _update_and_commit(
+                    second, second.payments.update(moved(b, PaymentStatus.FAILED))
+                )
+        async with units() as uow:
+            stored = await uow.payments.get(ENV, "pay_0001")
+            assert stored is not None
+            assert stored.status is PaymentStatus.PROCESSING
+
+    async def test_events_are_kept_in_order(self, units: UnitOfWorkFactory) -> None:
+        await self._seed(units)
+        p, created = Payment.start(
+            at=T0, id="pay_0009", environment_id=ENV, invoice_id="inv_0001",
+            customer_id="cust_0001", amount=Money.of("150.00", "usd"),
+            method_type=PaymentMethodType.CARD,
+        )  # fmt: skip
+        processing, event = p.transition(
+            PaymentStatus.PROCESSING, at=T0, reason="go", actor=Actor.API
+        )
+        async with units() as uow:
+            await uow.payments.add(processing)
+            await uow.payments.add_event(created)
+            await uow.payments.add_event(event)
+            await uow.commit()
+        async with units() as uow:
+            assert list(await uow.payments.events(ENV, "pay_0009")) == [created, event]
+            assert list(await uow.payments.events("env_b", "pay_0009")) == []
+
+    async def test_an_idempotency_key_is_taken_once_per_environment(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        async with units() as uow:
+            await uow.idempotency.put(record())
+            await uow.commit()
+        async with units() as uow:
+            await uow.idempotency.put(record())
+            with pytest.raises(IdempotencyKeyInUse):
+                await uow.commit()
+        async with units() as uow:
+            await uow.idempotency.put(attrs.evolve(record(), environment_id="env_b"))
+            await uow.commit()
+            stored = await uow.idempotency.get(ENV, "k")
+            assert stored == record()
+
+    async def test_a_customer_external_id_is_unique_per_environment(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        await self._seed(units)
+        async with units() as uow:
+            await uow.customers.add(attrs.evolve(customer(), id="cust_0099"))
+            with pytest.raises(CustomerAlreadyExists):
+                await uow.commit()
+        async with units() as uow:
+            await uow.customers.add(attrs.evolve(customer(), id="cust_0098", environment_id="b"))
+            await uow.commit()
+
+    async def test_a_gateway_event_is_recorded_once(self, units: UnitOfWorkFactory) -> None:
+        async with units() as uow:
+            await uow.gateway_events.add("evt_1", "payment_intent.succeeded", T0)
+            await uow.commit()
+        async with units() as uow:
+            assert await uow.gateway_events.seen("evt_1")
+            assert not await uow.gateway_events.seen("evt_2")
+            await uow.gateway_events.add("evt_1", "payment_intent.succeeded", T0)
+            with pytest.raises(ConcurrentUpdate):
+                await uow.commit()
+
+    async def test_the_outbox_hands_out_each_notification_until_delivered(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        notes = [
+            Notification(f"evt_{i}", ENV, NotificationType.PAYMENT_CREATED, T0, {"n": str(i)})
+            for i in range(3)
+        ]
+        async with units() as uow:
+            for note in notes:
+                await uow.outbox.add(note)
+            await uow.commit()
+        async with units() as uow:
+            assert list(await uow.outbox.undelivered(2)) == notes[:2]
+            await uow.outbox.mark_delivered(["evt_0", "evt_1"], T0)
+            await uow.commit()
+        async with units() as uow:
+            assert list(await uow.outbox.undelivered(10)) == notes[2:]
+
+    async def test_payments_list_newest_first_with_keyset_pages(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        failed = [moved(payment(i, f"inv_{i:04d}"), PaymentStatus.FAILED) for i in range(1, 6)]
+        await self._seed(units, *failed)
+        async with units() as uow:
+            first = await uow.payments.list(PaymentQuery(ENV, limit=2))
+            assert [p.id for p in first.items] == ["pay_0005", "pay_0004"]
+            assert first.has_more
+            rest = await uow.payments.list(PaymentQuery(ENV, limit=10, starting_after="pay_0004"))
+            assert [p.id for p in rest.items] == ["pay_0003", "pay_0002", "pay_0001"]
+            assert not rest.has_more
+            one = await uow.payments.list(PaymentQuery(ENV, invoice_id="inv_0002"))
+            assert [p.id for p in one.items] == ["pay_0002"]
+            window = await uow.payments.list(
+                PaymentQuery(ENV, created_gte=T0 + timedelta(seconds=2),
+                             created_lt=T0 + timedelta(seconds=4))
+            )  # fmt: skip
+            assert [p.id for p in window.items] == ["pay_0003", "pay_0002"]
+            assert not (await uow.payments.list(PaymentQuery("env_b"))).items
+
+    async def test_invoices_list_newest_first(self, units: UnitOfWorkFactory) -> None:
+        async with units() as uow:
+            for i in range(1, 4):
+                await uow.invoices.add(invoice(i))
+            await uow.commit()
+        async with units() as uow:
+            page = await uow.invoices.list(InvoiceQuery(ENV, limit=2))
+            assert [i.id for i in page.items] == ["inv_0003", "inv_0002"]
+            assert page.has_more
+
+    async def test_processing_payments_are_found_across_environments(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        stuck = moved(payment(1), PaymentStatus.PROCESSING)
+        other = moved(payment(2, "inv_0002", env="env_b"), PaymentStatus.PROCESSING)
+        await self._seed(units, stuck, other)
+        async with units() as uow:
+            found = await uow.payments.processing(T0 + timedelta(minutes=1), 10)
+            assert {p.id for p in found} == {"pay_0001", "pay_0002"}
+            assert not await uow.payments.processing(T0 - timedelta(minutes=1), 10)

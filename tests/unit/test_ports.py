@@ -1,0 +1,85 @@
+"""Each adapter really implements its port: same methods, same parameters, same async-ness."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+
+from adapters.clock import ManualClock, SystemClock
+from adapters.ids import UlidIdGenerator
+from adapters.memory import (
+    InMemoryCustomerRepository,
+    InMemoryGatewayEventLog,
+    InMemoryIdempotencyRepository,
+    InMemoryInvoiceRepository,
+    InMemoryOutboxRepository,
+    InMemoryPaymentRepository,
+    InMemoryRefundRepository,
+    InMemoryStore,
+    InMemoryUnitOfWork,
+    InMemoryUnitOfWorkFactory,
+)
+from adapters.notifiers import LoggingNotifier, RecordingNotifier
+from adapters.sandbox import InMemorySandboxStore, SandboxPaymentGateway, SandboxStore
+from core import ports
+
+IMPLEMENTATIONS: list[tuple[type[Any], type[Any]]] = [
+    (ports.PaymentGateway, SandboxPaymentGateway),
+    (ports.UnitOfWork, InMemoryUnitOfWork),
+    (ports.CustomerRepository, InMemoryCustomerRepository),
+    (ports.InvoiceRepository, InMemoryInvoiceRepository),
+    (ports.PaymentRepository, InMemoryPaymentRepository),
+    (ports.RefundRepository, InMemoryRefundRepository),
+    (ports.IdempotencyRepository, InMemoryIdempotencyRepository),
+    (ports.OutboxRepository, InMemoryOutboxRepository),
+    (ports.GatewayEventLog, InMemoryGatewayEventLog),
+    (ports.Clock, SystemClock),
+    (ports.Clock, ManualClock),
+    (ports.IdGenerator, UlidIdGenerator),
+    (ports.Notifier, RecordingNotifier),
+    (ports.Notifier, LoggingNotifier),
+    (SandboxStore, InMemorySandboxStore),
+]
+
+
+def _members(protocol: type[Any]) -> dict[str, Any]:
+    own = {
+        name: value
+        for name, value in vars(protocol).items()
+        if callable(value) and (not name.startswith("_") or name in {"__aenter__", "__aexit__"})
+    }
+    assert own, f"{protocol.__name__} declares no methods"
+    return own
+
+
+def _parameters(function: Any) -> list[tuple[str, Any]]:
+    return [(p.name, p.kind) for p in inspect.signature(function).parameters.values()]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "adapter"), IMPLEMENTATIONS, ids=lambda c: getattr(c, "__name__", "")
+)
+def test_adapter_has_every_method_of_its_port_with_the_same_signature(
+    protocol: type[Any], adapter: type[Any]
+) -> None:
+    for name, declared in _members(protocol).items():
+        implemented = getattr(adapter, name, None)
+        assert implemented is not None, f"{adapter.__name__} lacks {name}"
+        assert inspect.iscoroutinefunction(implemented) == inspect.iscoroutinefunction(declared), (
+            f"{adapter.__name__}.{name}: async-ness differs from {protocol.__name__}"
+        )
+        assert _parameters(implemented) == _parameters(declared), (
+            f"{adapter.__name__}.{name} parameters differ from {protocol.__name__}"
+        )
+
+
+@pytest.mark.parametrize(
+    "repository",
+    ["customers", "invoices", "payments", "refunds", "idempotency", "outbox", "gateway_events"],
+)
+def test_unit_of_work_exposes_each_repository(repository: str) -> None:
+    unit = InMemoryUnitOfWorkFactory(InMemoryStore())()
+    assert repository in {name for name, _ in inspect.getmembers(ports.UnitOfWork)}
+    assert getattr(unit, repository) is not None
