@@ -210,11 +210,11 @@ class InMemoryPaymentRepository:
         )
         return _page(rows, query.limit, query.starting_after, lambda p: (p.created_at, p.id))
 
-    async def processing(self, updated_before: datetime, limit: int) -> Sequence[Payment]:
+    async def processing(self, not_updated_since: datetime, limit: int) -> Sequence[Payment]:
         stuck = [
             p
             for p in self._table.rows()
-            if p.status is PaymentStatus.PROCESSING and p.updated_at < updated_before
+            if p.status is PaymentStatus.PROCESSING and p.updated_at <= not_updated_since
         ]
         return sorted(stuck, key=lambda p: p.updated_at)[:limit]
 
@@ -248,11 +248,11 @@ class InMemoryRefundRepository:
         ]
         return sorted(found, key=lambda r: (r.created_at, r.id))
 
-    async def pending(self, updated_before: datetime, limit: int) -> Sequence[Refund]:
+    async def pending(self, not_updated_since: datetime, limit: int) -> Sequence[Refund]:
         found = [
             r
             for r in self._table.rows()
-            if r.status is RefundStatus.PENDING and r.updated_at < updated_before
+            if r.status is RefundStatus.PENDING and r.updated_at <= not_updated_since
         ]
         return sorted(found, key=lambda r: r.updated_at)[:limit]
 

@@ -89,6 +89,9 @@ from core.rules import check_payment_matches_invoice
 
 R = TypeVar("R")
 
+# What the gateway said about a payment in flight; None when its answer is unknown.
+GatewayAnswer = ChargeResult | CheckoutSession | GatewayFailure | None
+
 IDEMPOTENCY_TTL: Final = timedelta(hours=24)
 # A transaction that lost a race is re-run from a fresh read this many times.
 MAX_ATTEMPTS: Final = 3
@@ -453,52 +456,61 @@ class CheckoutService:
         if payment.status is not PaymentStatus.PROCESSING:
             return self._outcome(payment)
         if payment.method_type is PaymentMethodType.PAYMENT_LINK:
-            session = await self._open_payment_link(payment)
-            result = None
+            answer = await self._open_payment_link(payment)
         else:
-            session = None
-            result = await self._charge(payment)
+            answer = await self._charge(payment)
 
         async def record(uow: UnitOfWork) -> Payment:
             current = await self._payment(uow, payment.environment_id, payment.id)
-            if session is not None and current.status is PaymentStatus.PROCESSING:
-                current = current.updated(
-                    at=self.clock.now(),
-                    gateway_tracking_id=session.id,
-                    payment_url=session.url,
-                )
-                await uow.payments.update(current)
-            elif result is not None:
-                current = await self._apply_charge(uow, current, result, Actor.API)
+            current = await self._apply_answer(uow, current, answer, Actor.API)
             if request:
                 await self._finish(uow, request, payment=current)
             await uow.commit()
             return current
 
-        if request is None and result is None and session is None:
+        if request is None and answer is None:
             return payment
         return self._outcome(await self._transaction(record))
 
-    async def _charge(self, payment: Payment) -> ChargeResult | GatewayFailure | None:
+    async def _apply_answer(
+        self, uow: UnitOfWork, payment: Payment, answer: GatewayAnswer, actor: Actor
+    ) -> Payment:
+        """Record what the gateway said about a payment in flight (None: it said nothing)."""
+        if isinstance(answer, CheckoutSession):
+            if payment.status is PaymentStatus.PROCESSING and payment.gateway_tracking_id is None:
+                payment = payment.updated(
+                    at=self.clock.now(), gateway_tracking_id=answer.id, payment_url=answer.url
+                )
+                await uow.payments.update(payment)
+            return await self._apply_session(uow, payment, answer, actor)
+        if answer is not None:
+            return await self._apply_charge(uow, payment, answer, actor)
+        return payment
+
+    async def _charge(self, payment: Payment) -> GatewayAnswer:
         """The gateway's answer to the charge, or None when it is unknown."""
         async with self.uow() as uow:
             customer = await self._customer(uow, payment.environment_id, payment.customer_id)
+        return await self._gateway_answer(
+            self.gateway.charge(self._charge_request(payment, customer))
+        )
+
+    @staticmethod
+    async def _gateway_answer(call: Awaitable[ChargeResult | CheckoutSession]) -> GatewayAnswer:
+        """A gateway call's answer: a refusal as a failure, None when the outcome is unknown."""
         try:
-            return await self.gateway.charge(self._charge_request(payment, customer))
+            return await call
         except GatewayUnavailable:
             return None
         except CheckoutError as error:
             return GatewayFailure(code=GatewayError.code, message=error.message)
 
-    async def _open_payment_link(self, payment: Payment) -> CheckoutSession | None:
+    async def _open_payment_link(self, payment: Payment) -> GatewayAnswer:
         async with self.uow() as uow:
             customer = await self._customer(uow, payment.environment_id, payment.customer_id)
-        try:
-            return await self.gateway.create_checkout_session(
-                self._checkout_request(payment, customer)
-            )
-        except GatewayUnavailable:
-            return None
+        return await self._gateway_answer(
+            self.gateway.create_checkout_session(self._checkout_request(payment, customer))
+        )
 
     def _charge_request(self, payment: Payment, customer: Customer) -> ChargeRequest:
         assert payment.payment_method_id is not None, "a processing card payment has a card"
@@ -872,20 +884,8 @@ class CheckoutService:
         async with self.uow() as uow:
             if await uow.gateway_events.seen(event.id):
                 return
-        session = event.session
-        if (
-            event.type is GatewayEventType.CHECKOUT_COMPLETED
-            and session is not None
-            and session.charge is not None
-            and session.charge.payment_method_id is not None
-            and (session.mode is CheckoutMode.SETUP or session.save_card_and_make_default)
-        ):
-            # Idempotent at the gateway, so a retried event may repeat it safely.
-            await self._gateway_call(
-                self.gateway.set_default_payment_method(
-                    session.gateway_customer_id, session.charge.payment_method_id
-                )
-            )
+        if event.type is GatewayEventType.CHECKOUT_COMPLETED and event.session is not None:
+            await self._make_saved_card_default(event.session)
 
         async def apply(uow: UnitOfWork) -> None:
             if await uow.gateway_events.seen(event.id):
@@ -895,6 +895,18 @@ class CheckoutService:
             await uow.commit()
 
         await self._transaction(apply)
+
+    async def _make_saved_card_default(self, session: CheckoutSession) -> None:
+        """A completed setup page, or a paid link asked to save its card: make it the default.
+
+        Idempotent at the gateway, so a repeated event or reconciliation may do it again.
+        """
+        card = session.charge.payment_method_id if session.charge else None
+        saves = session.mode is CheckoutMode.SETUP or session.save_card_and_make_default
+        if card and saves and session.status is CheckoutSessionStatus.COMPLETE:
+            await self._gateway_call(
+                self.gateway.set_default_payment_method(session.gateway_customer_id, card)
+            )
 
     async def _apply_event(self, uow: UnitOfWork, event: GatewayEvent) -> None:
         payment = await self._event_payment(uow, event)
@@ -994,40 +1006,30 @@ class CheckoutService:
 
     async def _reconcile_payment(self, payment: Payment) -> PaymentStatus | None:
         """Settle one `processing` payment if the gateway knows its outcome."""
-        answer: ChargeResult | CheckoutSession | None
-        try:
-            if payment.method_type is PaymentMethodType.PAYMENT_LINK:
-                if payment.gateway_tracking_id is None:
-                    answer = await self._open_payment_link(payment)
-                else:
-                    answer = await self.gateway.get_checkout_session(payment.gateway_tracking_id)
+        answer: GatewayAnswer
+        if payment.method_type is PaymentMethodType.PAYMENT_LINK:
+            if payment.gateway_tracking_id is None:
+                answer = await self._open_payment_link(payment)
             else:
-                async with self.uow() as uow:
-                    customer = await self._customer(
-                        uow, payment.environment_id, payment.customer_id
-                    )
-                answer = await self.gateway.find_charge(
+                answer = await self._gateway_answer(
+                    self.gateway.get_checkout_session(payment.gateway_tracking_id)
+                )
+        else:
+            async with self.uow() as uow:
+                customer = await self._customer(uow, payment.environment_id, payment.customer_id)
+            answer = await self._gateway_answer(
+                self.gateway.find_charge(
                     self._charge_request(payment, customer), payment.gateway_tracking_id
                 )
-        except (GatewayUnavailable, CheckoutError):
-            return None
-        if answer is None:
-            return None
+            )
+        if answer is None or isinstance(answer, GatewayFailure):
+            return None  # a look-up that failed says nothing about the payment
+        if isinstance(answer, CheckoutSession):
+            await self._make_saved_card_default(answer)
 
         async def record(uow: UnitOfWork) -> Payment:
             current = await self._payment(uow, payment.environment_id, payment.id)
-            if isinstance(answer, CheckoutSession):
-                if (
-                    current.gateway_tracking_id is None
-                    and current.status is PaymentStatus.PROCESSING
-                ):
-                    current = current.updated(
-                        at=self.clock.now(), gateway_tracking_id=answer.id, payment_url=answer.url
-                    )
-                    await uow.payments.update(current)
-                current = await self._apply_session(uow, current, answer, Actor.RECONCILER)
-            else:
-                current = await self._apply_charge(uow, current, answer, Actor.RECONCILER)
+            current = await self._apply_answer(uow, current, answer, Actor.RECONCILER)
             await uow.commit()
             return current
 
