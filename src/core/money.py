@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
@@ -54,6 +55,9 @@ def _build_currencies() -> dict[str, Currency]:
     return table
 
 
+# Plain ASCII decimals only: no exponents, underscores, other scripts' digits or signs but "-".
+_PLAIN_DECIMAL: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")
+
 # Far above any card charge, and small enough that Decimal arithmetic stays exact.
 MAX_INTEGER_DIGITS: Final = 15
 
@@ -77,6 +81,8 @@ def parse_decimal(value: object, *, field: str) -> Decimal:
         raise ValidationError(
             f'{field} must be a decimal number or a string such as "150.00".', field=field
         )
+    if isinstance(value, str) and not _PLAIN_DECIMAL.match(value.strip()):
+        raise ValidationError(f'{field} is not a decimal number such as "150.00".', field=field)
     try:
         number = Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation:
@@ -100,7 +106,8 @@ class Money:
 
     def __attrs_post_init__(self) -> None:
         exponent = self.amount.as_tuple().exponent
-        assert isinstance(exponent, int)  # finite amounts only
+        if not isinstance(exponent, int):
+            raise ValidationError("An amount must be a finite number.", field="amount")
         if -exponent > self.currency.exponent and self.amount != self.amount.quantize(
             _quantum(self.currency.exponent)
         ):
@@ -134,6 +141,8 @@ class Money:
     @classmethod
     def from_minor_units(cls, units: int, cur: Currency) -> Money:
         """The amount a gateway means by `units` of the currency's smallest unit; exact."""
+        if abs(units) >= 10 ** (MAX_INTEGER_DIGITS + cur.gateway_exponent):
+            raise ValidationError(f"{units} minor units is too large an amount.", field="amount")
         amount = Decimal(units).scaleb(-cur.gateway_exponent)
         return cls(amount, cur)
 

@@ -33,7 +33,7 @@ _CARD_FIELD_NAMES: Final = frozenset(
         "expiry_month", "expiry_year", "expiration_date", "card_cvc", "card_exp",
     }
 )  # fmt: skip
-_DIGITS_WITH_SEPARATORS: Final = re.compile(r"(?:\d[ -]?){12,18}\d")
+_DIGITS_WITH_SEPARATORS: Final = re.compile(r"(?:\d[ ._/-]?){12,18}\d")
 _EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL: Final = re.compile(r"^https?://[^\s]+$")
 
@@ -51,7 +51,7 @@ def _luhn_valid(digits: str) -> bool:
 def looks_like_card_number(text: str) -> bool:
     """True for a 13-19 digit Luhn-valid run, with or without spaces or dashes."""
     for match in _DIGITS_WITH_SEPARATORS.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
+        digits = re.sub(r"\D", "", match.group())
         if 13 <= len(digits) <= 19 and _luhn_valid(digits):
             return True
     return False
@@ -70,6 +70,9 @@ def reject_card_data(body: Mapping[str, object], prefix: str = "") -> None:
     """Refuse a body that carries anything shaped like card data, at any depth."""
     for key, value in body.items():
         field = f"{prefix}{key}"
+        if isinstance(key, str) and looks_like_card_number(key):
+            # Name the enclosing object, never the key: the key is the card number.
+            raise _card_data_error(prefix.rstrip(".") or "body")
         if isinstance(key, str) and key.strip().lower() in _CARD_FIELD_NAMES:
             raise _card_data_error(field)
         if isinstance(value, str) and looks_like_card_number(value):

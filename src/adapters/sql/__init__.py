@@ -1,0 +1,7 @@
+"""SQL storage on SQLAlchemy 2 (async): SQLite by default, PostgreSQL for production."""
+
+from adapters.sql.engine import create_engine_from_url
+from adapters.sql.sandbox_store import SqlSandboxStore
+from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
+
+__all__ = ["SqlSandboxStore", "SqlUnitOfWork", "SqlUnitOfWorkFactory", "create_engine_from_url"]
