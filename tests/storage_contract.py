@@ -98,8 +98,9 @@ def record(key: str = "k", version: int = 1) -> IdempotencyRecord:
     )
 
 
-async def _update_and_commit(uow: UnitOfWork, update: Awaitable[None]) -> None:
-    await update
+async def _write_and_commit(uow: UnitOfWork, write: Awaitable[None]) -> None:
+    """A storage may refuse a write at once or at the commit; either way nothing lands."""
+    await write
     await uow.commit()
 
 
@@ -109,9 +110,15 @@ class StorageContract:
         raise NotImplementedError
 
     async def _seed(self, units: UnitOfWorkFactory, *payments: Payment) -> None:
+        """Customer 1 and invoice 1 of ENV, each payment, and the invoices they pay."""
+        environments = {ENV} | {p.environment_id for p in payments}
+        invoices = {(ENV, "inv_0001")} | {(p.environment_id, p.invoice_id) for p in payments}
         async with units() as uow:
-            await uow.customers.add(customer())
-            await uow.invoices.add(invoice())
+            for env in sorted(environments):
+                await uow.customers.add(customer(env=env))
+            for env, invoice_id in sorted(invoices):
+                number = int(invoice_id.removeprefix("inv_"))
+                await uow.invoices.add(attrs.evolve(invoice(number, env=env), id=invoice_id))
             for p in payments:
                 await uow.payments.add(p)
             await uow.commit()
@@ -151,10 +158,9 @@ class StorageContract:
             await first.invoices.update(read_first.void(T0))
             await first.commit()
             await second.customers.add(customer(2))
-            # A storage may refuse at the update or at the commit; either way nothing lands.
             stale = attrs.evolve(read_second, version=2)
             with pytest.raises(ConcurrentUpdate):
-                await _update_and_commit(second, second.invoices.update(stale))
+                await _write_and_commit(second, second.invoices.update(stale))
         async with units() as uow:
             assert await uow.customers.get(ENV, "cust_0002") is None
             stored = await uow.invoices.get(ENV, "inv_0001")
@@ -164,9 +170,8 @@ class StorageContract:
     async def test_an_invoice_never_has_two_live_payments(self, units: UnitOfWorkFactory) -> None:
         await self._seed(units, payment(1))
         async with units() as uow:
-            await uow.payments.add(payment(2))
             with pytest.raises(PaymentInProgress):
-                await uow.commit()
+                await _write_and_commit(uow, uow.payments.add(payment(2)))
         async with units() as uow:
             assert await uow.payments.get(ENV, "pay_0002") is None
             live = await uow.payments.live_for_invoice(ENV, "inv_0001")
@@ -177,11 +182,9 @@ class StorageContract:
         paid = moved(payment(1), PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED)
         await self._seed(units, paid)
         async with units() as uow:
-            await uow.payments.add(
-                moved(payment(2), PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED)
-            )
+            second = moved(payment(2), PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED)
             with pytest.raises(InvoiceAlreadyPaid):
-                await uow.commit()
+                await _write_and_commit(uow, uow.payments.add(second))
 
     async def test_a_failed_payment_does_not_block_the_next(self, units: UnitOfWorkFactory) -> None:
         await self._seed(units, moved(payment(1), PaymentStatus.FAILED))
@@ -206,7 +209,7 @@ class StorageContract:
             await first.payments.update(moved(a, PaymentStatus.PROCESSING))
             await first.commit()
             with pytest.raises(ConcurrentUpdate):
-                await _update_and_commit(
+                await _write_and_commit(
                     second, second.payments.update(moved(b, PaymentStatus.FAILED))
                 )
         async with units() as uow:
@@ -240,9 +243,8 @@ class StorageContract:
             await uow.idempotency.put(record())
             await uow.commit()
         async with units() as uow:
-            await uow.idempotency.put(record())
             with pytest.raises(IdempotencyKeyInUse):
-                await uow.commit()
+                await _write_and_commit(uow, uow.idempotency.put(record()))
         async with units() as uow:
             await uow.idempotency.put(attrs.evolve(record(), environment_id="env_b"))
             await uow.commit()
@@ -254,9 +256,9 @@ class StorageContract:
     ) -> None:
         await self._seed(units)
         async with units() as uow:
-            await uow.customers.add(attrs.evolve(customer(), id="cust_0099"))
+            twin = attrs.evolve(customer(), id="cust_0099")
             with pytest.raises(CustomerAlreadyExists):
-                await uow.commit()
+                await _write_and_commit(uow, uow.customers.add(twin))
         async with units() as uow:
             await uow.customers.add(attrs.evolve(customer(), id="cust_0098", environment_id="b"))
             await uow.commit()
@@ -268,9 +270,9 @@ class StorageContract:
         async with units() as uow:
             assert await uow.gateway_events.seen("evt_1")
             assert not await uow.gateway_events.seen("evt_2")
-            await uow.gateway_events.add("evt_1", "payment_intent.succeeded", T0)
+            again = uow.gateway_events.add("evt_1", "payment_intent.succeeded", T0)
             with pytest.raises(ConcurrentUpdate):
-                await uow.commit()
+                await _write_and_commit(uow, again)
 
     async def test_the_outbox_hands_out_each_notification_until_delivered(
         self, units: UnitOfWorkFactory
@@ -313,6 +315,7 @@ class StorageContract:
 
     async def test_invoices_list_newest_first(self, units: UnitOfWorkFactory) -> None:
         async with units() as uow:
+            await uow.customers.add(customer())
             for i in range(1, 4):
                 await uow.invoices.add(invoice(i))
             await uow.commit()

@@ -12,12 +12,20 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import attrs
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import SystemClock
 from adapters.ids import UlidIdGenerator
 from adapters.memory import InMemoryUnitOfWorkFactory
 from adapters.notifiers import RecordingNotifier
-from adapters.sandbox import SandboxFaults, SandboxPaymentGateway
+from adapters.sandbox import (
+    InMemorySandboxStore,
+    SandboxFaults,
+    SandboxPaymentGateway,
+    SandboxStore,
+)
+from adapters.sql import SqlSandboxStore, SqlUnitOfWorkFactory, create_engine_from_url
+from adapters.sql.migrate import migrate
 from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
 from core.errors import ValidationError
 from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
@@ -50,6 +58,7 @@ from core.rules import (
 from core.service import CheckoutService, ReconcileReport
 
 T = TypeVar("T")
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///card-checkout.sqlite3"
 Body = Mapping[str, object]
 
 
@@ -57,7 +66,9 @@ Body = Mapping[str, object]
 class Settings:
     """Everything that can be configured, with the embedded defaults."""
 
+    # None: in-memory storage (the library's default). The CLI defaults to a SQLite file.
     database_url: str | None = None
+    database_pool_size: int = 10
     stripe_secret_key: str | None = None
     stripe_api_base: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
@@ -66,7 +77,8 @@ class Settings:
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         return cls(
-            database_url=env.get("DATABASE_URL") or None,
+            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_pool_size=int(env.get("DATABASE_POOL_SIZE", "10")),
             stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
             public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
@@ -109,6 +121,7 @@ class CardCheckout:
     # Deliver outbound notifications right after each change (the library's default; the
     # server runs a dispatcher instead).
     dispatch_inline: bool = True
+    engine: AsyncEngine | None = None
 
     @property
     def sandbox(self) -> SandboxPaymentGateway | None:
@@ -290,8 +303,15 @@ class CardCheckout:
             raise ValidationError("Hosted pages are completed by the customer at Stripe.")
         return await self.sandbox.complete_checkout_session(session_id, card_number)
 
+    async def migrate(self) -> None:
+        """Bring the database to the newest schema (nothing to do in memory)."""
+        if self.engine is not None:
+            await migrate(self.engine)
+
     async def aclose(self) -> None:
         """Release what the adapters hold (connections, clients)."""
+        if self.engine is not None:
+            await self.engine.dispose()
 
 
 def bootstrap(
@@ -309,16 +329,23 @@ def bootstrap(
     settings = settings or Settings()
     clock = clock or SystemClock()
     ids = ids or UlidIdGenerator()
-    if uow is None and settings.database_url is not None:
-        raise ValidationError(
-            "SQL storage is not available in this version; leave DATABASE_URL unset.",
-            field="DATABASE_URL",
+    engine = None
+    storage: UnitOfWorkFactory
+    sandbox_store: SandboxStore
+    if uow is not None:
+        storage, sandbox_store = uow, InMemorySandboxStore()
+    elif settings.database_url is not None:
+        engine = create_engine_from_url(
+            settings.database_url, pool_size=settings.database_pool_size
         )
-    storage: UnitOfWorkFactory = uow or InMemoryUnitOfWorkFactory()
+        storage, sandbox_store = SqlUnitOfWorkFactory(engine), SqlSandboxStore(engine)
+    else:
+        storage, sandbox_store = InMemoryUnitOfWorkFactory(), InMemorySandboxStore()
     if gateway is None:
         gateway = SandboxPaymentGateway(
             clock=clock,
             ids=ids,
+            store=sandbox_store,
             faults=sandbox_faults or SandboxFaults(),
             base_url=settings.public_base_url,
         )
@@ -327,6 +354,7 @@ def bootstrap(
         gateway=gateway,
         notifier=notifier or RecordingNotifier(),
         dispatch_inline=dispatch_inline,
+        engine=engine,
     )
     if isinstance(gateway, SandboxPaymentGateway) and gateway.event_sink is None:
         # The sandbox's hosted pages report completion the way Stripe's webhooks do.

@@ -39,7 +39,7 @@ def _failure(value: Any) -> Failure | None:
 
 
 def _failure_json(failure: Failure | None) -> dict[str, Any] | None:
-    return _json.unstructure(failure) if failure else None  # type: ignore[no-any-return]
+    return _json.unstructure(failure) if failure else None
 
 
 def customer_values(customer: Customer) -> dict[str, Any]:

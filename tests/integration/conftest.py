@@ -1,0 +1,101 @@
+"""Real databases for integration tests: a SQLite file, and PostgreSQL when reachable.
+
+PostgreSQL is found at TEST_POSTGRES_URL (default: the local server's `test` database as
+`postgres`); a fresh database is created for the session and dropped after. Without a server
+the PostgreSQL tests skip with the reason, except in CI (CI=true), where they must run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.sql import create_engine_from_url, tables
+from adapters.sql.migrate import migrate
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _plain(url: str) -> str:
+    """The URL as asyncpg takes it (no SQLAlchemy driver name)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(_plain(POSTGRES_URL), timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def migrated(url: str) -> None:
+    engine = create_engine_from_url(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+async def emptied(url: str) -> None:
+    engine = create_engine_from_url(url)
+    try:
+        async with engine.begin() as connection:
+            names = ", ".join(t.name for t in tables.metadata.sorted_tables)
+            await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    try:
+        asyncio.run(_admin("SELECT 1"))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        reason = f"PostgreSQL is not reachable at {POSTGRES_URL}: {error}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI must run the PostgreSQL tests)")
+        pytest.skip(reason)
+    name = f"card_checkout_test_{os.getpid()}"
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(migrated(url))
+    yield url
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'card-checkout.sqlite3'}"
+    asyncio.run(migrated(url))
+    return url
+
+
+@pytest.fixture
+def clean_postgres_url(postgres_url: str) -> str:
+    asyncio.run(emptied(postgres_url))
+    return postgres_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test that takes this runs on a migrated, empty SQLite file and PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "clean_postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine_from_url(database_url)
+    yield engine
+    await engine.dispose()
