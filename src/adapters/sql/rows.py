@@ -257,6 +257,8 @@ def notification_from(row: Row) -> Notification:
 
 # Idempotency records keep a snapshot of the answer: the resource exactly as it was.
 _json = make_converter()
+# Error details are JSON values already: kept as they are.
+_json.register_structure_hook_func(lambda kind: kind is object, lambda value, _: value)
 _json.register_unstructure_hook(Currency, lambda c: c.code)
 _json.register_structure_hook(Currency, lambda code, _: CURRENCIES[code])
 _json.register_unstructure_hook(
