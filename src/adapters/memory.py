@@ -147,7 +147,9 @@ class InMemoryInvoiceRepository:
     async def add(self, invoice: Invoice) -> None:
         self._table.add((invoice.environment_id, invoice.id), invoice)
 
-    async def get(self, environment_id: str, invoice_id: str) -> Invoice | None:
+    async def get(
+        self, environment_id: str, invoice_id: str, *, for_update: bool = False
+    ) -> Invoice | None:
         return self._table.get((environment_id, invoice_id))
 
     async def update(self, invoice: Invoice) -> None:
@@ -173,7 +175,9 @@ class InMemoryPaymentRepository:
     async def add(self, payment: Payment) -> None:
         self._table.add((payment.environment_id, payment.id), payment)
 
-    async def get(self, environment_id: str, payment_id: str) -> Payment | None:
+    async def get(
+        self, environment_id: str, payment_id: str, *, for_update: bool = False
+    ) -> Payment | None:
         return self._table.get((environment_id, payment_id))
 
     async def get_by_tracking_id(self, gateway_tracking_id: str) -> Payment | None:

@@ -168,7 +168,12 @@ class CustomerRepository(Protocol):
 
 class InvoiceRepository(Protocol):
     async def add(self, invoice: Invoice) -> None: ...
-    async def get(self, environment_id: str, invoice_id: str) -> Invoice | None: ...
+    async def get(
+        self, environment_id: str, invoice_id: str, *, for_update: bool = False
+    ) -> Invoice | None:
+        """The invoice; `for_update` also locks it until the transaction ends (if the
+        storage has row locks: others check versions at commit instead)."""
+
     async def update(self, invoice: Invoice) -> None:
         """Store the new version; `ConcurrentUpdate` at commit if another writer got there first."""
 
@@ -177,7 +182,11 @@ class InvoiceRepository(Protocol):
 
 class PaymentRepository(Protocol):
     async def add(self, payment: Payment) -> None: ...
-    async def get(self, environment_id: str, payment_id: str) -> Payment | None: ...
+    async def get(
+        self, environment_id: str, payment_id: str, *, for_update: bool = False
+    ) -> Payment | None:
+        """The payment; `for_update` as for invoices."""
+
     async def get_by_tracking_id(self, gateway_tracking_id: str) -> Payment | None: ...
     async def update(self, payment: Payment) -> None:
         """Store the new version; `ConcurrentUpdate` at commit if another writer got there first."""

@@ -261,7 +261,7 @@ class CheckoutService:
 
     async def void_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
         async def void(uow: UnitOfWork) -> Invoice:
-            invoice = await self._invoice(uow, environment_id, invoice_id)
+            invoice = await self._invoice(uow, environment_id, invoice_id, for_update=True)
             live = await uow.payments.live_for_invoice(environment_id, invoice_id)
             if live is not None:
                 raise PaymentInProgress(
@@ -288,7 +288,7 @@ class CheckoutService:
         self, environment_id: str, invoice_id: str, change: Callable[[Invoice], Invoice]
     ) -> Invoice:
         async def apply(uow: UnitOfWork) -> Invoice:
-            changed = change(await self._invoice(uow, environment_id, invoice_id))
+            changed = change(await self._invoice(uow, environment_id, invoice_id, for_update=True))
             await uow.invoices.update(changed)
             await uow.commit()
             return changed
@@ -325,7 +325,9 @@ class CheckoutService:
                 claim = await self._claim(uow, request)
                 if isinstance(claim, Payment):
                     return claim, False
-            invoice = await self._invoice(uow, environment_id, command.destination_id)
+            invoice = await self._invoice(
+                uow, environment_id, command.destination_id, for_update=True
+            )
             check_payment_matches_invoice(command, invoice)
             await self._ensure_no_live_payment(uow, invoice)
             now = self.clock.now()
@@ -377,7 +379,7 @@ class CheckoutService:
                 claim = await self._claim(uow, request)
                 if isinstance(claim, Payment):
                     return claim, False
-            current = await self._payment(uow, environment_id, payment_id)
+            current = await self._payment(uow, environment_id, payment_id, for_update=True)
             self._ensure_initiated(current)
             invoice = await self._payable_for(uow, current)
             current = await self._begin_processing(uow, current, invoice, card, refusal)
@@ -461,7 +463,7 @@ class CheckoutService:
             answer = await self._charge(payment)
 
         async def record(uow: UnitOfWork) -> Payment:
-            current = await self._payment(uow, payment.environment_id, payment.id)
+            current = await self._payment(uow, payment.environment_id, payment.id, for_update=True)
             current = await self._apply_answer(uow, current, answer, Actor.API)
             if request:
                 await self._finish(uow, request, payment=current)
@@ -601,7 +603,9 @@ class CheckoutService:
     ) -> Payment:
         """Succeed or fail a payment and reconcile its invoice in the same transaction."""
         moved = await self._move(uow, payment, target, reason, actor, **changes)
-        invoice = invoice or await self._invoice(uow, payment.environment_id, payment.invoice_id)
+        invoice = invoice or await self._invoice(
+            uow, payment.environment_id, payment.invoice_id, for_update=True
+        )
         now = self.clock.now()
         if target is PaymentStatus.SUCCEEDED:
             paid = invoice.record_payment(moved.amount, now)
@@ -695,7 +699,9 @@ class CheckoutService:
             )
 
     async def _payable_for(self, uow: UnitOfWork, payment: Payment) -> Invoice:
-        invoice = await self._invoice(uow, payment.environment_id, payment.invoice_id)
+        invoice = await self._invoice(
+            uow, payment.environment_id, payment.invoice_id, for_update=True
+        )
         invoice.ensure_payable()
         if payment.amount != invoice.amount_remaining:
             raise ValidationError(
@@ -727,7 +733,7 @@ class CheckoutService:
                 claim = await self._claim(uow, request)
                 if isinstance(claim, Refund):
                     return claim, False
-            payment = await self._payment(uow, environment_id, command.payment_id)
+            payment = await self._payment(uow, environment_id, command.payment_id, for_update=True)
             if payment.status not in (
                 PaymentStatus.SUCCEEDED,
                 PaymentStatus.PARTIALLY_REFUNDED,
@@ -825,7 +831,9 @@ class CheckoutService:
                 await uow.refunds.update(refund)
             return refund
         now = self.clock.now()
-        payment = await self._payment(uow, refund.environment_id, refund.payment_id)
+        payment = await self._payment(
+            uow, refund.environment_id, refund.payment_id, for_update=True
+        )
         released = payment.refund_reserved - refund.amount
         if answer.outcome is RefundOutcome.FAILED:
             failure = answer.failure or GatewayFailure(GatewayError.code, "The refund failed.")
@@ -852,7 +860,9 @@ class CheckoutService:
             amount_refunded=refunded,
             refund_reserved=released,
         )
-        invoice = await self._invoice(uow, refund.environment_id, refund.invoice_id)
+        invoice = await self._invoice(
+            uow, refund.environment_id, refund.invoice_id, for_update=True
+        )
         await uow.invoices.update(
             invoice.record_refund(refund.amount, fully_refunded=fully, at=now)
         )
@@ -934,7 +944,7 @@ class CheckoutService:
         payment_id = event.metadata.get("payment_id")
         environment_id = event.metadata.get("environment_id")
         if payment_id and environment_id:
-            return await uow.payments.get(environment_id, payment_id)
+            return await uow.payments.get(environment_id, payment_id, for_update=True)
         tracking = (event.charge.intent_id if event.charge else None) or (
             event.session.id if event.session else None
         )
@@ -1028,7 +1038,7 @@ class CheckoutService:
             await self._make_saved_card_default(answer)
 
         async def record(uow: UnitOfWork) -> Payment:
-            current = await self._payment(uow, payment.environment_id, payment.id)
+            current = await self._payment(uow, payment.environment_id, payment.id, for_update=True)
             current = await self._apply_answer(uow, current, answer, Actor.RECONCILER)
             await uow.commit()
             return current
@@ -1083,8 +1093,11 @@ class CheckoutService:
             raise CustomerNotLinked(customer_id=customer.id)
         return customer.gateway_customer_id
 
-    async def _invoice(self, uow: UnitOfWork, environment_id: str, invoice_id: str) -> Invoice:
-        invoice = await uow.invoices.get(environment_id, invoice_id)
+    async def _invoice(
+        self, uow: UnitOfWork, environment_id: str, invoice_id: str, *, for_update: bool = False
+    ) -> Invoice:
+        """The invoice; `for_update` locks its row until the transaction ends, where it can."""
+        invoice = await uow.invoices.get(environment_id, invoice_id, for_update=for_update)
         if invoice is None:
             raise InvoiceNotFound(invoice_id=invoice_id)
         return invoice
@@ -1095,8 +1108,10 @@ class CheckoutService:
             raise CustomerNotFound(customer_id=customer_id)
         return customer
 
-    async def _payment(self, uow: UnitOfWork, environment_id: str, payment_id: str) -> Payment:
-        payment = await uow.payments.get(environment_id, payment_id)
+    async def _payment(
+        self, uow: UnitOfWork, environment_id: str, payment_id: str, *, for_update: bool = False
+    ) -> Payment:
+        payment = await uow.payments.get(environment_id, payment_id, for_update=for_update)
         if payment is None:
             raise PaymentNotFound(payment_id=payment_id)
         return payment

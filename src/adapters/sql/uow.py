@@ -143,10 +143,13 @@ class SqlInvoiceRepository:
     async def add(self, invoice: Invoice) -> None:
         await self._session.execute(insert(tables.invoices).values(rows.invoice_values(invoice)))
 
-    async def get(self, environment_id: str, invoice_id: str) -> Invoice | None:
+    async def get(
+        self, environment_id: str, invoice_id: str, *, for_update: bool = False
+    ) -> Invoice | None:
         t = tables.invoices
+        statement = select(t).where(t.c.environment_id == environment_id, t.c.id == invoice_id)
         result = await self._session.execute(
-            select(t).where(t.c.environment_id == environment_id, t.c.id == invoice_id)
+            statement.with_for_update() if for_update else statement
         )
         row = result.mappings().first()
         return rows.invoice_from(row) if row else None
@@ -188,10 +191,13 @@ class SqlPaymentRepository:
             insert(tables.payments).values(rows.payment_values(payment)), self._conflict(payment)
         )
 
-    async def get(self, environment_id: str, payment_id: str) -> Payment | None:
+    async def get(
+        self, environment_id: str, payment_id: str, *, for_update: bool = False
+    ) -> Payment | None:
         t = tables.payments
+        statement = select(t).where(t.c.environment_id == environment_id, t.c.id == payment_id)
         result = await self._session.execute(
-            select(t).where(t.c.environment_id == environment_id, t.c.id == payment_id)
+            statement.with_for_update() if for_update else statement
         )
         row = result.mappings().first()
         return rows.payment_from(row) if row else None
