@@ -48,7 +48,7 @@ async def customer_with_card(
 ) -> Customer:
     """A customer whose card (if any) was saved as default through a sandbox setup page."""
     customer = await checkout.create_customer(
-        env, {"external_id": external_id or f"ext-{id(checkout)}-{card}-{_next()}"}
+        env, {"external_id": external_id or f"customer-{_next()}"}
     )
     if card is not None:
         setup = await checkout.setup_card(env, customer.id)
