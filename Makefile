@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test test-unit test-integration lint fmt clean
+.PHONY: help install run demo migrate test test-unit test-integration lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -18,8 +18,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed ## Create .venv and install the project with its dev tools
 
-run: install ## Set up and run on the embedded defaults (for now: the library demo, sandbox)
+run: install ## Set up and run on the embedded defaults (SQLite file, sandbox): for now the demo
+	$(BIN)/card-checkout migrate
 	$(BIN)/card-checkout demo
+
+migrate: install ## Bring the database (DATABASE_URL, default a SQLite file) to the newest schema
+	$(BIN)/card-checkout migrate
 
 demo: run ## Same as run
 

@@ -1,4 +1,4 @@
-"""The `card-checkout` command."""
+"""The `card-checkout` command. Settings come from the environment (see the README)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,31 @@ import sys
 from collections.abc import Sequence
 from decimal import Decimal
 
+from sqlalchemy.engine import make_url
+
+from adapters.ids import UlidIdGenerator
 from core.errors import CheckoutError
-from entrypoints.bootstrap import bootstrap
+from entrypoints.bootstrap import CardCheckout, Settings, bootstrap
 
 
-async def _demo() -> None:
+async def _demo(settings: Settings) -> None:
     """The library end to end on the sandbox: save a card, pay an invoice, see a decline."""
-    checkout = bootstrap()
+    checkout = bootstrap(settings)
+    await checkout.migrate()
+    try:
+        await _demo_on(checkout)
+    finally:
+        await checkout.aclose()
+
+
+async def _demo_on(checkout: CardCheckout) -> None:
     environment = "env_demo"
     say = print
+    run = UlidIdGenerator().new_id("demo")  # each run makes its own customers
 
     customer = await checkout.create_customer(
-        environment, {"external_id": "acme-1", "name": "Acme Ltd", "email": "billing@acme.test"}
+        environment,
+        {"external_id": f"acme-1-{run}", "name": "Acme Ltd", "email": "billing@acme.test"},
     )
     say(f"customer   {customer.id} (gateway {customer.gateway_customer_id})")
     setup = await checkout.setup_card(environment, customer.id)
@@ -55,7 +68,7 @@ async def _demo() -> None:
         f"{invoice.amount_remaining}")  # fmt: skip
 
     # A second customer whose saved card is declined at charge time.
-    declined = await checkout.create_customer(environment, {"external_id": "acme-2"})
+    declined = await checkout.create_customer(environment, {"external_id": f"acme-2-{run}"})
     setup = await checkout.setup_card(environment, declined.id)
     await checkout.complete_sandbox_checkout(setup.id, "4000 0000 0000 0002")
     invoice = await checkout.create_invoice(
@@ -76,13 +89,31 @@ async def _demo() -> None:
     say(f"notified   {notified}")
 
 
+async def _migrate(settings: Settings) -> None:
+    checkout = bootstrap(settings)
+    try:
+        await checkout.migrate()
+    finally:
+        await checkout.aclose()
+    print(f"database at the newest schema: {_safe(settings.database_url)}")
+
+
+def _safe(url: str | None) -> str:
+    """The URL without its password, fit for a terminal or a log."""
+    return make_url(url).render_as_string(hide_password=True) if url else "in memory"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="card-checkout", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="bring the database (DATABASE_URL) to the newest schema")
     commands.add_parser("demo", help="run the library end to end on the sandbox gateway")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        asyncio.run(_demo())
+    settings = Settings.from_environ()
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings))
+    elif args.command == "demo":
+        asyncio.run(_demo(settings))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,11 +31,22 @@ def test_readme_first_lines_give_the_run_and_test_commands() -> None:
     assert first_block.splitlines()[1].startswith("make test")
 
 
-def test_cli_demo_charges_a_saved_card_and_shows_a_decline() -> None:
-    cli = Path(sys.executable).with_name("card-checkout")
-    result = subprocess.run(
-        [str(cli), "demo"], capture_output=True, text=True, timeout=60, check=False
-    )
+def test_cli_migrates_then_demo_charges_a_saved_card_and_shows_a_decline(
+    tmp_path: Path,
+) -> None:
+    cli = str(Path(sys.executable).with_name("card-checkout"))
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [cli, *args], capture_output=True, text=True, timeout=60, check=False, env=env,
+            cwd=tmp_path,
+        )  # fmt: skip
+
+    migrated = run("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "newest schema" in migrated.stdout
+    result = run("demo")
     assert result.returncode == 0, result.stderr
     assert re.search(r"payment\s+pay_\w+ succeeded 150.00 usd on visa \.\.\.\.4242", result.stdout)
     assert "declined   card_declined" in result.stdout
