@@ -21,7 +21,9 @@ from core.errors import (
 )
 from core.model import (
     Actor,
+    ApiKey,
     Customer,
+    Environment,
     Invoice,
     InvoiceStatus,
     Notification,
@@ -29,6 +31,7 @@ from core.model import (
     Payment,
     PaymentMethodType,
     PaymentStatus,
+    Role,
 )
 from core.money import Money
 from core.ports import (
@@ -122,6 +125,30 @@ class StorageContract:
             for p in payments:
                 await uow.payments.add(p)
             await uow.commit()
+
+    async def test_environments_and_api_keys_are_kept_with_only_the_key_hash(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        environment = Environment(id="env_a", tenant_id="t1", name="test", created_at=T0)
+        key = ApiKey(
+            id="key_1", tenant_id="t1", key_hash=ApiKey.hash("ck_secret"), role=Role.WRITE,
+            environment_ids=frozenset({"env_a", "env_b"}), created_at=T0,
+        )  # fmt: skip
+        async with units() as uow:
+            await uow.environments.add(environment)
+            await uow.api_keys.add(key)
+            await uow.commit()
+        async with units() as uow:
+            assert await uow.environments.get("env_a") == environment
+            assert await uow.api_keys.get_by_hash(ApiKey.hash("ck_secret")) == key
+            assert await uow.api_keys.get_by_hash(ApiKey.hash("ck_other")) is None
+            await uow.api_keys.update(key.revoked(T0))
+            await uow.commit()
+        async with units() as uow:
+            stored = await uow.api_keys.get("key_1")
+            assert stored is not None
+            assert stored.revoked_at == T0
+            assert not stored.active
 
     async def test_nothing_is_kept_unless_committed(self, units: UnitOfWorkFactory) -> None:
         async with units() as uow:

@@ -25,7 +25,9 @@ from core.errors import (
 from core.model import (
     LIVE_STATUSES,
     PAID_STATUSES,
+    ApiKey,
     Customer,
+    Environment,
     Invoice,
     Notification,
     Payment,
@@ -95,6 +97,8 @@ class _Table(Generic[K, E]):
 class InMemoryStore:
     """The committed state, shared by every unit of work made from it."""
 
+    environments: dict[str, Environment] = attrs.Factory(dict)
+    api_keys: dict[str, ApiKey] = attrs.Factory(dict)
     customers: dict[tuple[str, str], Customer] = attrs.Factory(dict)
     invoices: dict[tuple[str, str], Invoice] = attrs.Factory(dict)
     payments: dict[tuple[str, str], Payment] = attrs.Factory(dict)
@@ -117,6 +121,34 @@ def _page(rows: Iterable[E], limit: int, starting_after: str | None,
         cursor = next((key(row) for row in ordered if key(row)[1] == starting_after), None)
         ordered = [row for row in ordered if cursor is not None and key(row) < cursor]
     return Page(items=ordered[:limit], has_more=len(ordered) > limit)
+
+
+class InMemoryEnvironmentRepository:
+    def __init__(self, table: _Table[str, Environment]) -> None:
+        self._table = table
+
+    async def add(self, environment: Environment) -> None:
+        self._table.add(environment.id, environment)
+
+    async def get(self, environment_id: str) -> Environment | None:
+        return self._table.get(environment_id)
+
+
+class InMemoryApiKeyRepository:
+    def __init__(self, table: _Table[str, ApiKey]) -> None:
+        self._table = table
+
+    async def add(self, key: ApiKey) -> None:
+        self._table.add(key.id, key)
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        return self._table.get(key_id)
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        return next((k for k in self._table.rows() if k.key_hash == key_hash), None)
+
+    async def update(self, key: ApiKey) -> None:
+        self._table.update(key.id, key)
 
 
 class InMemoryCustomerRepository:
@@ -314,11 +346,15 @@ class InMemoryUnitOfWork:
 
     def _reset(self) -> None:
         store = self.store
+        self._environments = _Table(store.environments)
+        self._api_keys = _Table(store.api_keys)
         self._customers = _Table(store.customers)
         self._invoices = _Table(store.invoices)
         self._payments = _Table(store.payments)
         self._refunds = _Table(store.refunds)
         self._idempotency = _Table(store.idempotency)
+        self.environments = InMemoryEnvironmentRepository(self._environments)
+        self.api_keys = InMemoryApiKeyRepository(self._api_keys)
         self.customers = InMemoryCustomerRepository(self._customers)
         self.invoices = InMemoryInvoiceRepository(self._invoices)
         self.payments = InMemoryPaymentRepository(self._payments, store)
@@ -351,7 +387,8 @@ class InMemoryUnitOfWork:
     def _check(self) -> None:
         if any(self._idempotency.conflicts()):
             raise IdempotencyKeyInUse()
-        for table in (self._invoices, self._payments, self._refunds):
+        tables = (self._environments, self._api_keys, self._invoices, self._payments, self._refunds)
+        for table in tables:
             if any(table.conflicts()):
                 raise ConcurrentUpdate()
         for customer in self._customers.staged.values():
@@ -383,7 +420,8 @@ class InMemoryUnitOfWork:
 
     def _apply(self) -> None:
         store = self.store
-        for table in (self._customers, self._invoices, self._refunds, self._idempotency):
+        for table in (self._environments, self._api_keys, self._customers, self._invoices,
+                      self._refunds, self._idempotency):  # fmt: skip
             table.apply()
         for key, payment in self._payments.staged.items():
             if key in self._payments.inserted:

@@ -6,6 +6,7 @@ records it), and a `version` that the storage uses to refuse a lost update.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -375,6 +376,54 @@ class Refund:
             failure=failure,
             version=self.version + 1,
         )
+
+
+class Role(StrEnum):
+    """What an API key may do: read (GET only), write (all but key management), admin."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+@attrs.frozen
+class Environment:
+    """An isolated space of data (live, test, a customer's staging...) of one tenant."""
+
+    id: str
+    tenant_id: str
+    name: str
+    created_at: datetime
+    version: int = 1
+
+
+@attrs.frozen
+class ApiKey:
+    """An API key as stored: its SHA-256 hash only, never the key itself."""
+
+    id: str
+    tenant_id: str
+    key_hash: str
+    role: Role
+    environment_ids: frozenset[str]
+    created_at: datetime
+    revoked_at: datetime | None = None
+    version: int = 1
+
+    @staticmethod
+    def hash(raw_key: str) -> str:
+        # Keys are long random tokens: a plain SHA-256 cannot be brute-forced back.
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def may_use(self, environment_id: str) -> bool:
+        return self.active and environment_id in self.environment_ids
+
+    def revoked(self, at: datetime) -> ApiKey:
+        return attrs.evolve(self, revoked_at=at, version=self.version + 1)
 
 
 class NotificationType(StrEnum):

@@ -21,7 +21,9 @@ from core.gateway import (
     RefundRequest,
 )
 from core.model import (
+    ApiKey,
     Customer,
+    Environment,
     Invoice,
     InvoiceStatus,
     Notification,
@@ -42,6 +44,9 @@ class Clock(Protocol):
 class IdGenerator(Protocol):
     def new_id(self, prefix: str) -> str:
         """A fresh sortable, unguessable id such as `pay_01K34...`."""
+
+    def new_secret(self, prefix: str) -> str:
+        """A fresh secret (an API key) with at least 256 random bits after `prefix`."""
 
 
 class Notifier(Protocol):
@@ -226,9 +231,25 @@ class GatewayEventLog(Protocol):
         """Record a handled event; a second add of the same id fails at commit."""
 
 
+class EnvironmentRepository(Protocol):
+    async def add(self, environment: Environment) -> None: ...
+    async def get(self, environment_id: str) -> Environment | None: ...
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKey) -> None: ...
+    async def get(self, key_id: str) -> ApiKey | None: ...
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None: ...
+    async def update(self, key: ApiKey) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: rolls back on exit unless `commit` was called."""
 
+    @property
+    def environments(self) -> EnvironmentRepository: ...
+    @property
+    def api_keys(self) -> ApiKeyRepository: ...
     @property
     def customers(self) -> CustomerRepository: ...
     @property

@@ -20,17 +20,20 @@ from core.errors import (
     CustomerAlreadyExists,
     CustomerNotFound,
     CustomerNotLinked,
+    Forbidden,
     GatewayError,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidStateTransition,
     InvoiceNotFound,
     NoDefaultPaymentMethod,
+    NotFound,
     PaymentFailed,
     PaymentInProgress,
     PaymentMethodNotFound,
     PaymentNotFound,
     RefundExceedsPayment,
+    Unauthorized,
     ValidationError,
     error_from_code,
     payment_failure,
@@ -55,7 +58,9 @@ from core.gateway import (
 from core.model import (
     NOTIFICATION_FOR_STATUS,
     Actor,
+    ApiKey,
     Customer,
+    Environment,
     Failure,
     Invoice,
     InvoicePaymentStatus,
@@ -68,6 +73,7 @@ from core.model import (
     PaymentStatus,
     Refund,
     RefundStatus,
+    Role,
 )
 from core.money import Money
 from core.ports import (
@@ -96,6 +102,7 @@ IDEMPOTENCY_TTL: Final = timedelta(hours=24)
 # A transaction that lost a race is re-run from a fresh read this many times.
 MAX_ATTEMPTS: Final = 3
 CHECKOUT_EXPIRED: Final = "checkout_expired"
+ROLE_RANK: Final = {Role.READ: 0, Role.WRITE: 1, Role.ADMIN: 2}
 
 
 @attrs.frozen
@@ -134,6 +141,82 @@ class CheckoutService:
     ids: IdGenerator
     # Past this, a payment still `processing` after reconciliation is reported for a person.
     attention_after: timedelta = timedelta(hours=1)
+
+    # Environments and API keys ----------------------------------------------------------
+
+    async def create_environment(self, tenant_id: str, name: str) -> Environment:
+        environment = Environment(
+            id=self.ids.new_id("env"), tenant_id=tenant_id, name=name, created_at=self.clock.now()
+        )
+        async with self.uow() as uow:
+            await uow.environments.add(environment)
+            await uow.commit()
+        return environment
+
+    async def get_environment(self, environment_id: str) -> Environment:
+        async with self.uow() as uow:
+            environment = await uow.environments.get(environment_id)
+        if environment is None:
+            raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
+        return environment
+
+    async def create_api_key(
+        self, tenant_id: str, environment_ids: Sequence[str], role: Role
+    ) -> tuple[ApiKey, str]:
+        """A new key for the tenant's environments; the key itself is returned only here."""
+        if not environment_ids:
+            raise ValidationError("A key needs at least one environment.", field="environment")
+        async with self.uow() as uow:
+            for environment_id in environment_ids:
+                environment = await uow.environments.get(environment_id)
+                if environment is None or environment.tenant_id != tenant_id:
+                    raise ValidationError(
+                        f"No environment {environment_id} for this tenant.", field="environment"
+                    )
+            raw_key = self.ids.new_secret("ck")
+            key = ApiKey(
+                id=self.ids.new_id("key"),
+                tenant_id=tenant_id,
+                key_hash=ApiKey.hash(raw_key),
+                role=role,
+                environment_ids=frozenset(environment_ids),
+                created_at=self.clock.now(),
+            )
+            await uow.api_keys.add(key)
+            await uow.commit()
+        return key, raw_key
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey:
+        async def revoke(uow: UnitOfWork) -> ApiKey:
+            key = await uow.api_keys.get(key_id)
+            if key is None:
+                raise NotFound(f"No API key {key_id}.")
+            revoked = key if not key.active else key.revoked(self.clock.now())
+            if revoked is not key:
+                await uow.api_keys.update(revoked)
+                await uow.commit()
+            return revoked
+
+        return await self._transaction(revoke)
+
+    async def authorize(
+        self, raw_key: str | None, environment_id: str | None, needs: Role
+    ) -> ApiKey:
+        """The key that may do `needs` in the environment: 401 unless it is a live key,
+        403 unless it may use the environment with that role."""
+        if not raw_key:
+            raise Unauthorized()
+        async with self.uow() as uow:
+            key = await uow.api_keys.get_by_hash(ApiKey.hash(raw_key))
+        if key is None or not key.active:
+            raise Unauthorized("The API key is unknown or revoked.")
+        if not environment_id or not key.may_use(environment_id):
+            raise Forbidden("This API key may not use that environment.",
+                            environment_id=environment_id)  # fmt: skip
+        if ROLE_RANK[key.role] < ROLE_RANK[needs]:
+            raise Forbidden(f"This API key's role ({key.role.value}) may not do that.",
+                            expected=needs.value, actual=key.role.value)  # fmt: skip
+        return key
 
     # Customers -------------------------------------------------------------------------
 

@@ -30,13 +30,16 @@ from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPa
 from core.errors import ValidationError
 from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
 from core.model import (
+    ApiKey,
     Customer,
+    Environment,
     Invoice,
     InvoiceStatus,
     Payment,
     PaymentEvent,
     PaymentStatus,
     Refund,
+    Role,
 )
 from core.ports import (
     Clock,
@@ -133,6 +136,29 @@ class CardCheckout:
         finally:
             if self.dispatch_inline:
                 await self.deliver_notifications()
+
+    # Environments and API keys
+
+    async def create_environment(self, tenant_id: str, name: str) -> Environment:
+        return await self.service.create_environment(tenant_id, name)
+
+    async def create_api_key(
+        self, tenant_id: str, environment_ids: Sequence[str], role: str | Role
+    ) -> tuple[ApiKey, str]:
+        """A new key: returns what is stored and the key itself, which is never shown again."""
+        try:
+            parsed = Role(role)
+        except ValueError:
+            raise ValidationError("role must be read, write or admin.", field="role") from None
+        return await self.service.create_api_key(tenant_id, environment_ids, parsed)
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey:
+        return await self.service.revoke_api_key(key_id)
+
+    async def authorize(
+        self, raw_key: str | None, environment_id: str | None, needs: Role
+    ) -> ApiKey:
+        return await self.service.authorize(raw_key, environment_id, needs)
 
     # Customers
 

@@ -10,7 +10,9 @@ import pytest
 from adapters.clock import ManualClock, SystemClock
 from adapters.ids import UlidIdGenerator
 from adapters.memory import (
+    InMemoryApiKeyRepository,
     InMemoryCustomerRepository,
+    InMemoryEnvironmentRepository,
     InMemoryGatewayEventLog,
     InMemoryIdempotencyRepository,
     InMemoryInvoiceRepository,
@@ -23,11 +25,35 @@ from adapters.memory import (
 )
 from adapters.notifiers import LoggingNotifier, RecordingNotifier
 from adapters.sandbox import InMemorySandboxStore, SandboxPaymentGateway, SandboxStore
+from adapters.sql import SqlSandboxStore, SqlUnitOfWork
+from adapters.sql.uow import (
+    SqlApiKeyRepository,
+    SqlCustomerRepository,
+    SqlEnvironmentRepository,
+    SqlGatewayEventLog,
+    SqlIdempotencyRepository,
+    SqlInvoiceRepository,
+    SqlOutboxRepository,
+    SqlPaymentRepository,
+    SqlRefundRepository,
+)
 from core import ports
 
 IMPLEMENTATIONS: list[tuple[type[Any], type[Any]]] = [
     (ports.PaymentGateway, SandboxPaymentGateway),
     (ports.UnitOfWork, InMemoryUnitOfWork),
+    (ports.UnitOfWork, SqlUnitOfWork),
+    (ports.EnvironmentRepository, InMemoryEnvironmentRepository),
+    (ports.EnvironmentRepository, SqlEnvironmentRepository),
+    (ports.ApiKeyRepository, InMemoryApiKeyRepository),
+    (ports.ApiKeyRepository, SqlApiKeyRepository),
+    (ports.CustomerRepository, SqlCustomerRepository),
+    (ports.InvoiceRepository, SqlInvoiceRepository),
+    (ports.PaymentRepository, SqlPaymentRepository),
+    (ports.RefundRepository, SqlRefundRepository),
+    (ports.IdempotencyRepository, SqlIdempotencyRepository),
+    (ports.OutboxRepository, SqlOutboxRepository),
+    (ports.GatewayEventLog, SqlGatewayEventLog),
     (ports.CustomerRepository, InMemoryCustomerRepository),
     (ports.InvoiceRepository, InMemoryInvoiceRepository),
     (ports.PaymentRepository, InMemoryPaymentRepository),
@@ -41,6 +67,7 @@ IMPLEMENTATIONS: list[tuple[type[Any], type[Any]]] = [
     (ports.Notifier, RecordingNotifier),
     (ports.Notifier, LoggingNotifier),
     (SandboxStore, InMemorySandboxStore),
+    (SandboxStore, SqlSandboxStore),
 ]
 
 
@@ -77,7 +104,17 @@ def test_adapter_has_every_method_of_its_port_with_the_same_signature(
 
 @pytest.mark.parametrize(
     "repository",
-    ["customers", "invoices", "payments", "refunds", "idempotency", "outbox", "gateway_events"],
+    [
+        "environments",
+        "api_keys",
+        "customers",
+        "invoices",
+        "payments",
+        "refunds",
+        "idempotency",
+        "outbox",
+        "gateway_events",
+    ],
 )
 def test_unit_of_work_exposes_each_repository(repository: str) -> None:
     unit = InMemoryUnitOfWorkFactory(InMemoryStore())()

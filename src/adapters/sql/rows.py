@@ -10,7 +10,9 @@ from cattrs.preconf.json import make_converter
 
 from core.model import (
     Actor,
+    ApiKey,
     Customer,
+    Environment,
     Failure,
     Invoice,
     InvoicePaymentStatus,
@@ -23,6 +25,7 @@ from core.model import (
     PaymentStatus,
     Refund,
     RefundStatus,
+    Role,
 )
 from core.money import CURRENCIES, Currency, Money
 from core.ports import IdempotencyRecord, IdempotencyState, Resource, StoredError
@@ -40,6 +43,52 @@ def _failure(value: Any) -> Failure | None:
 
 def _failure_json(failure: Failure | None) -> dict[str, Any] | None:
     return _json.unstructure(failure) if failure else None
+
+
+def environment_values(environment: Environment) -> dict[str, Any]:
+    return {
+        "id": environment.id,
+        "tenant_id": environment.tenant_id,
+        "name": environment.name,
+        "created_at": environment.created_at,
+        "version": environment.version,
+    }
+
+
+def environment_from(row: Row) -> Environment:
+    return Environment(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        created_at=row["created_at"],
+        version=row["version"],
+    )
+
+
+def api_key_values(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "tenant_id": key.tenant_id,
+        "key_hash": key.key_hash,
+        "role": key.role.value,
+        "environment_ids": sorted(key.environment_ids),
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+        "version": key.version,
+    }
+
+
+def api_key_from(row: Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        key_hash=row["key_hash"],
+        role=Role(row["role"]),
+        environment_ids=frozenset(row["environment_ids"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        version=row["version"],
+    )
 
 
 def customer_values(customer: Customer) -> dict[str, Any]:

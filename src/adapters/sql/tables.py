@@ -71,6 +71,30 @@ def _when() -> UtcDateTime:
     return UtcDateTime()
 
 
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", _when(), nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    # SHA-256 of the key: the key itself is shown once and never stored.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("environment_ids", JSON, nullable=False),
+    Column("created_at", _when(), nullable=False),
+    Column("revoked_at", _when()),
+    Column("version", Integer, nullable=False),
+)
+
 customers = Table(
     "customers",
     metadata,

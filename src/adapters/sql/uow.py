@@ -31,7 +31,9 @@ from core.errors import (
 from core.model import (
     LIVE_STATUSES,
     PAID_STATUSES,
+    ApiKey,
     Customer,
+    Environment,
     Invoice,
     Notification,
     Payment,
@@ -107,6 +109,44 @@ async def _page(session: _Session, statement: Any, limit: int, convert: Any) -> 
     result = await session.execute(statement.limit(limit + 1))
     found = [convert(row) for row in result.mappings()]
     return Page(items=found[:limit], has_more=len(found) > limit)
+
+
+class SqlEnvironmentRepository:
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    async def add(self, environment: Environment) -> None:
+        values = rows.environment_values(environment)
+        await self._session.execute(insert(tables.environments).values(values))
+
+    async def get(self, environment_id: str) -> Environment | None:
+        t = tables.environments
+        result = await self._session.execute(select(t).where(t.c.id == environment_id))
+        row = result.mappings().first()
+        return rows.environment_from(row) if row else None
+
+
+class SqlApiKeyRepository:
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    async def add(self, key: ApiKey) -> None:
+        await self._session.execute(insert(tables.api_keys).values(rows.api_key_values(key)))
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        t = tables.api_keys
+        result = await self._session.execute(select(t).where(t.c.id == key_id))
+        row = result.mappings().first()
+        return rows.api_key_from(row) if row else None
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        t = tables.api_keys
+        result = await self._session.execute(select(t).where(t.c.key_hash == key_hash))
+        row = result.mappings().first()
+        return rows.api_key_from(row) if row else None
+
+    async def update(self, key: ApiKey) -> None:
+        await self._session.versioned_update(tables.api_keys, rows.api_key_values(key), "id")
 
 
 class SqlCustomerRepository:
@@ -384,6 +424,8 @@ class SqlGatewayEventLog:
 class SqlUnitOfWork:
     def __init__(self, engine: AsyncEngine) -> None:
         self._session = _Session(engine)
+        self.environments = SqlEnvironmentRepository(self._session)
+        self.api_keys = SqlApiKeyRepository(self._session)
         self.customers = SqlCustomerRepository(self._session)
         self.invoices = SqlInvoiceRepository(self._session)
         self.payments = SqlPaymentRepository(self._session)
