@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from decimal import Decimal
+
+import pytest
 
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryUnitOfWorkFactory
 from adapters.notifiers import RecordingNotifier
 from adapters.sandbox import SandboxFaults, SandboxPaymentGateway
+from core.errors import CheckoutError
 from core.model import Customer, Invoice
 from entrypoints.bootstrap import CardCheckout, bootstrap
 
@@ -97,3 +102,28 @@ def _next() -> int:
     global _counter
     _counter += 1
     return _counter
+
+
+async def error_of(call: Awaitable[object]) -> CheckoutError:
+    """The CheckoutError `call` raises (the test fails if it raises nothing)."""
+    with pytest.raises(CheckoutError) as caught:
+        await call
+    return caught.value
+
+
+class HeldGateway:
+    """Sandbox faults that hold every call of one operation until the test releases it."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def before(self, operation: str) -> None:
+        if operation == self.operation:
+            self.started.set()
+            await self.release.wait()
+
+    @staticmethod
+    def after(fault: object, operation: str) -> None:
+        return None

@@ -7,12 +7,6 @@ import pytest
 from core.errors import CheckoutError
 from core.model import ApiKey, Role
 from entrypoints.bootstrap import CardCheckout
-from tests.helpers import in_memory_checkout
-
-
-@pytest.fixture
-def checkout() -> CardCheckout:
-    return in_memory_checkout()
 
 
 async def _code(checkout: CardCheckout, key: str | None, env: str | None, needs: Role) -> str:
