@@ -26,8 +26,10 @@ def create_engine_from_url(url: str, *, pool_size: int = 10, echo: bool = False)
         engine = create_async_engine(url, echo=echo)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
+    # No pre-ping: it would cost a round trip (and a transaction) per checkout; connections
+    # are recycled instead, and a dead one fails its request, which the caller may retry.
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
     )
 
 
