@@ -18,14 +18,16 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed ## Create .venv and install the project with its dev tools
 
-run: install ## Set up and run on the embedded defaults (SQLite file, sandbox): for now the demo
+run: install ## Set up and serve on the embedded defaults (SQLite file, sandbox), after a demo
 	$(BIN)/card-checkout migrate
 	$(BIN)/card-checkout demo
+	$(BIN)/card-checkout serve --host 127.0.0.1 --port 8000
 
 migrate: install ## Bring the database (DATABASE_URL, default a SQLite file) to the newest schema
 	$(BIN)/card-checkout migrate
 
-demo: run ## Same as run
+demo: install ## Set up a demo environment and print curl commands for it
+	$(BIN)/card-checkout demo
 
 test: install lint test-unit test-integration ## Set up and run every check and test
 

@@ -8,6 +8,7 @@ two commits: one that records it as `processing` before the charge, one for the 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, Final, TypeVar
 
@@ -105,6 +106,15 @@ CHECKOUT_EXPIRED: Final = "checkout_expired"
 ROLE_RANK: Final = {Role.READ: 0, Role.WRITE: 1, Role.ADMIN: 2}
 
 
+# Set when the current task's last idempotent request was answered from its record.
+_replayed: ContextVar[bool] = ContextVar("card_checkout_replayed", default=False)
+
+
+def replayed() -> bool:
+    """Whether the last idempotent call in this task replayed a stored answer."""
+    return _replayed.get()
+
+
 @attrs.frozen
 class IdempotentRequest:
     environment_id: str
@@ -144,11 +154,26 @@ class CheckoutService:
 
     # Environments and API keys ----------------------------------------------------------
 
-    async def create_environment(self, tenant_id: str, name: str) -> Environment:
+    async def create_environment(
+        self, tenant_id: str, name: str, *, environment_id: str | None = None
+    ) -> Environment:
+        """A new environment, with the given id (it must start with `env_`) or a fresh one."""
+        if environment_id is not None and (
+            not environment_id.startswith("env_") or not 5 <= len(environment_id) <= 64
+        ):
+            raise ValidationError(
+                "An environment id starts with env_ and has at most 64 characters.",
+                field="environment",
+            )
         environment = Environment(
-            id=self.ids.new_id("env"), tenant_id=tenant_id, name=name, created_at=self.clock.now()
+            id=environment_id or self.ids.new_id("env"),
+            tenant_id=tenant_id,
+            name=name,
+            created_at=self.clock.now(),
         )
         async with self.uow() as uow:
+            if await uow.environments.get(environment.id) is not None:
+                raise ValidationError(f"{environment.id} already exists.", field="environment")
             await uow.environments.add(environment)
             await uow.commit()
         return environment
@@ -1210,6 +1235,7 @@ class CheckoutService:
     def _idempotent(
         self, environment_id: str, operation: str, key: str | None, fingerprint: str
     ) -> IdempotentRequest | None:
+        _replayed.set(False)
         if key is None:
             return None
         return IdempotentRequest(
@@ -1291,6 +1317,7 @@ class CheckoutService:
     @staticmethod
     def _stored_resource(record: IdempotencyRecord) -> Resource:
         """What a finished request answered: its resource, or its error raised again."""
+        _replayed.set(True)
         if record.error is not None:
             raise error_from_code(record.error.code, record.error.message, record.error.details)
         assert record.resource is not None, "a finished record holds its answer"

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import attrs
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import SystemClock
@@ -139,8 +140,13 @@ class CardCheckout:
 
     # Environments and API keys
 
-    async def create_environment(self, tenant_id: str, name: str) -> Environment:
-        return await self.service.create_environment(tenant_id, name)
+    async def create_environment(
+        self, tenant_id: str, name: str, *, environment_id: str | None = None
+    ) -> Environment:
+        return await self.service.create_environment(tenant_id, name, environment_id=environment_id)
+
+    async def get_environment(self, environment_id: str) -> Environment:
+        return await self.service.get_environment(environment_id)
 
     async def create_api_key(
         self, tenant_id: str, environment_ids: Sequence[str], role: str | Role
@@ -328,6 +334,12 @@ class CardCheckout:
         if self.sandbox is None:
             raise ValidationError("Hosted pages are completed by the customer at Stripe.")
         return await self.sandbox.complete_checkout_session(session_id, card_number)
+
+    async def ping(self) -> None:
+        """Raise unless the storage answers."""
+        if self.engine is not None:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
 
     async def migrate(self) -> None:
         """Bring the database to the newest schema (nothing to do in memory)."""

@@ -4,98 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
-from collections.abc import Sequence
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.engine import make_url
 
 from adapters.ids import UlidIdGenerator
-from core.errors import CheckoutError
+from core.errors import CheckoutError, NotFound
 from entrypoints.bootstrap import CardCheckout, Settings, bootstrap
 
-
-async def _demo(settings: Settings) -> None:
-    """The library end to end on the sandbox: save a card, pay an invoice, see a decline."""
-    checkout = bootstrap(settings)
-    await checkout.migrate()
-    try:
-        await _demo_on(checkout)
-    finally:
-        await checkout.aclose()
-
-
-async def _demo_on(checkout: CardCheckout) -> None:
-    environment = "env_demo"
-    say = print
-    run = UlidIdGenerator().new_id("demo")  # each run makes its own customers
-
-    customer = await checkout.create_customer(
-        environment,
-        {"external_id": f"acme-1-{run}", "name": "Acme Ltd", "email": "billing@acme.test"},
-    )
-    say(f"customer   {customer.id} (gateway {customer.gateway_customer_id})")
-    setup = await checkout.setup_card(environment, customer.id)
-    say(f"card setup {setup.url}")
-    await checkout.complete_sandbox_checkout(setup.id, "4242 4242 4242 4242")
-    for card in await checkout.list_payment_methods(environment, customer.id):
-        default = " (default)" if card.is_default else ""
-        say(f"saved card {card.brand} ....{card.last4}{default}")
-
-    invoice = await checkout.create_invoice(
-        environment,
-        {"customer_id": customer.id, "currency": "usd", "amount_due": Decimal("150.00"),
-         "status": "FINALIZED"},
-    )  # fmt: skip
-    payment = await checkout.create_payment(
-        environment,
-        {
-            "amount": Decimal("150.00"),
-            "currency": "usd",
-            "destination_id": invoice.id,
-            "destination_type": "INVOICE",
-            "payment_method_type": "CARD",
-            "process_payment": True,
-            "payment_gateway": "stripe",
-        },
-    )
-    invoice = await checkout.get_invoice(environment, invoice.id)
-    say(
-        f"payment    {payment.id} {payment.status.value} {payment.amount} "
-        f"{payment.currency.code} on {payment.card_brand} ....{payment.card_last4}"
-    )
-    say(f"invoice    {invoice.id} {invoice.payment_status.value}, remaining "
-        f"{invoice.amount_remaining}")  # fmt: skip
-
-    # A second customer whose saved card is declined at charge time.
-    declined = await checkout.create_customer(environment, {"external_id": f"acme-2-{run}"})
-    setup = await checkout.setup_card(environment, declined.id)
-    await checkout.complete_sandbox_checkout(setup.id, "4000 0000 0000 0002")
-    invoice = await checkout.create_invoice(
-        environment,
-        {"customer_id": declined.id, "currency": "usd", "amount_due": "20.00",
-         "status": "FINALIZED"},
-    )  # fmt: skip
-    try:
-        await checkout.create_payment(
-            environment,
-            {"amount": "20.00", "currency": "usd", "destination_id": invoice.id,
-             "destination_type": "INVOICE", "payment_method_type": "CARD",
-             "process_payment": True, "payment_gateway": "stripe"},
-        )  # fmt: skip
-    except CheckoutError as error:
-        say(f"declined   {error.code}: {error.message} next_action={error.details['next_action']}")
-    notified = ", ".join(n.type.value for n in checkout.notifier.delivered)  # type: ignore[attr-defined]
-    say(f"notified   {notified}")
-
-
-async def _migrate(settings: Settings) -> None:
-    checkout = bootstrap(settings)
-    try:
-        await checkout.migrate()
-    finally:
-        await checkout.aclose()
-    print(f"database at the newest schema: {_safe(settings.database_url)}")
+DEFAULT_TENANT = "default"
 
 
 def _safe(url: str | None) -> str:
@@ -103,17 +22,128 @@ def _safe(url: str | None) -> str:
     return make_url(url).render_as_string(hide_password=True) if url else "in memory"
 
 
+Work = Callable[[CardCheckout], Awaitable[None]]
+
+
+async def _with_checkout(settings: Settings, work: Work) -> None:
+    """Run `work` on the configured storage, brought to the newest schema first."""
+    checkout = bootstrap(settings)
+    try:
+        await checkout.migrate()
+        await work(checkout)
+    finally:
+        await checkout.aclose()
+
+
+async def _environment(checkout: CardCheckout, environment_id: str, tenant: str) -> str:
+    """The environment, created with that id when it does not exist yet."""
+    try:
+        return (await checkout.get_environment(environment_id)).id
+    except NotFound:
+        created = await checkout.create_environment(
+            tenant, environment_id, environment_id=environment_id
+        )
+        return created.id
+
+
+def _create_key(args: argparse.Namespace) -> Work:
+    async def work(checkout: CardCheckout) -> None:
+        environment = await _environment(checkout, args.environment, args.tenant)
+        key, raw = await checkout.create_api_key(args.tenant, [environment], args.role)
+        print(f"API key {key.id} ({key.role.value}) for {environment}; shown once, keep it:")
+        print(raw)
+
+    return work
+
+
+def _demo(settings: Settings) -> Work:
+    """An environment, a key, a customer with a saved sandbox card, a finalized invoice,
+    and curl commands that pay it through the running service."""
+
+    async def work(checkout: CardCheckout) -> None:
+        run = UlidIdGenerator().new_id("demo")
+        environment = await checkout.create_environment(DEFAULT_TENANT, f"demo {run}")
+        _, key = await checkout.create_api_key(DEFAULT_TENANT, [environment.id], "admin")
+        customer = await checkout.create_customer(
+            environment.id, {"external_id": f"acme-{run}", "name": "Acme Ltd"}
+        )
+        setup = await checkout.setup_card(environment.id, customer.id)
+        await checkout.complete_sandbox_checkout(setup.id, "4242 4242 4242 4242")
+        invoice = await checkout.create_invoice(
+            environment.id,
+            {"customer_id": customer.id, "currency": "usd", "amount_due": "150.00",
+             "status": "FINALIZED"},
+        )  # fmt: skip
+        base = settings.public_base_url.rstrip("/")
+        headers = f"-H 'Authorization: Bearer {key}' -H 'X-Environment-ID: {environment.id}'"
+        body = (
+            '{"amount": 150.00, "currency": "usd", "destination_id": "' + invoice.id + '", '
+            '"destination_type": "INVOICE", "payment_method_type": "CARD", '
+            '"process_payment": true, "payment_gateway": "stripe"}'
+        )
+        print(f"environment {environment.id}")
+        print(f"api key     {key}")
+        print(f"customer    {customer.id} with a saved visa ....4242 (sandbox)")
+        print(f"invoice     {invoice.id}: 150.00 usd, finalized")
+        print("\nPay it off-session with the saved card:")
+        print(f"curl -s -X POST {base}/api/v1/payments {headers} "
+              f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")  # fmt: skip
+        print("\nSee the invoice paid:")
+        print(f"curl -s {base}/api/v1/invoices/{invoice.id} {headers}")
+        print("\nThe payment's events:")
+        print(f"curl -s '{base}/api/v1/payments?destination_id={invoice.id}' {headers}")
+
+    return work
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "entrypoints.http.asgi:app_from_environ",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,  # the app logs one line per request, with its request id
+        proxy_headers=False,
+    )
+
+
+async def _migrate_only(_: CardCheckout) -> None:
+    """Nothing more: `_with_checkout` has migrated already."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="card-checkout", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
     commands.add_parser("migrate", help="bring the database (DATABASE_URL) to the newest schema")
-    commands.add_parser("demo", help="run the library end to end on the sandbox gateway")
+    keys = commands.add_parser("api-keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="key_command", required=True)
+    create = key_commands.add_parser("create", help="create a key; it is printed once")
+    create.add_argument("--environment", required=True, help="env_... (created if new)")
+    create.add_argument("--role", required=True, choices=["read", "write", "admin"])
+    create.add_argument("--tenant", default=DEFAULT_TENANT)
+    commands.add_parser("demo", help="set up a demo environment and print curl commands")
     args = parser.parse_args(argv)
     settings = Settings.from_environ()
-    if args.command == "migrate":
-        asyncio.run(_migrate(settings))
-    elif args.command == "demo":
-        asyncio.run(_demo(settings))
+    try:
+        if args.command == "serve":
+            _serve(args)
+        elif args.command == "migrate":
+            asyncio.run(_with_checkout(settings, _migrate_only))
+            print(f"database at the newest schema: {_safe(settings.database_url)}")
+        elif args.command == "api-keys":
+            asyncio.run(_with_checkout(settings, _create_key(args)))
+        elif args.command == "demo":
+            asyncio.run(_with_checkout(settings, _demo(settings)))
+    except CheckoutError as error:
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        return 1
     return 0
 
 

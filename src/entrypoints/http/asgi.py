@@ -1,0 +1,19 @@
+"""What uvicorn imports: the app built from the environment's settings, on demand."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+
+from adapters.notifiers import LoggingNotifier
+from entrypoints.bootstrap import Settings, bootstrap
+from entrypoints.http.app import create_app
+
+
+def app_from_environ() -> Starlette:
+    """uvicorn's factory (`--factory`): nothing is built at import time."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_environ()
+    checkout = bootstrap(settings, notifier=LoggingNotifier(), dispatch_inline=False)
+    return create_app(checkout)

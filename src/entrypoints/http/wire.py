@@ -1,0 +1,181 @@
+"""The wire format: core objects as the JSON the contract shows, and request bodies parsed.
+
+Amounts leave as strings with the currency's exponent, currencies in lowercase, statuses as the
+contract spells them, times in ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from core.errors import CheckoutError, InvalidJson
+from core.gateway import CheckoutSession, GatewayPaymentMethod
+from core.model import Customer, Invoice, Payment, PaymentEvent, PaymentMethodType, Refund
+from core.ports import Page
+
+Json = dict[str, Any]
+
+
+def parse_json_object(body: bytes) -> Json:
+    """A request body as a JSON object with exact decimals; `invalid_json` otherwise."""
+    if not body.strip():
+        raise InvalidJson("The request body is empty; send a JSON object.")
+    try:
+        parsed = json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise InvalidJson("The request body is not valid JSON.") from None
+    if not isinstance(parsed, dict):
+        raise InvalidJson()
+    return parsed
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def when(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def payment_json(payment: Payment) -> Json:
+    metadata: dict[str, str | None] = dict(payment.metadata)
+    metadata.update(
+        stripe_payment_intent_id=(
+            payment.gateway_tracking_id if payment.method_type is PaymentMethodType.CARD else None
+        ),
+        card_last4=payment.card_last4,
+        card_brand=payment.card_brand,
+    )
+    body: Json = {
+        "id": payment.id,
+        "object": "payment",
+        "payment_status": payment.status.value,
+        "amount": str(payment.amount),
+        "currency": payment.currency.code,
+        "destination_type": "INVOICE",
+        "destination_id": payment.invoice_id,
+        "customer_id": payment.customer_id,
+        "payment_method_type": payment.method_type.value,
+        "payment_method_id": payment.payment_method_id,
+        "payment_gateway": payment.gateway,
+        "gateway_tracking_id": payment.gateway_tracking_id,
+        "amount_refunded": str(payment.amount_refunded),
+        "error": (
+            {"code": payment.failure.code, "message": payment.failure.message}
+            if payment.failure
+            else None
+        ),
+        "metadata": metadata,
+        "created_at": when(payment.created_at),
+        "updated_at": when(payment.updated_at),
+        "succeeded_at": when(payment.succeeded_at),
+        "failed_at": when(payment.failed_at),
+        "refunded_at": when(payment.refunded_at),
+    }
+    if payment.method_type is PaymentMethodType.PAYMENT_LINK:
+        body["payment_url"] = payment.payment_url
+    return body
+
+
+def invoice_json(invoice: Invoice) -> Json:
+    return {
+        "id": invoice.id,
+        "object": "invoice",
+        "customer_id": invoice.customer_id,
+        "external_id": invoice.external_id,
+        "currency": invoice.currency.code,
+        "invoice_status": invoice.status.value,
+        "payment_status": invoice.payment_status.value,
+        "amount_due": str(invoice.amount_due),
+        "amount_paid": str(invoice.amount_paid),
+        "amount_remaining": str(invoice.amount_remaining),
+        "amount_refunded": str(invoice.amount_refunded),
+        "created_at": when(invoice.created_at),
+        "updated_at": when(invoice.updated_at),
+        "finalized_at": when(invoice.finalized_at),
+        "voided_at": when(invoice.voided_at),
+        "paid_at": when(invoice.paid_at),
+    }
+
+
+def customer_json(customer: Customer) -> Json:
+    return {
+        "id": customer.id,
+        "object": "customer",
+        "external_id": customer.external_id,
+        "name": customer.name,
+        "email": customer.email,
+        "gateway_customer_id": customer.gateway_customer_id,
+        "created_at": when(customer.created_at),
+    }
+
+
+def refund_json(refund: Refund) -> Json:
+    return {
+        "id": refund.id,
+        "object": "refund",
+        "payment_id": refund.payment_id,
+        "amount": str(refund.amount),
+        "currency": refund.amount.currency.code,
+        "status": refund.status.value,
+        "reason": refund.reason,
+        "gateway_refund_id": refund.gateway_refund_id,
+        "error": (
+            {"code": refund.failure.code, "message": refund.failure.message}
+            if refund.failure
+            else None
+        ),
+        "created_at": when(refund.created_at),
+    }
+
+
+def event_json(event: PaymentEvent) -> Json:
+    return {
+        "payment_id": event.payment_id,
+        "sequence": event.sequence,
+        "from_status": event.from_status.value if event.from_status else None,
+        "to_status": event.to_status.value,
+        "reason": event.reason,
+        "actor": event.actor.value,
+        "occurred_at": when(event.occurred_at),
+    }
+
+
+def payment_method_json(card: GatewayPaymentMethod) -> Json:
+    return {
+        "id": card.id,
+        "brand": card.brand,
+        "last4": card.last4,
+        "exp_month": card.exp_month,
+        "exp_year": card.exp_year,
+        "is_default": card.is_default,
+    }
+
+
+def checkout_session_json(session: CheckoutSession) -> Json:
+    return {"id": session.id, "url": session.url, "status": session.status.value}
+
+
+def page_json(page: Page[Any], render: Any) -> Json:
+    return {"items": [render(item) for item in page.items], "has_more": page.has_more}
+
+
+def items_json(items: Sequence[Any], render: Any) -> Json:
+    return {"items": [render(item) for item in items], "has_more": False}
+
+
+def error_json(error: CheckoutError) -> Json:
+    return {
+        "error": {"code": error.code, "message": error.message, "details": _plain(error.details)}
+    }
+
+
+def _plain(details: Mapping[str, object]) -> dict[str, object]:
+    return {
+        k: (v if isinstance(v, (str, int, bool, list)) or v is None else str(v))
+        for k, v in details.items()
+    }
