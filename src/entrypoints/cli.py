@@ -90,7 +90,7 @@ def _demo(settings: Settings) -> Work:
               f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")  # fmt: skip
         print("\nSee the invoice paid:")
         print(f"curl -s {base}/api/v1/invoices/{invoice.id} {headers}")
-        print("\nThe payment's events:")
+        print("\nThe invoice's payments:")
         print(f"curl -s '{base}/api/v1/payments?destination_id={invoice.id}' {headers}")
 
     return work
