@@ -362,14 +362,20 @@ class CheckoutService:
             await uow.commit()
         return invoice
 
-    async def finalize_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
+    async def finalize_invoice(
+        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
+    ) -> Invoice:
+        async def finalize(uow: UnitOfWork, invoice: Invoice) -> Invoice:
+            return invoice.finalize(self.clock.now())
+
         return await self._change_invoice(
-            environment_id, invoice_id, lambda inv: inv.finalize(self.clock.now())
+            environment_id, invoice_id, "finalize_invoice", finalize, idempotency_key
         )
 
-    async def void_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
-        async def void(uow: UnitOfWork) -> Invoice:
-            invoice = await self._invoice(uow, environment_id, invoice_id, for_update=True)
+    async def void_invoice(
+        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
+    ) -> Invoice:
+        async def void(uow: UnitOfWork, invoice: Invoice) -> Invoice:
             live = await uow.payments.live_for_invoice(environment_id, invoice_id)
             if live is not None:
                 raise PaymentInProgress(
@@ -377,12 +383,11 @@ class CheckoutService:
                     invoice_id=invoice_id,
                     payment_id=live.id,
                 )
-            voided = invoice.void(self.clock.now())
-            await uow.invoices.update(voided)
-            await uow.commit()
-            return voided
+            return invoice.void(self.clock.now())
 
-        return await self._transaction(void)
+        return await self._change_invoice(
+            environment_id, invoice_id, "void_invoice", void, idempotency_key
+        )
 
     async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
         async with self.uow() as uow:
@@ -393,11 +398,26 @@ class CheckoutService:
             return await uow.invoices.list(query)
 
     async def _change_invoice(
-        self, environment_id: str, invoice_id: str, change: Callable[[Invoice], Invoice]
+        self,
+        environment_id: str,
+        invoice_id: str,
+        operation: str,
+        change: Callable[[UnitOfWork, Invoice], Awaitable[Invoice]],
+        idempotency_key: str | None,
     ) -> Invoice:
+        """Change an invoice in one transaction, with its idempotency record if keyed."""
+        request = self._idempotent(environment_id, operation, idempotency_key, invoice_id)
+
         async def apply(uow: UnitOfWork) -> Invoice:
-            changed = change(await self._invoice(uow, environment_id, invoice_id, for_update=True))
+            if request:
+                claim = await self._claim(uow, request)
+                if isinstance(claim, Invoice):
+                    return claim
+            invoice = await self._invoice(uow, environment_id, invoice_id, for_update=True)
+            changed = await change(uow, invoice)
             await uow.invoices.update(changed)
+            if request:
+                await self._finish(uow, request, resource=changed)
             await uow.commit()
             return changed
 

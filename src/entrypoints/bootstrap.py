@@ -211,11 +211,19 @@ class CardCheckout:
             environment_id, command, idempotency_key=idempotency_key
         )
 
-    async def finalize_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
-        return await self.service.finalize_invoice(environment_id, invoice_id)
+    async def finalize_invoice(
+        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
+    ) -> Invoice:
+        return await self.service.finalize_invoice(
+            environment_id, invoice_id, idempotency_key=idempotency_key
+        )
 
-    async def void_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
-        return await self.service.void_invoice(environment_id, invoice_id)
+    async def void_invoice(
+        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
+    ) -> Invoice:
+        return await self.service.void_invoice(
+            environment_id, invoice_id, idempotency_key=idempotency_key
+        )
 
     async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
         return await self.service.get_invoice(environment_id, invoice_id)

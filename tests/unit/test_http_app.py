@@ -288,3 +288,21 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
 
 def _jsonable(body: dict[str, object]) -> dict[str, object]:
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in body.items()}
+
+
+async def test_finalize_with_a_key_replays_instead_of_refusing_the_second_time(
+    checkout: CardCheckout, client: httpx.AsyncClient
+) -> None:
+    customer = await customer_with_card(checkout, VISA)
+    draft = await checkout.create_invoice(
+        ENV, {"customer_id": customer.id, "currency": "usd", "amount_due": "5.00"}
+    )
+    path = f"/api/v1/invoices/{draft.id}/finalize"
+    first = await client.post(path, headers={"Idempotency-Key": "fin"})
+    again = await client.post(path, headers={"Idempotency-Key": "fin"})
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    unkeyed = await client.post(path)
+    assert unkeyed.status_code == 409
+    assert _error(unkeyed)["code"] == "invalid_state_transition"

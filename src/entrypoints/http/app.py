@@ -84,7 +84,7 @@ class Api:
         self.checkout = checkout
         self.metrics = metrics
 
-    async def _created(
+    async def _answer(
         self, work: Awaitable[Any], render: Callable[[Any], wire.Json], status: int = 201
     ) -> Response:
         """Run an idempotent use case; a replay answers with what the first answered."""
@@ -158,7 +158,7 @@ class Api:
     async def refund_payment(self, request: Request) -> Response:
         environment = await environment_of(self.checkout, request)
         body = await json_body(request, optional=True)
-        return await self._created(
+        return await self._answer(
             self.checkout.refund_payment(
                 environment,
                 request.path_params["payment_id"],
@@ -179,7 +179,7 @@ class Api:
         environment = await environment_of(self.checkout, request)
         body = await json_body(request)
         assert body is not None
-        return await self._created(
+        return await self._answer(
             self.checkout.create_customer(
                 environment, body, idempotency_key=_idempotency_key(request)
             ),
@@ -215,7 +215,7 @@ class Api:
         environment = await environment_of(self.checkout, request)
         body = await json_body(request)
         assert body is not None
-        return await self._created(
+        return await self._answer(
             self.checkout.create_invoice(
                 environment, body, idempotency_key=_idempotency_key(request)
             ),
@@ -241,16 +241,28 @@ class Api:
     async def finalize_invoice(self, request: Request) -> Response:
         environment = await environment_of(self.checkout, request)
         await json_body(request, optional=True)
-        invoice = await self.checkout.finalize_invoice(
-            environment, request.path_params["invoice_id"]
+        return await self._answer(
+            self.checkout.finalize_invoice(
+                environment,
+                request.path_params["invoice_id"],
+                idempotency_key=_idempotency_key(request),
+            ),
+            wire.invoice_json,
+            status=200,
         )
-        return JSONResponse(wire.invoice_json(invoice))
 
     async def void_invoice(self, request: Request) -> Response:
         environment = await environment_of(self.checkout, request)
         await json_body(request, optional=True)
-        invoice = await self.checkout.void_invoice(environment, request.path_params["invoice_id"])
-        return JSONResponse(wire.invoice_json(invoice))
+        return await self._answer(
+            self.checkout.void_invoice(
+                environment,
+                request.path_params["invoice_id"],
+                idempotency_key=_idempotency_key(request),
+            ),
+            wire.invoice_json,
+            status=200,
+        )
 
     # Operations
 
