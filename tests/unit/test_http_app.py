@@ -306,3 +306,21 @@ async def test_finalize_with_a_key_replays_instead_of_refusing_the_second_time(
     unkeyed = await client.post(path)
     assert unkeyed.status_code == 409
     assert _error(unkeyed)["code"] == "invalid_state_transition"
+
+
+async def test_a_bug_answers_500_revealing_nothing_inside(
+    checkout: CardCheckout, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret table payments_v2 is missing")
+
+    monkeypatch.setattr(CardCheckout, "get_payment", broken)
+    app = create_app(checkout, notify_every=None)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    headers = {"Authorization": f"Bearer {keys['read']}", "X-Environment-ID": ENV}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/api/v1/payments/pay_1", headers=headers)
+    assert response.status_code == 500
+    assert _error(response)["code"] == "internal_error"
+    assert "secret" not in response.text
+    assert "payments_v2" not in response.text
