@@ -27,6 +27,7 @@ from adapters.sandbox import (
 )
 from adapters.sql import SqlSandboxStore, SqlUnitOfWorkFactory, create_engine_from_url
 from adapters.sql.migrate import migrate
+from adapters.stripe_gateway import StripePaymentGateway
 from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
 from core.errors import ValidationError
 from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
@@ -356,6 +357,8 @@ class CardCheckout:
 
     async def aclose(self) -> None:
         """Release what the adapters hold (connections, clients)."""
+        if isinstance(self.gateway, StripePaymentGateway):
+            await self.gateway.aclose()
         if self.engine is not None:
             await self.engine.dispose()
 
@@ -387,6 +390,12 @@ def bootstrap(
         storage, sandbox_store = SqlUnitOfWorkFactory(engine), SqlSandboxStore(engine)
     else:
         storage, sandbox_store = InMemoryUnitOfWorkFactory(), InMemorySandboxStore()
+    if gateway is None and settings.stripe_secret_key is not None:
+        gateway = StripePaymentGateway.create(
+            settings.stripe_secret_key,
+            api_base=settings.stripe_api_base,
+            default_return_url=settings.public_base_url,
+        )
     if gateway is None:
         gateway = SandboxPaymentGateway(
             clock=clock,

@@ -18,7 +18,7 @@ from core.gateway import (
 )
 from core.money import Money
 from core.ports import PaymentGateway
-from tests.gateway_contract import VISA, GatewayContract
+from tests.gateway_contract import VISA, HostedPagesContract, StripeFidelityContract
 
 
 def new_sandbox(store: InMemorySandboxStore | None = None) -> SandboxPaymentGateway:
@@ -47,7 +47,7 @@ async def save_card_through_setup_page(
     return card_id
 
 
-class TestSandboxGatewayContract(GatewayContract):
+class TestSandboxGatewayContract(HostedPagesContract, StripeFidelityContract):
     @pytest.fixture
     def gateway(self) -> PaymentGateway:
         return new_sandbox()
