@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from adapters.stripe_gateway import StripePaymentGateway
+from core.errors import CheckoutError
 from core.gateway import (
     ChargeStatus,
     CheckoutMode,
@@ -306,3 +307,55 @@ async def test_a_completed_setup_session_names_the_saved_card() -> None:
 
 def test_recorded_answers_are_plain_json() -> None:
     assert json.loads(json.dumps(RECORDED_SESSION)) == RECORDED_SESSION
+
+
+async def test_reconciliation_without_an_intent_id_replays_the_create_with_its_key() -> None:
+    succeeded = {"id": "pi_77", "object": "payment_intent", "status": "succeeded",
+                 "payment_method": {"id": "pm_1", "object": "payment_method",
+                                    "card": {"brand": "visa", "last4": "4242"}}}  # fmt: skip
+    recorder = Recorder(answer=succeeded)
+    gateway = _recorded(stripe_gateway("http://stripe.invalid"), recorder)
+    request = TestStripeGatewayContract().charge_request("cus_1", "pm_1", "pay_9:charge")
+    found = await gateway.find_charge(request, None)
+    assert found.status is ChargeStatus.SUCCEEDED
+    assert (found.intent_id, found.card_last4) == ("pi_77", "4242")
+    [replayed] = recorder.requests
+    assert (replayed.method, replayed.url.path) == ("POST", "/v1/payment_intents")
+    assert replayed.headers["idempotency-key"] == "pay_9:charge"
+    by_id = await gateway.find_charge(request, "pi_77")
+    assert by_id == found
+    assert (recorder.requests[-1].method, recorder.requests[-1].url.path) == (
+        "GET",
+        "/v1/payment_intents/pi_77",
+    )
+
+
+async def test_the_service_charges_through_stripe_end_to_end(localstripe_url: str) -> None:
+    """The library on the Stripe adapter: customers are created at Stripe, declines keep
+    Stripe's codes, 3D Secure cards need a payment link."""
+    from entrypoints.bootstrap import Settings, bootstrap
+    from tests.helpers import ENV, card_payment, finalized_invoice
+
+    checkout = bootstrap(
+        Settings(stripe_secret_key="sk_test_local", stripe_api_base=localstripe_url)
+    )
+    gateway = checkout.gateway
+    assert isinstance(gateway, StripePaymentGateway)
+    outcomes: dict[str, str] = {}
+    for number in ("4242424242424242", "4000000000000341", "4000002760003184"):
+        customer = await checkout.create_customer(ENV, {"external_id": f"ext-{number[-4:]}"})
+        assert customer.gateway_customer_id is not None
+        assert customer.gateway_customer_id.startswith("cus_")
+        await TestStripeGatewayContract().save_card(gateway, customer.gateway_customer_id, number)
+        invoice = await finalized_invoice(checkout, customer)
+        try:
+            payment = await checkout.create_payment(ENV, card_payment(invoice))
+            outcomes[number] = payment.status.value
+        except CheckoutError as error:
+            outcomes[number] = error.code
+    assert outcomes == {
+        "4242424242424242": "succeeded",
+        "4000000000000341": "card_declined",
+        "4000002760003184": "authentication_required",
+    }
+    await checkout.aclose()
