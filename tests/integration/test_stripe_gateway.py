@@ -359,3 +359,22 @@ async def test_the_service_charges_through_stripe_end_to_end(localstripe_url: st
         "4000002760003184": "authentication_required",
     }
     await checkout.aclose()
+
+
+async def test_a_rate_limited_charge_is_retried_with_the_same_key() -> None:
+    succeeded = {"id": "pi_8", "object": "payment_intent", "status": "succeeded"}
+
+    class LimitsOnce(Recorder):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await request.aread()
+            self.requests.append(request)
+            if len(self.requests) == 1:
+                error = {"type": "invalid_request_error", "code": "rate_limit", "message": "Slow"}
+                return httpx.Response(429, json={"error": error})
+            return httpx.Response(200, json=succeeded)
+
+    recorder = LimitsOnce()
+    gateway = _recorded(stripe_gateway("http://stripe.invalid"), recorder)
+    result = await gateway.charge(TestStripeGatewayContract().charge_request("c", "p", "k-rl"))
+    assert result.status is ChargeStatus.SUCCEEDED
+    assert [r.headers["idempotency-key"] for r in recorder.requests] == ["k-rl", "k-rl"]

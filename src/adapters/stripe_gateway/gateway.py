@@ -7,7 +7,8 @@ arrived (timeout, lost connection, a 5xx) is an unknown outcome: `GatewayUnavail
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -38,6 +39,7 @@ T = TypeVar("T")
 STRIPE_API_VERSION: Final = "2026-10-28.endive"
 DEFAULT_TIMEOUT_SECONDS: Final = 20.0
 DEFAULT_NETWORK_RETRIES: Final = 2
+RATE_LIMIT_PAUSES: Final = (0.25, 0.5, 1.0)
 REFUND_OUTCOMES: Final = {
     "succeeded": RefundOutcome.SUCCEEDED,
     "pending": RefundOutcome.PENDING,
@@ -118,7 +120,7 @@ class StripePaymentGateway:
         if email:
             params["email"] = email
         customer = await self._call(
-            self.client.v1.customers.create_async(
+            lambda: self.client.v1.customers.create_async(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": idempotency_key},
             )
@@ -131,7 +133,9 @@ class StripePaymentGateway:
         card = None
         if default is not None:
             if isinstance(default, str):
-                default = await self._call(self.client.v1.payment_methods.retrieve_async(default))
+                default = await self._call(
+                    lambda: self.client.v1.payment_methods.retrieve_async(default)
+                )
             card = self._card(default, is_default=True)
         return GatewayCustomer(id=str(customer.id), default_payment_method=card)
 
@@ -141,7 +145,7 @@ class StripePaymentGateway:
         customer = await self._customer(gateway_customer_id)
         default_id = _id(_get(_get(customer, "invoice_settings"), "default_payment_method"))
         listed = await self._call(
-            self.client.v1.payment_methods.list_async(
+            lambda: self.client.v1.payment_methods.list_async(
                 params={"customer": gateway_customer_id, "type": "card", "limit": 100}
             )
         )
@@ -152,7 +156,9 @@ class StripePaymentGateway:
         self, gateway_customer_id: str, payment_method_id: str
     ) -> GatewayPaymentMethod | None:
         try:
-            pm = await self._call(self.client.v1.payment_methods.retrieve_async(payment_method_id))
+            pm = await self._call(
+                lambda: self.client.v1.payment_methods.retrieve_async(payment_method_id)
+            )
         except GatewayError as error:
             if error.details.get("stripe_error_code") == "resource_missing":
                 return None
@@ -167,7 +173,7 @@ class StripePaymentGateway:
         self, gateway_customer_id: str, payment_method_id: str
     ) -> None:
         await self._call(
-            self.client.v1.customers.update_async(
+            lambda: self.client.v1.customers.update_async(
                 gateway_customer_id,
                 params={"invoice_settings": {"default_payment_method": payment_method_id}},
             )
@@ -176,7 +182,7 @@ class StripePaymentGateway:
     async def _customer(self, gateway_customer_id: str) -> Any:
         try:
             customer = await self._call(
-                self.client.v1.customers.retrieve_async(
+                lambda: self.client.v1.customers.retrieve_async(
                     gateway_customer_id,
                     params={"expand": ["invoice_settings.default_payment_method"]},
                 )
@@ -209,7 +215,7 @@ class StripePaymentGateway:
         """The product page's charge: a PaymentIntent confirmed off-session."""
         try:
             intent = await self._call(
-                self.client.v1.payment_intents.create_async(
+                lambda: self.client.v1.payment_intents.create_async(
                     params={
                         "amount": request.amount.to_minor_units(),
                         "currency": request.amount.currency.code,
@@ -233,7 +239,7 @@ class StripePaymentGateway:
             # Replaying the create with its key returns the first answer (within 24 hours).
             return await self.charge(request)
         intent = await self._call(
-            self.client.v1.payment_intents.retrieve_async(
+            lambda: self.client.v1.payment_intents.retrieve_async(
                 intent_id, params={"expand": ["payment_method"]}
             )
         )
@@ -280,7 +286,7 @@ class StripePaymentGateway:
             "metadata": dict(request.metadata),
         }
         refund = await self._call(
-            self.client.v1.refunds.create_async(
+            lambda: self.client.v1.refunds.create_async(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": request.idempotency_key},
             )
@@ -325,7 +331,7 @@ class StripePaymentGateway:
             params["payment_method_types"] = ["card"]
             params["setup_intent_data"] = {"metadata": dict(request.metadata)}
         session = await self._call(
-            self.client.v1.checkout.sessions.create_async(
+            lambda: self.client.v1.checkout.sessions.create_async(
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": request.idempotency_key},
             )
@@ -334,7 +340,7 @@ class StripePaymentGateway:
 
     async def get_checkout_session(self, session_id: str) -> CheckoutSession:
         session = await self._call(
-            self.client.v1.checkout.sessions.retrieve_async(
+            lambda: self.client.v1.checkout.sessions.retrieve_async(
                 session_id,
                 params={
                     "expand": [
@@ -378,12 +384,23 @@ class StripePaymentGateway:
 
     # Errors --------------------------------------------------------------------------
 
-    async def _call(self, call: Awaitable[T], *, charging: bool = False) -> T:
-        """Await an SDK call, turning Stripe's errors into the core's.
+    async def _call(self, call: Callable[[], Awaitable[T]], *, charging: bool = False) -> T:
+        """Make an SDK call, turning Stripe's errors into the core's.
 
         A card error while charging is a definite decline (raised as `_Declined`, carrying the
         failed result); other refusals are `GatewayError`; no answer is `GatewayUnavailable`.
+        A rate limit is waited out a few times: the same idempotency key makes it safe.
         """
+        for pause in (*RATE_LIMIT_PAUSES, None):
+            try:
+                return await self._translated(call(), charging=charging)
+            except _RateLimited as limited:
+                if pause is None:
+                    raise GatewayUnavailable(str(limited)) from None
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
+
+    async def _translated(self, call: Awaitable[T], *, charging: bool) -> T:
         try:
             return await call
         except stripe.CardError as error:
@@ -402,7 +419,9 @@ class StripePaymentGateway:
                     )
                 ) from None
             raise GatewayError(failure.message, stripe_error_code=error.code) from None
-        except (stripe.APIConnectionError, stripe.RateLimitError) as error:
+        except stripe.RateLimitError as error:
+            raise _RateLimited(str(error)) from None
+        except stripe.APIConnectionError as error:
             raise GatewayUnavailable(str(error)) from None
         except stripe.InvalidRequestError as error:
             if charging:
@@ -428,6 +447,10 @@ class StripePaymentGateway:
             raise GatewayUnavailable(str(error)) from None
         except stripe.StripeError as error:  # authentication, permission: our configuration
             raise GatewayError(str(error), stripe_error_code=error.code) from None
+
+
+class _RateLimited(Exception):
+    pass
 
 
 class _Declined(Exception):
