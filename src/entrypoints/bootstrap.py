@@ -77,6 +77,10 @@ class Settings:
     stripe_secret_key: str | None = None
     stripe_api_base: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
+    # Secrets that sign Stripe's webhooks (more than one while they rotate).
+    stripe_webhook_secrets: tuple[str, ...] = ()
+    # Seconds between reconciliation passes inside `serve` (0: never).
+    reconcile_every: float = 60.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +91,12 @@ class Settings:
             stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
             public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+            stripe_webhook_secrets=tuple(
+                secret.strip()
+                for secret in env.get("STRIPE_WEBHOOK_SECRET", "").split(",")
+                if secret.strip()
+            ),
+            reconcile_every=float(env.get("RECONCILE_EVERY_SECONDS", "60")),
         )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import shlex
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 
 from sqlalchemy.engine import make_url
 
@@ -96,6 +97,29 @@ def _demo(settings: Settings) -> Work:
     return work
 
 
+def _reconcile(args: argparse.Namespace) -> Work:
+    async def work(checkout: CardCheckout) -> None:
+        report = await checkout.reconcile(
+            older_than=timedelta(seconds=args.older_than), limit=args.limit
+        )
+        rows = [
+            ("examined", str(report.examined)),
+            ("succeeded", str(report.succeeded)),
+            ("failed", str(report.failed)),
+            ("refunds settled", str(report.refunds_settled)),
+            ("still unknown", str(len(report.unresolved))),
+            ("need a person", str(len(report.needs_attention))),
+        ]
+        width = max(len(name) for name, _ in rows)
+        print("reconciliation")
+        for name, value in rows:
+            print(f"  {name:<{width}}  {value:>6}")
+        for payment_id in report.needs_attention:
+            print(f"  in flight for over an hour: {payment_id}")
+
+    return work
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -129,6 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--role", required=True, choices=["read", "write", "admin"])
     create.add_argument("--tenant", default=DEFAULT_TENANT)
     commands.add_parser("demo", help="set up a demo environment and print curl commands")
+    reconcile = commands.add_parser(
+        "reconcile", help="settle payments and refunds left in flight, asking the gateway"
+    )
+    reconcile.add_argument("--older-than", type=float, default=30.0, metavar="SECONDS")
+    reconcile.add_argument("--limit", type=int, default=1000)
     args = parser.parse_args(argv)
     settings = Settings.from_environ()
     try:
@@ -141,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_checkout(settings, _create_key(args)))
         elif args.command == "demo":
             asyncio.run(_with_checkout(settings, _demo(settings)))
+        elif args.command == "reconcile":
+            asyncio.run(_with_checkout(settings, _reconcile(args)))
     except CheckoutError as error:
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +19,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from adapters.stripe_gateway.webhooks import parse_webhook
 from core.errors import CheckoutError, ValidationError
 from core.model import Payment, PaymentMethodType, PaymentStatus
 from core.service import replayed
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import wire
 from entrypoints.http.auth import environment_of
-from entrypoints.http.body import json_body
+from entrypoints.http.body import MAX_WEBHOOK_BYTES, json_body, raw_body
 from entrypoints.http.errors import (
     error_response,
     on_checkout_error,
@@ -80,9 +81,12 @@ def _query_time(request: Request, name: str) -> datetime | None:
 class Api:
     """The endpoints, over one `CardCheckout`."""
 
-    def __init__(self, checkout: CardCheckout, metrics: Metrics) -> None:
+    def __init__(
+        self, checkout: CardCheckout, metrics: Metrics, webhook_secrets: Sequence[str] = ()
+    ) -> None:
         self.checkout = checkout
         self.metrics = metrics
+        self.webhook_secrets = tuple(webhook_secrets)
 
     async def _answer(
         self, work: Awaitable[Any], render: Callable[[Any], wire.Json], status: int = 201
@@ -264,6 +268,26 @@ class Api:
             status=200,
         )
 
+    # Gateway webhooks
+
+    async def stripe_webhook(self, request: Request) -> Response:
+        """Stripe's events: verified, applied once, acknowledged; a failure answers 5xx so
+        Stripe retries."""
+        environment_id = request.path_params["environment_id"]
+        payload = await raw_body(request, limit=MAX_WEBHOOK_BYTES)
+        event = parse_webhook(
+            payload, request.headers.get("stripe-signature"), self.webhook_secrets
+        )
+        if event is None:
+            return JSONResponse({"received": True, "handled": False})
+        named = event.metadata.get("environment_id")
+        if named is not None and named != environment_id:
+            logger.warning("webhook %s names environment %s, not %s", event.id, named,
+                           environment_id)  # fmt: skip
+            return JSONResponse({"received": True, "handled": False})
+        await self.checkout.handle_gateway_event(event)
+        return JSONResponse({"received": True, "handled": True})
+
     # Operations
 
     async def healthz(self, request: Request) -> Response:
@@ -307,6 +331,7 @@ def api_routes(api: Api) -> list[BaseRoute]:
         Route(f"{v1}/invoices/{{invoice_id}}", api.get_invoice, methods=["GET"]),
         Route(f"{v1}/invoices/{{invoice_id}}/finalize", api.finalize_invoice, methods=["POST"]),
         Route(f"{v1}/invoices/{{invoice_id}}/void", api.void_invoice, methods=["POST"]),
+        Route(f"{v1}/webhooks/stripe/{{environment_id}}", api.stripe_webhook, methods=["POST"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics_text, methods=["GET"]),
@@ -317,15 +342,17 @@ def create_app(
     checkout: CardCheckout,
     *,
     notify_every: float | None = 1.0,
+    reconcile_every: float | None = None,
+    webhook_secrets: Sequence[str] = (),
     close_checkout: bool = True,
 ) -> Starlette:
-    """The service over `checkout`. With `notify_every`, a background task delivers the
-    outbox to the notifier at that interval (seconds)."""
+    """The service over `checkout`. Background tasks deliver the outbox every `notify_every`
+    seconds and reconcile payments in flight every `reconcile_every` seconds (None: never)."""
     from entrypoints.http.openapi import openapi_route
     from entrypoints.http.sandbox_pages import sandbox_routes
 
     metrics = Metrics()
-    api = Api(checkout, metrics)
+    api = Api(checkout, metrics, webhook_secrets)
     routes = api_routes(api)
     routes.append(openapi_route(routes))
     if checkout.sandbox is not None:
@@ -333,16 +360,20 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        dispatcher = None
+        workers = []
         if notify_every:
-            dispatcher = asyncio.create_task(_deliver_forever(checkout, notify_every))
+            workers.append(_every(notify_every, checkout.deliver_notifications, "delivery"))
+        if reconcile_every:
+            workers.append(_every(reconcile_every, _reconcile(checkout), "reconciliation"))
+        tasks = [asyncio.create_task(worker) for worker in workers]
         try:
             yield
         finally:
-            if dispatcher is not None:
-                dispatcher.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await dispatcher
+                    await task
             if close_checkout:
                 await checkout.aclose()
 
@@ -359,10 +390,24 @@ def create_app(
     return app
 
 
-async def _deliver_forever(checkout: CardCheckout, every: float) -> None:
+async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: str) -> None:
+    """Run `work` forever, `seconds` apart; a failed pass is logged and the next one retries."""
     while True:
         try:
-            await checkout.deliver_notifications()
+            await work()
         except Exception:
-            logger.warning("notification delivery failed; will retry", exc_info=True)
-        await asyncio.sleep(every)
+            logger.warning("%s pass failed; will retry", name, exc_info=True)
+        await asyncio.sleep(seconds)
+
+
+def _reconcile(checkout: CardCheckout) -> Callable[[], Awaitable[object]]:
+    async def once() -> object:
+        report = await checkout.reconcile()
+        if report.needs_attention:
+            logger.error(
+                "payments in flight for over an hour need a person: %s",
+                ", ".join(report.needs_attention),
+            )
+        return report
+
+    return once

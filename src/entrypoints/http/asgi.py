@@ -16,4 +16,8 @@ def app_from_environ() -> Starlette:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_environ()
     checkout = bootstrap(settings, notifier=LoggingNotifier(), dispatch_inline=False)
-    return create_app(checkout)
+    return create_app(
+        checkout,
+        reconcile_every=settings.reconcile_every or None,
+        webhook_secrets=settings.stripe_webhook_secrets,
+    )

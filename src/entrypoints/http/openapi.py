@@ -233,6 +233,20 @@ SCHEMAS: Final[dict[str, Schema]] = {
         },
     },
     "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "StripeEvent": {
+        "type": "object",
+        "required": ["id", "type", "created", "data"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "created": {"type": "integer"},
+            "data": {"type": "object"},
+        },
+    },
+    "WebhookReceipt": {
+        "type": "object",
+        "properties": {"received": {"type": "boolean"}, "handled": {"type": "boolean"}},
+    },
 }
 
 
@@ -305,6 +319,11 @@ OPERATIONS: Final[dict[tuple[str, str], tuple[str, str | None, dict[int, Schema]
         None,
         {200: _ref("Invoice")},
     ),
+    ("POST", "/api/v1/webhooks/stripe/{environment_id}"): (
+        "Stripe's events for an environment, signed (Stripe-Signature)",
+        "StripeEvent",
+        {200: _ref("WebhookReceipt")},
+    ),
     ("GET", "/healthz"): ("The process is alive", None, {200: _ref("Health")}),
     ("GET", "/readyz"): (
         "The database is reachable",
@@ -315,7 +334,13 @@ OPERATIONS: Final[dict[tuple[str, str], tuple[str, str | None, dict[int, Schema]
     ("GET", "/openapi.json"): ("This document", None, {200: {"type": "object"}}),
 }
 
-_PUBLIC: Final = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+_PUBLIC: Final = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/api/v1/webhooks/stripe/{environment_id}",
+}
 _LIST_QUERY: Final = {
     "/api/v1/payments": [
         "destination_id",
@@ -354,7 +379,12 @@ def _operation(method: str, path: str) -> Schema:
             {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
             for name in _LIST_QUERY.get(path, [])
         ]
-    if method == "POST":
+    if method == "POST" and "/webhooks/" in path:
+        parameters.append(
+            {"name": "Stripe-Signature", "in": "header", "required": True,
+             "schema": {"type": "string"}}
+        )  # fmt: skip
+    elif method == "POST":
         parameters.append(
             {
                 "name": "Idempotency-Key",

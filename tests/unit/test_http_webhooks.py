@@ -1,0 +1,96 @@
+"""POST /api/v1/webhooks/stripe/{environment_id}: verified, applied once, never backwards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from adapters.sandbox import Fault, SandboxFaults
+from core.model import Payment, PaymentStatus
+from entrypoints.bootstrap import CardCheckout
+from entrypoints.http import create_app
+from tests.helpers import ENV, VISA, card_payment, customer_with_card, finalized_invoice
+from tests.unit.test_stripe_webhooks import signed
+
+SECRET = "whsec_test"
+
+
+@pytest.fixture
+async def client(checkout: CardCheckout) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(checkout, notify_every=None, webhook_secrets=[SECRET])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def _in_flight(checkout: CardCheckout, faults: SandboxFaults) -> Payment:
+    """A payment charged at the gateway whose answer was lost: `processing`."""
+    customer = await customer_with_card(checkout, VISA)
+    invoice = await finalized_invoice(checkout, customer)
+    faults.schedule("charge", Fault.TIMEOUT_AFTER)
+    payment = await checkout.create_payment(ENV, card_payment(invoice))
+    assert payment.status is PaymentStatus.PROCESSING
+    return payment
+
+
+def _event(payment: Payment, kind: str, event_id: str, env: str = ENV) -> bytes:
+    status = "succeeded" if kind == "payment_intent.succeeded" else "requires_payment_method"
+    intent = {
+        "id": "pi_from_stripe", "object": "payment_intent", "status": status,
+        "payment_method": "pm_1",
+        "metadata": {"payment_id": payment.id, "environment_id": env},
+        "last_payment_error": None if status == "succeeded" else {
+            "code": "card_declined", "decline_code": "generic_decline", "message": "No."},
+    }  # fmt: skip
+    body = {"id": event_id, "type": kind, "created": 1_790_000_000, "data": {"object": intent}}
+    return json.dumps(body).encode()
+
+
+async def _post(client: httpx.AsyncClient, payload: bytes, signature: str) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/webhooks/stripe/{ENV}",
+        content=payload,
+        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+    )
+
+
+async def test_a_signed_success_event_settles_the_payment_once(
+    checkout: CardCheckout, faults: SandboxFaults, client: httpx.AsyncClient
+) -> None:
+    payment = await _in_flight(checkout, faults)
+    payload = _event(payment, "payment_intent.succeeded", "evt_1")
+    first = await _post(client, payload, signed(payload, SECRET))
+    assert first.status_code == 200
+    assert first.json() == {"received": True, "handled": True}
+    settled = await checkout.get_payment(ENV, payment.id)
+    assert settled.status is PaymentStatus.SUCCEEDED
+    again = await _post(client, payload, signed(payload, SECRET))
+    assert again.status_code == 200
+    assert await checkout.get_payment(ENV, payment.id) == settled
+    late_failure = _event(payment, "payment_intent.payment_failed", "evt_2")
+    assert (await _post(client, late_failure, signed(late_failure, SECRET))).status_code == 200
+    assert (await checkout.get_payment(ENV, payment.id)).status is PaymentStatus.SUCCEEDED
+
+
+async def test_a_bad_signature_is_400_and_changes_nothing(
+    checkout: CardCheckout, faults: SandboxFaults, client: httpx.AsyncClient
+) -> None:
+    payment = await _in_flight(checkout, faults)
+    payload = _event(payment, "payment_intent.succeeded", "evt_3")
+    response = await _post(client, payload, signed(payload, "whsec_wrong"))
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["field"] == "Stripe-Signature"
+    assert (await checkout.get_payment(ENV, payment.id)).status is PaymentStatus.PROCESSING
+
+
+async def test_an_event_naming_another_environment_is_acknowledged_and_ignored(
+    checkout: CardCheckout, faults: SandboxFaults, client: httpx.AsyncClient
+) -> None:
+    payment = await _in_flight(checkout, faults)
+    payload = _event(payment, "payment_intent.succeeded", "evt_4", env="env_elsewhere")
+    response = await _post(client, payload, signed(payload, SECRET))
+    assert response.json() == {"received": True, "handled": False}
+    assert (await checkout.get_payment(ENV, payment.id)).status is PaymentStatus.PROCESSING
