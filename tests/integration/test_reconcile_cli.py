@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,15 +29,17 @@ async def test_reconcile_settles_a_charge_whose_answer_was_lost(tmp_path: Path) 
     assert payment.status is PaymentStatus.PROCESSING
     await checkout.aclose()
 
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("card-checkout")), "reconcile", "--older-than", "0"],
-        env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, timeout=60,
-        check=False,
+    cli = str(Path(sys.executable).with_name("card-checkout"))
+    process = await asyncio.create_subprocess_exec(
+        cli, "reconcile", "--older-than", "0", env={**os.environ, "DATABASE_URL": url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    stdout = out.decode()
     counts = {
         match.group(1): int(match.group(2))
-        for match in re.finditer(r"^  (\w[\w ]*?) +(\d+)$", result.stdout, flags=re.MULTILINE)
+        for match in re.finditer(r"^  (\w[\w ]*?) +(\d+)$", stdout, flags=re.MULTILINE)
     }
     assert counts == {
         "examined": 1, "succeeded": 1, "failed": 0, "refunds settled": 0,
