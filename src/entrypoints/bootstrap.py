@@ -81,6 +81,11 @@ class Settings:
     stripe_webhook_secrets: tuple[str, ...] = ()
     # Seconds between reconciliation passes inside `serve` (0: never).
     reconcile_every: float = 60.0
+    # Only payments untouched this long are asked about (younger ones may still be answered).
+    reconcile_older_than: float = 30.0
+    # The sandbox's injected latency and faults (tests, drills, benchmarks).
+    sandbox_latency_ms: float = 0.0
+    sandbox_faults: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +102,9 @@ class Settings:
                 if secret.strip()
             ),
             reconcile_every=float(env.get("RECONCILE_EVERY_SECONDS", "60")),
+            reconcile_older_than=float(env.get("RECONCILE_OLDER_THAN_SECONDS", "30")),
+            sandbox_latency_ms=float(env.get("SANDBOX_LATENCY_MS", "0")),
+            sandbox_faults=env.get("SANDBOX_FAULTS", ""),
         )
 
 
@@ -411,7 +419,8 @@ def bootstrap(
             clock=clock,
             ids=ids,
             store=sandbox_store,
-            faults=sandbox_faults or SandboxFaults(),
+            faults=sandbox_faults
+            or SandboxFaults.parse(settings.sandbox_faults, settings.sandbox_latency_ms),
             base_url=settings.public_base_url,
         )
     checkout = CardCheckout(

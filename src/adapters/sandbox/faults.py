@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 from enum import StrEnum
 
 import attrs
@@ -19,6 +21,8 @@ class Fault(StrEnum):
     TIMEOUT_AFTER = "timeout_after"
     # The gateway refuses the request for a reason that is not the card's.
     REJECT = "reject"
+    # The gateway does the work, then this process dies at once (SIGKILL): a crash drill.
+    CRASH_AFTER = "crash_after"
 
 
 @attrs.define
@@ -66,3 +70,23 @@ class SandboxFaults:
     def after(fault: Fault | None, operation: str) -> None:
         if fault is Fault.TIMEOUT_AFTER:
             raise GatewayUnavailable(f"sandbox: injected timeout after {operation}")
+        if fault is Fault.CRASH_AFTER:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    @classmethod
+    def parse(cls, spec: str, latency_ms: float = 0.0) -> SandboxFaults:
+        """Faults from settings: "charge:timeout_after,refund:error_before" plans one fault
+        per entry; "charge:timeout_after@0.2" strikes at random a fifth of the time."""
+        faults = cls(latency=latency_ms / 1000)
+        for entry in filter(None, (part.strip() for part in spec.split(","))):
+            operation, _, rest = entry.partition(":")
+            name, _, rate = rest.partition("@")
+            try:
+                fault = Fault(name)
+            except ValueError:
+                raise ValueError(f"unknown sandbox fault {name!r} in {entry!r}") from None
+            if rate:
+                faults.rates[fault] = float(rate)
+            else:
+                faults.schedule(operation, fault)
+        return faults

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -343,6 +343,7 @@ def create_app(
     *,
     notify_every: float | None = 1.0,
     reconcile_every: float | None = None,
+    reconcile_older_than: float = 30.0,
     webhook_secrets: Sequence[str] = (),
     close_checkout: bool = True,
 ) -> Starlette:
@@ -364,7 +365,8 @@ def create_app(
         if notify_every:
             workers.append(_every(notify_every, checkout.deliver_notifications, "delivery"))
         if reconcile_every:
-            workers.append(_every(reconcile_every, _reconcile(checkout), "reconciliation"))
+            reconcile = _reconcile(checkout, timedelta(seconds=reconcile_older_than))
+            workers.append(_every(reconcile_every, reconcile, "reconciliation"))
         tasks = [asyncio.create_task(worker) for worker in workers]
         try:
             yield
@@ -400,9 +402,9 @@ async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: st
         await asyncio.sleep(seconds)
 
 
-def _reconcile(checkout: CardCheckout) -> Callable[[], Awaitable[object]]:
+def _reconcile(checkout: CardCheckout, older_than: timedelta) -> Callable[[], Awaitable[object]]:
     async def once() -> object:
-        report = await checkout.reconcile()
+        report = await checkout.reconcile(older_than=older_than)
         if report.needs_attention:
             logger.error(
                 "payments in flight for over an hour need a person: %s",

@@ -19,5 +19,6 @@ def app_from_environ() -> Starlette:
     return create_app(
         checkout,
         reconcile_every=settings.reconcile_every or None,
+        reconcile_older_than=settings.reconcile_older_than,
         webhook_secrets=settings.stripe_webhook_secrets,
     )
