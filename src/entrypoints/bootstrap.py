@@ -85,7 +85,10 @@ class Settings:
     reconcile_older_than: float = 30.0
     # The sandbox's injected latency and faults (tests, drills, benchmarks).
     sandbox_latency_ms: float = 0.0
+    sandbox_latency_on: str = ""
     sandbox_faults: str = ""
+    # Seconds between deliveries of the outbox inside `serve` (0: never).
+    notify_every: float = 1.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -104,6 +107,8 @@ class Settings:
             reconcile_every=float(env.get("RECONCILE_EVERY_SECONDS", "60")),
             reconcile_older_than=float(env.get("RECONCILE_OLDER_THAN_SECONDS", "30")),
             sandbox_latency_ms=float(env.get("SANDBOX_LATENCY_MS", "0")),
+            sandbox_latency_on=env.get("SANDBOX_LATENCY_ON", ""),
+            notify_every=float(env.get("NOTIFY_EVERY_SECONDS", "1")),
             sandbox_faults=env.get("SANDBOX_FAULTS", ""),
         )
 
@@ -420,7 +425,9 @@ def bootstrap(
             ids=ids,
             store=sandbox_store,
             faults=sandbox_faults
-            or SandboxFaults.parse(settings.sandbox_faults, settings.sandbox_latency_ms),
+            or SandboxFaults.parse(
+                settings.sandbox_faults, settings.sandbox_latency_ms, settings.sandbox_latency_on
+            ),
             base_url=settings.public_base_url,
         )
     checkout = CardCheckout(

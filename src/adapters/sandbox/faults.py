@@ -30,6 +30,8 @@ class SandboxFaults:
     """Planned faults (`plan`, consumed in order per operation) and random ones (`rates`)."""
 
     latency: float = 0.0
+    # The operations that wait `latency` (None: every one).
+    latency_on: frozenset[str] | None = None
     plan: dict[str, list[Fault]] = attrs.Factory(dict)
     rates: dict[Fault, float] = attrs.Factory(dict)
     seed: int | None = None
@@ -57,7 +59,7 @@ class SandboxFaults:
 
     async def before(self, operation: str) -> Fault | None:
         """Wait the latency and raise a fault that strikes before the work; return the rest."""
-        if self.latency:
+        if self.latency and (self.latency_on is None or operation in self.latency_on):
             await asyncio.sleep(self.latency)
         fault = self._next(operation)
         if fault is Fault.ERROR_BEFORE:
@@ -74,10 +76,12 @@ class SandboxFaults:
             os.kill(os.getpid(), signal.SIGKILL)
 
     @classmethod
-    def parse(cls, spec: str, latency_ms: float = 0.0) -> SandboxFaults:
+    def parse(cls, spec: str, latency_ms: float = 0.0, latency_on: str = "") -> SandboxFaults:
         """Faults from settings: "charge:timeout_after,refund:error_before" plans one fault
-        per entry; "charge:timeout_after@0.2" strikes at random a fifth of the time."""
-        faults = cls(latency=latency_ms / 1000)
+        per entry; "charge:timeout_after@0.2" strikes at random a fifth of the time.
+        `latency_on` names the operations that wait (empty: all)."""
+        waiting = frozenset(op.strip() for op in latency_on.split(",") if op.strip())
+        faults = cls(latency=latency_ms / 1000, latency_on=waiting or None)
         for entry in filter(None, (part.strip() for part in spec.split(","))):
             operation, _, rest = entry.partition(":")
             name, _, rate = rest.partition("@")

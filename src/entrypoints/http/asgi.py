@@ -18,6 +18,7 @@ def app_from_environ() -> Starlette:
     checkout = bootstrap(settings, notifier=LoggingNotifier(), dispatch_inline=False)
     return create_app(
         checkout,
+        notify_every=settings.notify_every or None,
         reconcile_every=settings.reconcile_every or None,
         reconcile_older_than=settings.reconcile_older_than,
         webhook_secrets=settings.stripe_webhook_secrets,
