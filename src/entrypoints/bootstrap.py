@@ -87,6 +87,9 @@ class Settings:
     sandbox_latency_ms: float = 0.0
     sandbox_latency_on: str = ""
     sandbox_faults: str = ""
+    # Where the sandbox keeps its state: "database" (beside ours) or "memory" (as if the gateway
+    # were elsewhere: benchmarks count only the service's own commits then).
+    sandbox_store: str = "database"
     # Seconds between deliveries of the outbox inside `serve` (0: never).
     notify_every: float = 1.0
 
@@ -110,6 +113,7 @@ class Settings:
             sandbox_latency_on=env.get("SANDBOX_LATENCY_ON", ""),
             notify_every=float(env.get("NOTIFY_EVERY_SECONDS", "1")),
             sandbox_faults=env.get("SANDBOX_FAULTS", ""),
+            sandbox_store=env.get("SANDBOX_STORE", "database"),
         )
 
 
@@ -410,7 +414,12 @@ def bootstrap(
         engine = create_engine_from_url(
             settings.database_url, pool_size=settings.database_pool_size
         )
-        storage, sandbox_store = SqlUnitOfWorkFactory(engine), SqlSandboxStore(engine)
+        storage = SqlUnitOfWorkFactory(engine)
+        sandbox_store = (
+            InMemorySandboxStore()
+            if settings.sandbox_store == "memory"
+            else SqlSandboxStore(engine)
+        )
     else:
         storage, sandbox_store = InMemoryUnitOfWorkFactory(), InMemorySandboxStore()
     if gateway is None and settings.stripe_secret_key is not None:
