@@ -87,9 +87,9 @@ class Settings:
     sandbox_latency_ms: float = 0.0
     sandbox_latency_on: str = ""
     sandbox_faults: str = ""
-    # Where the sandbox keeps its state: "database" (beside ours) or "memory" (as if the gateway
-    # were elsewhere: benchmarks count only the service's own commits then).
-    sandbox_store: str = "database"
+    # Where the sandbox keeps its state: None (beside ours), another database URL, or "memory".
+    # Apart from ours, benchmarks count only the service's own commits.
+    sandbox_database_url: str | None = None
     # Seconds between deliveries of the outbox inside `serve` (0: never).
     notify_every: float = 1.0
 
@@ -113,7 +113,7 @@ class Settings:
             sandbox_latency_on=env.get("SANDBOX_LATENCY_ON", ""),
             notify_every=float(env.get("NOTIFY_EVERY_SECONDS", "1")),
             sandbox_faults=env.get("SANDBOX_FAULTS", ""),
-            sandbox_store=env.get("SANDBOX_STORE", "database"),
+            sandbox_database_url=env.get("SANDBOX_DATABASE_URL") or None,
         )
 
 
@@ -154,6 +154,7 @@ class CardCheckout:
     # server runs a dispatcher instead).
     dispatch_inline: bool = True
     engine: AsyncEngine | None = None
+    sandbox_engine: AsyncEngine | None = None
 
     @property
     def sandbox(self) -> SandboxPaymentGateway | None:
@@ -379,15 +380,17 @@ class CardCheckout:
 
     async def migrate(self) -> None:
         """Bring the database to the newest schema (nothing to do in memory)."""
-        if self.engine is not None:
-            await migrate(self.engine)
+        for engine in (self.engine, self.sandbox_engine):
+            if engine is not None:
+                await migrate(engine)
 
     async def aclose(self) -> None:
         """Release what the adapters hold (connections, clients)."""
         if isinstance(self.gateway, StripePaymentGateway):
             await self.gateway.aclose()
-        if self.engine is not None:
-            await self.engine.dispose()
+        for engine in (self.engine, self.sandbox_engine):
+            if engine is not None:
+                await engine.dispose()
 
 
 def bootstrap(
@@ -414,14 +417,15 @@ def bootstrap(
         engine = create_engine_from_url(
             settings.database_url, pool_size=settings.database_pool_size
         )
-        storage = SqlUnitOfWorkFactory(engine)
-        sandbox_store = (
-            InMemorySandboxStore()
-            if settings.sandbox_store == "memory"
-            else SqlSandboxStore(engine)
-        )
+        storage, sandbox_store = SqlUnitOfWorkFactory(engine), SqlSandboxStore(engine)
     else:
         storage, sandbox_store = InMemoryUnitOfWorkFactory(), InMemorySandboxStore()
+    sandbox_engine = None
+    if settings.sandbox_database_url == "memory":
+        sandbox_store = InMemorySandboxStore()
+    elif settings.sandbox_database_url is not None:
+        sandbox_engine = create_engine_from_url(settings.sandbox_database_url, pool_size=4)
+        sandbox_store = SqlSandboxStore(sandbox_engine)
     if gateway is None and settings.stripe_secret_key is not None:
         gateway = StripePaymentGateway.create(
             settings.stripe_secret_key,
@@ -445,6 +449,7 @@ def bootstrap(
         notifier=notifier or RecordingNotifier(),
         dispatch_inline=dispatch_inline,
         engine=engine,
+        sandbox_engine=sandbox_engine,
     )
     if isinstance(gateway, SandboxPaymentGateway) and gateway.event_sink is None:
         # The sandbox's hosted pages report completion the way Stripe's webhooks do.
