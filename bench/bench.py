@@ -1,0 +1,479 @@
+"""`make bench`: how fast Card Checkout is, and how its cost grows, measured side by side.
+
+Prints a table (each figure with its target and a pass/miss mark), writes the same figures to
+bench/results/latest.json and a chart of throughput and latency against concurrency to
+bench/results/latest.png. Absolute numbers vary between machines; the ratios travel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy import insert
+
+from adapters.sql import create_engine_from_url, tables
+from adapters.sql.rows import invoice_values
+from core.model import Invoice, InvoiceStatus
+from core.money import Money
+from entrypoints.bootstrap import Settings, bootstrap
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+CLI = str(Path(sys.executable).with_name("card-checkout"))
+ENV = "env_bench"
+POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+CONCURRENCY = (1, 4, 16, 64)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class InvoicePool:
+    """Finalized invoices of one customer with a saved card: each payment takes a fresh one."""
+
+    def __init__(self, ids: list[str], key: str) -> None:
+        self.ids = ids
+        self.key = key
+        self.used = 0
+
+    def take(self, count: int) -> list[str]:
+        taken = self.ids[self.used : self.used + count]
+        if len(taken) < count:
+            raise RuntimeError("the bench ran out of invoices: raise --invoices")
+        self.used += count
+        return taken
+
+    def file(self, count: int) -> str:
+        path = Path(tempfile.mkdtemp()) / "invoices.txt"
+        path.write_text("\n".join(self.take(count)) + "\n")
+        return str(path)
+
+
+def gateway_url(url: str) -> str:
+    """The sandbox's own database beside the service's: as if the gateway were elsewhere."""
+    return url.replace(".sqlite3", "-gateway.sqlite3") if "sqlite" in url else url + "_gateway"
+
+
+async def prepare(url: str, invoices: int, card: str = "4242424242424242") -> InvoicePool:
+    """A migrated database with an environment, a key, a customer and `invoices` invoices."""
+    checkout = bootstrap(
+        Settings(database_url=url, sandbox_database_url=gateway_url(url)), dispatch_inline=False
+    )
+    await checkout.migrate()
+    try:
+        await checkout.get_environment(ENV)
+    except Exception:  # noqa: BLE001 - a fresh database
+        await checkout.create_environment("bench", "bench", environment_id=ENV)
+    _, key = await checkout.create_api_key("bench", [ENV], "write")
+    customer = await checkout.create_customer(ENV, {"external_id": f"bench-{os.urandom(6).hex()}"})
+    setup = await checkout.setup_card(ENV, customer.id)
+    await checkout.complete_sandbox_checkout(setup.id, card)
+    await checkout.aclose()
+    now = datetime.now(UTC)
+    rows = [
+        invoice_values(
+            Invoice(
+                id=f"inv_bench{time.time_ns()}{n:08d}",
+                environment_id=ENV,
+                customer_id=customer.id,
+                amount_due=Money.of("10.00", "usd"),
+                status=InvoiceStatus.FINALIZED,
+                created_at=now,
+                updated_at=now,
+                finalized_at=now,
+            )
+        )
+        for n in range(invoices)
+    ]
+    engine = create_engine_from_url(url)
+    async with engine.begin() as connection:
+        for start in range(0, len(rows), 5000):
+            await connection.execute(insert(tables.invoices), rows[start : start + 5000])
+    await engine.dispose()
+    return InvoicePool([str(r["id"]) for r in rows], key)
+
+
+class Server:
+    """A process serving HTTP on a free port until stopped."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=HERE.parent,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"{command} did not start")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def service(url: str, **env: str) -> Server:
+    settings = {"DATABASE_URL": url, "SANDBOX_DATABASE_URL": gateway_url(url),
+                "RECONCILE_EVERY_SECONDS": "0", **env}  # fmt: skip
+    return Server([CLI, "serve", "--host", "127.0.0.1"], settings)
+
+
+def ceiling() -> Server:
+    command = [sys.executable, "-m", "uvicorn", "bench.ceiling:app", "--host", "127.0.0.1",
+               "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    return Server(command, {})
+
+
+def wrk(server: Server, pool: InvoicePool, connections: int, seconds: float,
+        expected_rate: float) -> dict[str, float]:  # fmt: skip
+    """wrk on POST /api/v1/payments: payments per second and latency percentiles."""
+    invoices = pool.file(int(expected_rate * seconds * 1.5) + connections + 100)
+    env = {**os.environ, "INVOICES": invoices, "API_KEY": pool.key, "ENVIRONMENT": ENV}
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+         "-s", str(HERE / "payments.lua"), server.url],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    os.unlink(invoices)
+    match = re.search(r"WRK_RESULT (\{.*\})", result.stdout)
+    if match is None:
+        raise RuntimeError(f"wrk said: {result.stdout} {result.stderr}")
+    raw = json.loads(match.group(1))
+    ok = raw["requests"] - raw["non_2xx"]
+    return {
+        "rps": ok / (raw["duration_us"] / 1e6),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "errors": raw["errors"],
+        "requests": raw["requests"],
+    }
+
+
+async def pg_database(name: str) -> str:
+    """A fresh database, and a fresh one for the sandbox gateway beside it."""
+    admin = await asyncpg.connect(POSTGRES)
+    for database in (name, f"{name}_gateway"):
+        await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {database}")
+    await admin.close()
+    return POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def pg_commits(name: str) -> int:
+    admin = await asyncpg.connect(POSTGRES)
+    value = await admin.fetchval(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", name
+    )
+    await admin.close()
+    return int(value)
+
+
+async def commits_per_payment(url: str, name: str, card: str, count: int) -> float:
+    """Commits in pg_stat_database per payment, the service's own background work off."""
+    pool = await prepare(url, count + 50, card)
+    server = service(url, NOTIFY_EVERY_SECONDS="0")
+    before = await pg_commits(name)
+    async with httpx.AsyncClient(
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {pool.key}", "X-Environment-ID": ENV},
+    ) as client:
+        for invoice_id in pool.take(count):
+            await client.post("/api/v1/payments", json={
+                "amount": "10.00", "currency": "usd", "destination_id": invoice_id,
+                "destination_type": "INVOICE", "payment_method_type": "CARD",
+                "process_payment": True, "payment_gateway": "stripe"})  # fmt: skip
+    server.stop()  # backends flush their statistics as they exit
+    await asyncio.sleep(1.5)
+    return (await pg_commits(name) - before) / count
+
+
+async def open_loop(server: Server, pool: InvoicePool, rate: float, seconds: float) -> list[float]:
+    """Latencies (ms) of payments sent at a steady `rate`, whatever the answers' pace."""
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {pool.key}", "X-Environment-ID": ENV}
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, limits=limits,
+                                 timeout=30) as client:  # fmt: skip
+
+        async def one(invoice_id: str) -> None:
+            started = time.perf_counter()
+            response = await client.post("/api/v1/payments", json={
+                "amount": "10.00", "currency": "usd", "destination_id": invoice_id,
+                "destination_type": "INVOICE", "payment_method_type": "CARD",
+                "process_payment": True, "payment_gateway": "stripe"})  # fmt: skip
+            if response.status_code == 201:
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        tasks = []
+        start = time.perf_counter()
+        for n, invoice_id in enumerate(pool.take(int(rate * seconds))):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(invoice_id)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def growth(url: str, name: str, sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
+    """Create and list latency with more and more payments already stored (PostgreSQL)."""
+    pool = await prepare(url, 600)
+    figures: dict[int, dict[str, float]] = {}
+    loaded = 0
+    for size in sizes:
+        await bulk_payments(url, size - loaded)
+        loaded = size
+        server = service(url, NOTIFY_EVERY_SECONDS="0")
+        headers = {"Authorization": f"Bearer {pool.key}", "X-Environment-ID": ENV}
+        creates: list[float] = []
+        lists: list[float] = []
+        async with httpx.AsyncClient(base_url=server.url, headers=headers) as client:
+            for invoice_id in pool.take(200):
+                started = time.perf_counter()
+                await client.post("/api/v1/payments", json={
+                    "amount": "10.00", "currency": "usd", "destination_id": invoice_id,
+                    "destination_type": "INVOICE", "payment_method_type": "CARD",
+                    "process_payment": True, "payment_gateway": "stripe"})  # fmt: skip
+                creates.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                await client.get("/api/v1/payments", params={"limit": 20})
+                lists.append((time.perf_counter() - started) * 1000)
+        server.stop()
+        figures[size] = {"create_p50_ms": statistics.median(creates),
+                         "list_p50_ms": statistics.median(lists)}  # fmt: skip
+    return figures
+
+
+async def bulk_payments(url: str, count: int) -> None:
+    """`count` paid invoices with their succeeded payments, copied in fast (COPY)."""
+    if count <= 0:
+        return
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    customer = await connection.fetchval(
+        "SELECT id FROM customers WHERE environment_id = $1 LIMIT 1", ENV
+    )
+    now = datetime.now(UTC)
+    stamp = time.time_ns()
+    for start in range(0, count, 100_000):
+        batch = range(start, min(count, start + 100_000))
+        await connection.copy_records_to_table(
+            "invoices",
+            records=[(ENV, f"inv_g{stamp}{n:09d}", customer, "usd", 1000, 1000, 0, "FINALIZED",
+                      "succeeded", None, now, now, now, None, now, 3) for n in batch],
+            columns=["environment_id", "id", "customer_id", "currency", "amount_due",
+                     "amount_paid", "amount_refunded", "status", "payment_status", "external_id",
+                     "created_at", "updated_at", "finalized_at", "voided_at", "paid_at",
+                     "version"],
+        )  # fmt: skip
+        await connection.copy_records_to_table(
+            "payments",
+            records=[(ENV, f"pay_g{stamp}{n:09d}", f"inv_g{stamp}{n:09d}", customer, "usd", 1000,
+                      0, 0, "CARD", "succeeded", "stripe", "pm_x", f"pi_g{stamp}{n:09d}", None,
+                      False, None, None, "{}", "visa", "4242", None, now, now, now, None, None, 3)
+                     for n in batch],
+            columns=["environment_id", "id", "invoice_id", "customer_id", "currency", "amount",
+                     "amount_refunded", "refund_reserved", "method_type", "status", "gateway",
+                     "payment_method_id", "gateway_tracking_id", "payment_url",
+                     "save_card_and_make_default", "success_url", "cancel_url", "metadata",
+                     "card_brand", "card_last4", "failure", "created_at", "updated_at",
+                     "succeeded_at", "failed_at", "refunded_at", "version"],
+        )  # fmt: skip
+    await connection.execute("ANALYZE invoices; ANALYZE payments")
+    await connection.close()
+
+
+async def library_rate(count: int) -> float:
+    """Payments per second of the in-process library alone (in memory, sandbox, one core)."""
+    checkout = bootstrap()
+    customer = await checkout.create_customer(ENV, {"external_id": "bench"})
+    setup = await checkout.setup_card(ENV, customer.id)
+    await checkout.complete_sandbox_checkout(setup.id, "4242424242424242")
+    invoices = [
+        await checkout.create_invoice(ENV, {"customer_id": customer.id, "currency": "usd",
+                                            "amount_due": "10.00", "status": "FINALIZED"})
+        for _ in range(count)
+    ]  # fmt: skip
+    body = {
+        "amount": Decimal("10.00"), "currency": "usd", "destination_type": "INVOICE",
+        "payment_method_type": "CARD", "process_payment": True, "payment_gateway": "stripe",
+    }  # fmt: skip
+    started = time.perf_counter()
+    for invoice in invoices:
+        await checkout.create_payment(ENV, {**body, "destination_id": invoice.id})
+    return count / (time.perf_counter() - started)
+
+
+def mark(ok: bool) -> str:
+    return "pass" if ok else "MISS"
+
+
+async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    figures: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "seconds": seconds}
+    rows: list[tuple[str, str, str, str]] = []
+    name = "card_checkout_bench"
+
+    # 1-2. The ceiling, then the service on SQLite and PostgreSQL, at rising concurrency.
+    curves: dict[str, dict[int, dict[str, float]]] = {"ceiling": {}, "sqlite": {}, "postgresql": {}}
+    bare = ceiling()
+    bare_pool = InvoicePool([f"inv_{n}" for n in range(2_000_000)], "none")
+    for connections in CONCURRENCY:
+        curves["ceiling"][connections] = wrk(bare, bare_pool, connections, seconds, 20_000)
+    bare.stop()
+    sqlite_url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+    pg_url = await pg_database(name)
+    for label, url in (("sqlite", sqlite_url), ("postgresql", pg_url)):
+        pool = await prepare(url, 60_000)
+        server = service(url)
+        for connections in CONCURRENCY:
+            curves[label][connections] = wrk(server, pool, connections, seconds, 3000)
+        server.stop()
+    figures["curves"] = curves
+    top = max(CONCURRENCY)
+    ceiling_rps = max(c["rps"] for c in curves["ceiling"].values())
+    rows.append(("1 ceiling: bare Starlette, same JSON", f"{ceiling_rps:,.0f} req/s", "-", ""))
+    for label, target in (("sqlite", None), ("postgresql", 0.30)):
+        best = max(curves[label].values(), key=lambda c: c["rps"])
+        ratio = best["rps"] / ceiling_rps
+        rows.append((
+            f"2 POST /payments on {label}: best rate, ratio to ceiling",
+            f"{best['rps']:,.0f}/s, {ratio:.2f}, p50 {best['p50_ms']:.1f} ms, "
+            f"p99 {best['p99_ms']:.1f} ms",
+            f">= {target:.2f}" if target else "-",
+            mark(ratio >= target) if target else "",
+        ))  # fmt: skip
+        figures[f"payments_{label}"] = {**best, "ratio_to_ceiling": ratio}
+
+    # 3. Commits per payment on PostgreSQL, from pg_stat_database.
+    succeeded = await commits_per_payment(pg_url, name, "4242424242424242", 300)
+    failed = await commits_per_payment(pg_url, name, "4000000000000002", 300)
+    figures["commits_per_payment"] = {"succeeded": succeeded, "failed": failed}
+    rows.append(("3 commits per succeeded payment (PostgreSQL)", f"{succeeded:.2f}", "<= 2",
+                 mark(succeeded <= 2.0)))  # fmt: skip
+    rows.append(("3 commits per failed payment (PostgreSQL)", f"{failed:.2f}", "-", ""))
+
+    # 4. A slow gateway: 250 ms per charge, 128 clients, a small pool (2 + 2 overflow).
+    slow_pool = await prepare(pg_url, 20_000)
+    slow = service(pg_url, SANDBOX_LATENCY_MS="250", SANDBOX_LATENCY_ON="charge",
+                   DATABASE_POOL_SIZE="2")  # fmt: skip
+    slow_result = wrk(slow, slow_pool, 128, seconds, 520)
+    ideal = 128 / 0.25
+    figures["slow_gateway"] = {**slow_result, "ideal_rps": ideal}
+    rows.append(("4 slow gateway (250 ms, 128 clients, pool 2+2): rate / ideal 512/s",
+                 f"{slow_result['rps']:,.0f}/s = {slow_result['rps'] / ideal:.2f}", ">= 0.90",
+                 mark(slow_result["rps"] / ideal >= 0.90)))  # fmt: skip
+
+    # 5. Overhead at half the maximum rate: latency minus the gateway's 250 ms.
+    half = slow_result["rps"] / 2
+    latencies = await open_loop(slow, slow_pool, half, seconds)
+    slow.stop()
+    overhead = [value - 250 for value in latencies]
+    p50, p99 = percentile(overhead, 50), percentile(overhead, 99)
+    figures["overhead_ms"] = {"rate": half, "p50": p50, "p99": p99, "samples": len(overhead)}
+    rows.append((f"5 overhead at {half:,.0f}/s (latency - 250 ms)",
+                 f"p50 {p50:.1f} ms, p99 {p99:.1f} ms", "p99 <= 10 ms",
+                 mark(p99 <= 10)))  # fmt: skip
+
+    # 6. Growth: create and list with 1,000 then 1,000,000 payments stored.
+    grown_url = await pg_database(name + "_growth")
+    grown = await growth(grown_url, name + "_growth", growth_sizes)
+    small, large = grown[growth_sizes[0]], grown[growth_sizes[-1]]
+    for what in ("create", "list"):
+        ratio = large[f"{what}_p50_ms"] / small[f"{what}_p50_ms"]
+        rows.append((f"6 {what} p50, {growth_sizes[-1]:,} vs {growth_sizes[0]:,} payments",
+                     f"{large[f'{what}_p50_ms']:.2f} vs {small[f'{what}_p50_ms']:.2f} ms = "
+                     f"{ratio:.2f}", "<= 1.15", mark(ratio <= 1.15)))  # fmt: skip
+    figures["growth"] = grown
+
+    # 7. The library alone.
+    rate = await library_rate(library_count)
+    figures["library_rps"] = rate
+    rows.append(("7 in-process library (memory, sandbox, one core)", f"{rate:,.0f}/s",
+                 ">= 10,000/s", mark(rate >= 10_000)))  # fmt: skip
+
+    report(rows, figures, top)
+
+
+def report(rows: list[tuple[str, str, str, str]], figures: dict[str, Any], top: int) -> None:
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'figure':<{width}}  {'measured':<50} {'target':<14} mark"]
+    lines += [f"{a:<{width}}  {b:<50} {c:<14} {d}" for a, b, c, d in rows]
+    table = "\n".join(lines)
+    print(table)
+    figures["table"] = table
+    (RESULTS / "latest.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    chart(figures["curves"])
+    print(f"\nwritten: {RESULTS / 'latest.json'}, {RESULTS / 'latest.png'}")
+
+
+def chart(curves: dict[str, dict[int, dict[str, float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (rate, latency) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, curve in curves.items():
+        levels = sorted(curve)
+        rate.plot(levels, [curve[c]["rps"] for c in levels], marker="o", label=label)
+        latency.plot(levels, [curve[c]["p99_ms"] for c in levels], marker="o", label=label)
+    for axis, title in ((rate, "throughput (requests/s)"), (latency, "p99 latency (ms)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrent connections")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    latency.set_yscale("log")
+    figure.suptitle("POST /api/v1/payments against a bare Starlette ceiling")
+    figure.tight_layout()
+    figure.savefig(RESULTS / "latest.png", dpi=110)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per load run")
+    parser.add_argument("--growth", default="1000,1000000", help="stored payments to compare")
+    parser.add_argument("--library", type=int, default=20_000, help="payments, in process")
+    args = parser.parse_args()
+    sizes = tuple(int(n) for n in args.growth.split(","))
+    asyncio.run(main(args.seconds, sizes, args.library))
