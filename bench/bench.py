@@ -58,7 +58,7 @@ class InvoicePool:
     def take(self, count: int) -> list[str]:
         taken = self.ids[self.used : self.used + count]
         if len(taken) < count:
-            raise RuntimeError("the bench ran out of invoices: raise --invoices")
+            raise RuntimeError("the bench ran out of invoices: prepare more")
         self.used += count
         return taken
 
@@ -366,7 +366,7 @@ async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int
         pool = await prepare(url, 60_000)
         server = service(url)
         for connections in CONCURRENCY:
-            curves[label][connections] = wrk(server, pool, connections, seconds, 3000)
+            curves[label][connections] = wrk(server, pool, connections, seconds, 1500)
         server.stop()
     figures["curves"] = curves
     top = max(CONCURRENCY)
