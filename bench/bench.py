@@ -219,7 +219,7 @@ async def commits_per_payment(url: str, name: str, card: str, count: int) -> flo
                 "destination_type": "INVOICE", "payment_method_type": "CARD",
                 "process_payment": True, "payment_gateway": "stripe"})  # fmt: skip
     server.stop()  # backends flush their statistics as they exit
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(11)  # PostgreSQL flushes a backend's statistics within 10 s
     return (await pg_commits(name) - before) / count
 
 

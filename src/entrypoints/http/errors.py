@@ -75,13 +75,24 @@ async def on_http_error(request: Request, error: Exception) -> Response:
     if error.status_code == 404:
         return error_response(NotFound("No route matches this path."))
     if error.status_code == 405:
-        return error_response(MethodNotAllowed(), headers=error.headers)
+        allowed = _methods_serving(request)
+        return error_response(MethodNotAllowed(), headers={"Allow": ", ".join(allowed)})
     return error_response(ValidationError(str(error.detail), field="request"))
 
 
 async def on_unexpected(request: Request, error: Exception) -> Response:
     logger.exception("unhandled error", extra={"request_id": request.state.__dict__.get("id")})
     return error_response(InternalError())
+
+
+def _methods_serving(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def codes_without_status() -> set[str]:

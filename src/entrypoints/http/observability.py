@@ -11,6 +11,8 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.rules import looks_like_card_number
+
 logger = logging.getLogger("card_checkout.http")
 _SANE_REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -52,7 +54,8 @@ class RequestObservability:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        sane = _SANE_REQUEST_ID.match(given) and not looks_like_card_number(given)
+        request_id = given if sane else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500

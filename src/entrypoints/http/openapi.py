@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from core.model import NotificationType
 from entrypoints.http.errors import STATUS_FOR_CODE
 
 Schema = dict[str, Any]
@@ -232,6 +233,54 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "status": {"enum": ["DRAFT", "FINALIZED"]},
         },
     },
+    "WebhookEndpoint": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "webhook_endpoint"},
+            "url": {"type": "string", "format": "uri"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "status": {"enum": ["enabled", "disabled", "deleted"]},
+            "secret": {
+                "type": "string",
+                "description": "Signs every delivery; in the answer that created it only.",
+            },
+            "created_at": _TIME,
+            "disabled_at": _TIME,
+        },
+    },
+    "CreateWebhookEndpoint": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["url"],
+        "properties": {
+            "url": {"type": "string", "format": "uri", "maxLength": 2048},
+            "events": {
+                "type": "array",
+                "items": {"enum": ["*", *(kind.value for kind in NotificationType)]},
+                "description": 'The event types to send; none, or ["*"], means all.',
+            },
+        },
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "webhook_delivery"},
+            "endpoint_id": {"type": "string"},
+            "event_id": {"type": "string"},
+            "event_type": {"type": "string"},
+            "status": {"enum": ["pending", "delivered", "failed"]},
+            "attempts": {"type": "integer"},
+            "next_attempt_at": _TIME,
+            "first_attempt_at": _TIME,
+            "last_attempt_at": _TIME,
+            "last_error": _TEXT_OR_NULL,
+            "delivered_at": _TIME,
+            "failed_at": _TIME,
+            "created_at": _TIME,
+        },
+    },
     "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
     "StripeEvent": {
         "type": "object",
@@ -319,6 +368,31 @@ OPERATIONS: Final[dict[tuple[str, str], tuple[str, str | None, dict[int, Schema]
         None,
         {200: _ref("Invoice")},
     ),
+    ("POST", "/api/v1/webhook_endpoints"): (
+        "Send the environment's events to a URL, signed (admin keys)",
+        "CreateWebhookEndpoint",
+        {201: _ref("WebhookEndpoint")},
+    ),
+    ("GET", "/api/v1/webhook_endpoints"): (
+        "The environment's webhook endpoints (admin keys)",
+        None,
+        {200: _list_of("WebhookEndpoint")},
+    ),
+    ("GET", "/api/v1/webhook_endpoints/{endpoint_id}"): (
+        "Get a webhook endpoint (admin keys)",
+        None,
+        {200: _ref("WebhookEndpoint")},
+    ),
+    ("DELETE", "/api/v1/webhook_endpoints/{endpoint_id}"): (
+        "Stop sending to a webhook endpoint (admin keys)",
+        None,
+        {200: _ref("WebhookEndpoint")},
+    ),
+    ("GET", "/api/v1/webhook_endpoints/{endpoint_id}/deliveries"): (
+        "A webhook endpoint's deliveries with their attempts, newest first (admin keys)",
+        None,
+        {200: _list_of("WebhookDelivery")},
+    ),
     ("POST", "/api/v1/webhooks/stripe/{environment_id}"): (
         "Stripe's events for an environment, signed (Stripe-Signature)",
         "StripeEvent",
@@ -352,7 +426,10 @@ _LIST_QUERY: Final = {
         "starting_after",
     ],
     "/api/v1/invoices": ["customer_id", "invoice_status", "limit", "starting_after"],
+    "/api/v1/webhook_endpoints/{endpoint_id}/deliveries": ["limit"],
 }
+# POST routes that take no Idempotency-Key (creating an endpoint twice is seen and undone).
+_NOT_IDEMPOTENT: Final = {"/api/v1/webhook_endpoints"}
 
 
 def _operation(method: str, path: str) -> Schema:
@@ -384,7 +461,7 @@ def _operation(method: str, path: str) -> Schema:
             {"name": "Stripe-Signature", "in": "header", "required": True,
              "schema": {"type": "string"}}
         )  # fmt: skip
-    elif method == "POST":
+    elif method == "POST" and path not in _NOT_IDEMPOTENT:
         parameters.append(
             {
                 "name": "Idempotency-Key",
@@ -398,8 +475,14 @@ def _operation(method: str, path: str) -> Schema:
     if request is not None:
         operation["requestBody"] = {
             "required": method == "POST"
-            and request in {"CreatePayment", "CreateCustomer", "CreateInvoice"},
+            and request
+            in {"CreatePayment", "CreateCustomer", "CreateInvoice", "CreateWebhookEndpoint"},
             "content": {"application/json": {"schema": _ref(request)}},
+        }
+    if "/webhooks/" in path:
+        operation["responses"]["default"] = {
+            "description": "A bad or stale signature (400), or a failure to retry (5xx)",
+            "content": {"application/json": {"schema": _ref("Error")}},
         }
     if path not in _PUBLIC:
         operation["security"] = [

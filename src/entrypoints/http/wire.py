@@ -14,7 +14,16 @@ from typing import Any
 
 from core.errors import CheckoutError, InvalidJson
 from core.gateway import CheckoutSession, GatewayPaymentMethod
-from core.model import Customer, Invoice, Payment, PaymentEvent, PaymentMethodType, Refund
+from core.model import (
+    Customer,
+    Invoice,
+    Payment,
+    PaymentEvent,
+    PaymentMethodType,
+    Refund,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from core.ports import Page
 
 Json = dict[str, Any]
@@ -45,7 +54,10 @@ def payment_json(payment: Payment) -> Json:
     metadata: dict[str, str | None] = dict(payment.metadata)
     metadata.update(
         stripe_payment_intent_id=(
-            payment.gateway_tracking_id if payment.method_type is PaymentMethodType.CARD else None
+            # A payment link tracks its checkout session until a PaymentIntent pays it.
+            payment.gateway_tracking_id
+            if payment.gateway_tracking_id and payment.gateway_tracking_id.startswith("pi_")
+            else None
         ),
         card_last4=payment.card_last4,
         card_brand=payment.card_brand,
@@ -158,6 +170,51 @@ def payment_method_json(card: GatewayPaymentMethod) -> Json:
 
 def checkout_session_json(session: CheckoutSession) -> Json:
     return {"id": session.id, "url": session.url, "status": session.status.value}
+
+
+def webhook_endpoint_json(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> Json:
+    """An endpoint; its secret only in the answer that created it."""
+    status = "enabled"
+    if endpoint.deleted_at is not None:
+        status = "deleted"
+    elif endpoint.disabled_at is not None:
+        status = "disabled"
+    body: Json = {
+        "id": endpoint.id,
+        "object": "webhook_endpoint",
+        "url": endpoint.url,
+        "events": sorted(kind.value for kind in endpoint.events) or ["*"],
+        "status": status,
+        "created_at": when(endpoint.created_at),
+        "disabled_at": when(endpoint.disabled_at),
+    }
+    if with_secret:
+        body["secret"] = endpoint.secret
+    return body
+
+
+def webhook_delivery_json(delivery: WebhookDelivery) -> Json:
+    status = "pending"
+    if delivery.delivered_at is not None:
+        status = "delivered"
+    elif delivery.failed_at is not None:
+        status = "failed"
+    return {
+        "id": delivery.id,
+        "object": "webhook_delivery",
+        "endpoint_id": delivery.endpoint_id,
+        "event_id": delivery.notification.id,
+        "event_type": delivery.notification.type.value,
+        "status": status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": when(delivery.next_attempt_at) if delivery.pending else None,
+        "first_attempt_at": when(delivery.first_attempt_at),
+        "last_attempt_at": when(delivery.last_attempt_at),
+        "last_error": delivery.last_error,
+        "delivered_at": when(delivery.delivered_at),
+        "failed_at": when(delivery.failed_at),
+        "created_at": when(delivery.created_at),
+    }
 
 
 def page_json(page: Page[Any], render: Any) -> Json:
