@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -99,3 +104,38 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine_from_url(database_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def localstripe_url() -> Iterator[str]:
+    """localstripe, a Stripe-compatible server, on a free loopback port."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("localstripe")), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while not _answers(url):
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            _, errors = server.communicate()
+            raise AssertionError(f"localstripe did not start: {errors}")
+        time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/v1/customers", auth=("sk_test_local", ""), timeout=1)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

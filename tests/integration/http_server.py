@@ -53,7 +53,10 @@ def create_api_key(database_url: str, environment: str, role: str) -> str:
 class Server:
     """`card-checkout serve` on a free port; its stderr (the log) goes to a file."""
 
-    def __init__(self, database_url: str, log_path: Path) -> None:
+    def __init__(
+        self, database_url: str, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.extra_env = extra_env or {}
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -68,7 +71,9 @@ class Server:
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=cli_environ(self._database_url, PUBLIC_BASE_URL=self.base_url),
+                env=cli_environ(
+                    self._database_url, PUBLIC_BASE_URL=self.base_url, **self.extra_env
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -41,38 +37,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def localstripe_url() -> Iterator[str]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(_script("localstripe")), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while not _answers(url):
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            _, errors = server.communicate()
-            raise AssertionError(f"localstripe did not start: {errors}")
-        time.sleep(0.1)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(f"{url}/v1/customers", auth=("sk_test_local", ""), timeout=1)
-    except httpx.TransportError:
-        return False
-    return True
-
-
-def _script(name: str) -> Path:
-    return Path(sys.executable).with_name(name)
 
 
 def stripe_gateway(url: str, retries: int = 0) -> StripePaymentGateway:
