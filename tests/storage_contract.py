@@ -32,6 +32,8 @@ from core.model import (
     PaymentMethodType,
     PaymentStatus,
     Role,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from core.money import Money
 from core.ports import (
@@ -98,6 +100,34 @@ def record(key: str = "k", version: int = 1) -> IdempotencyRecord:
         created_at=T0,
         expires_at=T0 + timedelta(hours=24),
         version=version,
+    )
+
+
+def endpoint(number: int = 1, env: str = ENV, *events: NotificationType) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=f"we_{number:04d}",
+        environment_id=env,
+        url=f"https://example.com/hooks/{number}",
+        events=frozenset(events),
+        secret=f"whsec_{number}",
+        created_at=T0 + timedelta(seconds=number),
+    )
+
+
+def delivery(
+    number: int, endpoint_id: str = "we_0001", env: str = ENV, *, due: timedelta = timedelta()
+) -> WebhookDelivery:
+    note = Notification(
+        f"evt_{number}", env, NotificationType.PAYMENT_FAILED, T0,
+        {"payment_id": f"pay_{number}", "error_code": "card_declined", "refunded": None},
+    )  # fmt: skip
+    return WebhookDelivery(
+        id=f"whd_{number:04d}",
+        environment_id=env,
+        endpoint_id=endpoint_id,
+        notification=note,
+        created_at=T0 + timedelta(seconds=number),
+        next_attempt_at=T0 + due,
     )
 
 
@@ -361,3 +391,86 @@ class StorageContract:
             found = await uow.payments.processing(T0 + timedelta(minutes=1), 10)
             assert {p.id for p in found} == {"pay_0001", "pay_0002"}
             assert not await uow.payments.processing(T0 - timedelta(minutes=1), 10)
+
+    async def test_webhook_endpoints_are_kept_per_environment_and_change_by_version(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        first = endpoint(1, ENV, NotificationType.PAYMENT_FAILED, NotificationType.INVOICE_PAID)
+        async with units() as uow:
+            await uow.webhook_endpoints.add(first)
+            await uow.webhook_endpoints.add(endpoint(2))
+            await uow.webhook_endpoints.add(endpoint(3, "env_b"))
+            await uow.commit()
+        async with units() as uow:
+            assert await uow.webhook_endpoints.get(ENV, "we_0001") == first
+            assert await uow.webhook_endpoints.get("env_b", "we_0001") is None
+            assert [e.id for e in await uow.webhook_endpoints.list(ENV)] == ["we_0001", "we_0002"]
+            await uow.webhook_endpoints.update(first.failed(T0, disable=True))
+            await uow.commit()
+        async with units() as uow:
+            stored = await uow.webhook_endpoints.get(ENV, "we_0001")
+            assert stored == first.failed(T0, disable=True)
+            with pytest.raises(ConcurrentUpdate):
+                await _write_and_commit(uow, uow.webhook_endpoints.update(first.deleted(T0)))
+
+    async def test_due_deliveries_come_longest_waiting_first_across_environments(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        later = delivery(1, due=timedelta(minutes=5))
+        now = delivery(2)
+        other_env = delivery(3, "we_0003", "env_b", due=timedelta(seconds=30))
+        done = delivery(4).succeeded(T0)
+        given_up = delivery(5).attempt_failed(T0, "HTTP 500", retry_at=None)
+        async with units() as uow:
+            await uow.webhook_endpoints.add(endpoint(1))
+            await uow.webhook_endpoints.add(endpoint(3, "env_b"))
+            for d in (later, now, other_env, done, given_up):
+                await uow.webhook_deliveries.add(d)
+            await uow.commit()
+        async with units() as uow:
+            due = await uow.webhook_deliveries.due(T0 + timedelta(minutes=10), 10)
+            assert due == [now, other_env, later]
+            assert await uow.webhook_deliveries.due(T0 + timedelta(minutes=1), 1) == [now]
+            assert not await uow.webhook_deliveries.due(T0 - timedelta(seconds=1), 10)
+            newest = await uow.webhook_deliveries.for_endpoint(ENV, "we_0001", 3)
+            assert [d.id for d in newest] == ["whd_0005", "whd_0004", "whd_0002"]
+            assert await uow.webhook_deliveries.get(ENV, "whd_0005") == given_up
+            assert await uow.webhook_deliveries.get("env_b", "whd_0001") is None
+
+    async def test_a_notification_is_queued_once_per_endpoint(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        async with units() as uow:
+            await uow.webhook_endpoints.add(endpoint(1))
+            await uow.webhook_endpoints.add(endpoint(2))
+            await uow.webhook_deliveries.add(delivery(1))
+            await uow.webhook_deliveries.add(attrs.evolve(delivery(1), id="whd_0002",
+                                                          endpoint_id="we_0002"))  # fmt: skip
+            await uow.commit()
+        async with units() as uow:
+            twin = attrs.evolve(delivery(1), id="whd_0009")
+            with pytest.raises(ConcurrentUpdate):
+                await _write_and_commit(uow, uow.webhook_deliveries.add(twin))
+        async with units() as uow:
+            assert await uow.webhook_deliveries.get(ENV, "whd_0009") is None
+
+    async def test_a_delivery_moves_only_from_the_version_it_was_read_at(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        async with units() as uow:
+            await uow.webhook_endpoints.add(endpoint(1))
+            await uow.webhook_deliveries.add(delivery(1))
+            await uow.commit()
+        first, second = units(), units()
+        async with first, second:
+            a = await first.webhook_deliveries.get(ENV, "whd_0001")
+            b = await second.webhook_deliveries.get(ENV, "whd_0001")
+            assert a is not None
+            assert b is not None
+            leased = a.rescheduled(T0 + timedelta(minutes=2))
+            await first.webhook_deliveries.update(leased)
+            await first.commit()
+            with pytest.raises(ConcurrentUpdate):
+                await _write_and_commit(second, second.webhook_deliveries.update(b.rescheduled(T0)))
+        async with units() as uow:
+            assert await uow.webhook_deliveries.get(ENV, "whd_0001") == leased

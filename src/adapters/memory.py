@@ -35,6 +35,8 @@ from core.model import (
     PaymentStatus,
     Refund,
     RefundStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from core.ports import IdempotencyRecord, InvoiceQuery, Page, PaymentQuery
 
@@ -110,6 +112,8 @@ class InMemoryStore:
     # Only what is not yet delivered: delivery removes a notification.
     outbox: dict[str, Notification] = attrs.Factory(dict)
     gateway_events: dict[str, str] = attrs.Factory(dict)
+    webhook_endpoints: dict[tuple[str, str], WebhookEndpoint] = attrs.Factory(dict)
+    webhook_deliveries: dict[tuple[str, str], WebhookDelivery] = attrs.Factory(dict)
     commits: int = 0
 
 
@@ -337,6 +341,52 @@ class InMemoryGatewayEventLog:
         self.added[event_id] = event_type
 
 
+class InMemoryWebhookEndpointRepository:
+    def __init__(self, table: _Table[tuple[str, str], WebhookEndpoint]) -> None:
+        self._table = table
+
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        self._table.add((endpoint.environment_id, endpoint.id), endpoint)
+
+    async def get(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        return self._table.get((environment_id, endpoint_id))
+
+    async def list(self, environment_id: str) -> Sequence[WebhookEndpoint]:
+        found = [e for e in self._table.rows() if e.environment_id == environment_id]
+        return sorted(found, key=lambda e: (e.created_at, e.id))
+
+    async def update(self, endpoint: WebhookEndpoint) -> None:
+        self._table.update((endpoint.environment_id, endpoint.id), endpoint)
+
+
+class InMemoryWebhookDeliveryRepository:
+    def __init__(self, table: _Table[tuple[str, str], WebhookDelivery]) -> None:
+        self._table = table
+
+    async def add(self, delivery: WebhookDelivery) -> None:
+        self._table.add((delivery.environment_id, delivery.id), delivery)
+
+    async def get(self, environment_id: str, delivery_id: str) -> WebhookDelivery | None:
+        return self._table.get((environment_id, delivery_id))
+
+    async def due(self, now: datetime, limit: int) -> Sequence[WebhookDelivery]:
+        found = [d for d in self._table.rows() if d.pending and d.next_attempt_at <= now]
+        return sorted(found, key=lambda d: (d.next_attempt_at, d.created_at, d.id))[:limit]
+
+    async def update(self, delivery: WebhookDelivery) -> None:
+        self._table.update((delivery.environment_id, delivery.id), delivery)
+
+    async def for_endpoint(
+        self, environment_id: str, endpoint_id: str, limit: int
+    ) -> Sequence[WebhookDelivery]:
+        found = [
+            d
+            for d in self._table.rows()
+            if d.environment_id == environment_id and d.endpoint_id == endpoint_id
+        ]
+        return sorted(found, key=lambda d: (d.created_at, d.id), reverse=True)[:limit]
+
+
 class InMemoryUnitOfWork:
     """One transaction over an `InMemoryStore`; rolls back unless committed."""
 
@@ -353,6 +403,8 @@ class InMemoryUnitOfWork:
         self._payments = _Table(store.payments)
         self._refunds = _Table(store.refunds)
         self._idempotency = _Table(store.idempotency)
+        self._webhook_endpoints = _Table(store.webhook_endpoints)
+        self._webhook_deliveries = _Table(store.webhook_deliveries)
         self.environments = InMemoryEnvironmentRepository(self._environments)
         self.api_keys = InMemoryApiKeyRepository(self._api_keys)
         self.customers = InMemoryCustomerRepository(self._customers)
@@ -362,6 +414,8 @@ class InMemoryUnitOfWork:
         self.idempotency = InMemoryIdempotencyRepository(self._idempotency)
         self.outbox = InMemoryOutboxRepository(store)
         self.gateway_events = InMemoryGatewayEventLog(store)
+        self.webhook_endpoints = InMemoryWebhookEndpointRepository(self._webhook_endpoints)
+        self.webhook_deliveries = InMemoryWebhookDeliveryRepository(self._webhook_deliveries)
 
     async def __aenter__(self) -> Self:
         return self
@@ -387,9 +441,20 @@ class InMemoryUnitOfWork:
     def _check(self) -> None:
         if any(self._idempotency.conflicts()):
             raise IdempotencyKeyInUse()
-        tables = (self._environments, self._api_keys, self._invoices, self._payments, self._refunds)
+        tables = (self._environments, self._api_keys, self._invoices, self._payments,
+                  self._refunds, self._webhook_endpoints, self._webhook_deliveries)  # fmt: skip
         for table in tables:
             if any(table.conflicts()):
+                raise ConcurrentUpdate()
+        for key in self._webhook_deliveries.inserted:
+            # One delivery per notification and endpoint, however many dispatchers run.
+            new = self._webhook_deliveries.staged[key]
+            if any(
+                d.endpoint_id == new.endpoint_id
+                and d.notification.id == new.notification.id
+                and d.id != new.id
+                for d in self._webhook_deliveries.rows()
+            ):
                 raise ConcurrentUpdate()
         for customer in self._customers.staged.values():
             others = (
@@ -421,7 +486,8 @@ class InMemoryUnitOfWork:
     def _apply(self) -> None:
         store = self.store
         for table in (self._environments, self._api_keys, self._customers, self._invoices,
-                      self._refunds, self._idempotency):  # fmt: skip
+                      self._refunds, self._idempotency, self._webhook_endpoints,
+                      self._webhook_deliveries):  # fmt: skip
             table.apply()
         for key, payment in self._payments.staged.items():
             if key in self._payments.inserted:

@@ -31,6 +31,8 @@ from core.model import (
     PaymentEvent,
     PaymentStatus,
     Refund,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 T = TypeVar("T")
@@ -52,6 +54,11 @@ class IdGenerator(Protocol):
 class Notifier(Protocol):
     async def notify(self, notification: Notification) -> None:
         """Deliver one outbound event; raise to have it retried later."""
+
+
+class WebhookSender(Protocol):
+    async def send(self, endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> None:
+        """Sign and send one delivery to the endpoint; raise unless the endpoint took it."""
 
 
 class PaymentGateway(Protocol):
@@ -243,6 +250,34 @@ class ApiKeyRepository(Protocol):
     async def update(self, key: ApiKey) -> None: ...
 
 
+class WebhookEndpointRepository(Protocol):
+    async def add(self, endpoint: WebhookEndpoint) -> None: ...
+    async def get(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint | None: ...
+    async def list(self, environment_id: str) -> Sequence[WebhookEndpoint]:
+        """The environment's endpoints (deleted ones too), oldest first."""
+
+    async def update(self, endpoint: WebhookEndpoint) -> None:
+        """Store the new version; `ConcurrentUpdate` at commit if another writer got there first."""
+
+
+class WebhookDeliveryRepository(Protocol):
+    async def add(self, delivery: WebhookDelivery) -> None:
+        """Insert; a second delivery of one notification to one endpoint fails at commit."""
+
+    async def get(self, environment_id: str, delivery_id: str) -> WebhookDelivery | None: ...
+    async def due(self, now: datetime, limit: int) -> Sequence[WebhookDelivery]:
+        """Pending deliveries of every environment whose next attempt is at `now` or before,
+        the longest waiting first."""
+
+    async def update(self, delivery: WebhookDelivery) -> None:
+        """Store the new version; `ConcurrentUpdate` at commit if another writer got there first."""
+
+    async def for_endpoint(
+        self, environment_id: str, endpoint_id: str, limit: int
+    ) -> Sequence[WebhookDelivery]:
+        """The endpoint's deliveries, newest first."""
+
+
 class UnitOfWork(Protocol):
     """One transaction: rolls back on exit unless `commit` was called."""
 
@@ -264,6 +299,10 @@ class UnitOfWork(Protocol):
     def outbox(self) -> OutboxRepository: ...
     @property
     def gateway_events(self) -> GatewayEventLog: ...
+    @property
+    def webhook_endpoints(self) -> WebhookEndpointRepository: ...
+    @property
+    def webhook_deliveries(self) -> WebhookDeliveryRepository: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

@@ -7,13 +7,14 @@ returns a command or raises `ValidationError` naming the field; nothing else esc
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Final, TypeVar
+from urllib.parse import urlsplit
 
 from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment, SetupCard
 from core.errors import AmountMismatch, CurrencyMismatch, ValidationError
-from core.model import Invoice, InvoiceStatus, PaymentMethodType
+from core.model import Invoice, InvoiceStatus, NotificationType, PaymentMethodType
 from core.money import Money, currency, parse_decimal
 
 T = TypeVar("T")
@@ -23,6 +24,9 @@ MAX_METADATA_KEY_LENGTH: Final = 40
 MAX_METADATA_VALUE_LENGTH: Final = 500
 MAX_ID_LENGTH: Final = 255
 MAX_TEXT_LENGTH: Final = 500
+MAX_URL_LENGTH: Final = 2048
+# A webhook endpoint that names no event type (or this) gets them all, new ones included.
+ALL_EVENTS: Final = "*"
 # Set by the service from the charge; a caller may not put them in metadata.
 RESERVED_METADATA_KEYS: Final = frozenset({"stripe_payment_intent_id", "card_last4", "card_brand"})
 
@@ -134,6 +138,17 @@ class _Body:
         value = self.text(field, required=True, max_length=max_length)
         assert value is not None
         return value
+
+    def strings(self, field: str, *, max_items: int = 50) -> list[str]:
+        """A list of strings; an empty list when the field is absent."""
+        value = self._get(field, required=False)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValidationError(f"{field} must be a list of strings.", field=field)
+        if len(value) > max_items:
+            raise ValidationError(f"{field} may have at most {max_items} items.", field=field)
+        return list(value)
 
     def boolean(self, field: str, *, required: bool = False, default: bool = False) -> bool:
         value = self._get(field, required)
@@ -312,3 +327,47 @@ def check_payment_matches_invoice(command: CreatePayment, invoice: Invoice) -> N
             expected=str(invoice.amount_remaining),
             actual=str(command.amount),
         )
+
+
+def check_webhook_url(url: str) -> str:
+    """An absolute http(s) URL with a host: where a webhook endpoint's deliveries go."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if len(url) > MAX_URL_LENGTH or not _URL.match(url) or not host:
+        raise ValidationError(
+            f"url must be an http:// or https:// URL of at most {MAX_URL_LENGTH} characters.",
+            field="url",
+        )
+    return url
+
+
+def check_webhook_events(events: Iterable[str]) -> frozenset[NotificationType]:
+    """The event types named (each one the service emits); none, or "*", means all."""
+    names = list(events)
+    if names == [ALL_EVENTS]:
+        return frozenset()
+    known = sorted(kind.value for kind in NotificationType)
+    kinds: set[NotificationType] = set()
+    for name in names:
+        try:
+            kinds.add(NotificationType(name))
+        except ValueError:
+            raise ValidationError(
+                f'Unknown event type {name!r}; use "*" alone or some of: {", ".join(known)}.',
+                field="events",
+                expected=known,
+                actual=name,
+            ) from None
+    return frozenset(kinds)
+
+
+def parse_create_webhook_endpoint(body: object) -> tuple[str, list[str]]:
+    """The url and event names of a new webhook endpoint (checked again by the service)."""
+    fields = _Body(body, frozenset({"url", "events"}))
+    url = fields.text("url", required=True, max_length=MAX_URL_LENGTH)
+    assert url is not None
+    events = fields.strings("events")
+    check_webhook_events(events)
+    return check_webhook_url(url), events

@@ -7,7 +7,8 @@ two commits: one that records it as `processing` before the charge, one for the 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, Final, TypeVar
@@ -75,6 +76,8 @@ from core.model import (
     Refund,
     RefundStatus,
     Role,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from core.money import Money
 from core.ports import (
@@ -91,8 +94,9 @@ from core.ports import (
     StoredError,
     UnitOfWork,
     UnitOfWorkFactory,
+    WebhookSender,
 )
-from core.rules import check_payment_matches_invoice
+from core.rules import check_payment_matches_invoice, check_webhook_events, check_webhook_url
 
 R = TypeVar("R")
 
@@ -104,6 +108,8 @@ IDEMPOTENCY_TTL: Final = timedelta(hours=24)
 MAX_ATTEMPTS: Final = 3
 CHECKOUT_EXPIRED: Final = "checkout_expired"
 ROLE_RANK: Final = {Role.READ: 0, Role.WRITE: 1, Role.ADMIN: 2}
+MAX_WEBHOOK_ENDPOINTS: Final = 16  # per environment, not counting deleted ones
+MAX_WEBHOOK_ERROR_LENGTH: Final = 500
 
 
 # Set when the current task's last idempotent request was answered from its record.
@@ -135,6 +141,47 @@ class ReconcileReport:
     needs_attention: tuple[str, ...] = ()
 
 
+@attrs.frozen
+class WebhookPolicy:
+    """When a failed webhook delivery is tried again, and when it (and its endpoint) stop.
+
+    With the defaults a delivery is tried 15 times over about 24 hours: after 30 s, 1 min,
+    2 min... then every 4 hours. It is given up after 15 failed attempts or 24 hours of failing,
+    and its endpoint is disabled if it answered no delivery at all in that time.
+    """
+
+    retry_base: timedelta = timedelta(seconds=30)
+    retry_cap: timedelta = timedelta(hours=4)
+    max_attempts: int = 15
+    give_up_after: timedelta = timedelta(hours=24)
+    # A dispatcher holds the deliveries it sends for this long; past it (a crash) another may.
+    lease: timedelta = timedelta(minutes=2)
+    # Endpoints called at once in a pass (each endpoint's deliveries go one after another).
+    parallel_endpoints: int = 8
+
+    def retry_delay(self, failures: int) -> timedelta:
+        """The wait after the `failures`-th failed attempt: base, 2 base, 4 base... capped."""
+        return min(self.retry_base * (1 << min(max(failures - 1, 0), 30)), self.retry_cap)
+
+
+@attrs.frozen
+class WebhookReport:
+    """What a pass of webhook sending did."""
+
+    delivered: int = 0
+    failed: int = 0  # attempts that failed and will be tried again
+    given_up: int = 0  # deliveries that will not be tried again
+    disabled: tuple[str, ...] = ()  # endpoints disabled by this pass
+
+    def __add__(self, other: WebhookReport) -> WebhookReport:
+        return WebhookReport(
+            self.delivered + other.delivered,
+            self.failed + other.failed,
+            self.given_up + other.given_up,
+            self.disabled + other.disabled,
+        )
+
+
 def validate_idempotency_key(key: str) -> str:
     if not 1 <= len(key) <= 255 or not key.isprintable():
         raise ValidationError(
@@ -151,6 +198,7 @@ class CheckoutService:
     ids: IdGenerator
     # Past this, a payment still `processing` after reconciliation is reported for a person.
     attention_after: timedelta = timedelta(hours=1)
+    webhooks: WebhookPolicy = attrs.Factory(WebhookPolicy)
 
     # Environments and API keys ----------------------------------------------------------
 
@@ -1177,21 +1225,245 @@ class CheckoutService:
     # Notifications ---------------------------------------------------------------------
 
     async def deliver_notifications(self, notifier: Notifier, *, limit: int = 100) -> int:
-        """Deliver what the outbox holds, at least once; returns how many were delivered."""
+        """Deliver what the outbox holds, at least once; returns how many were delivered.
+
+        The transaction that marks notifications delivered also queues one webhook delivery
+        per endpoint that wants each, so no event is lost between the two.
+        """
         async with self.uow() as uow:
             pending = await uow.outbox.undelivered(limit)
-        delivered: list[str] = []
+        delivered: list[Notification] = []
         for notification in pending:
             try:
                 await notifier.notify(notification)
             except Exception:  # noqa: BLE001 - a failing notifier is retried on the next pass
                 break
-            delivered.append(notification.id)
-        if delivered:
+            delivered.append(notification)
+        if not delivered:
+            return 0
+        try:
             async with self.uow() as uow:
-                await uow.outbox.mark_delivered(delivered, self.clock.now())
+                await uow.outbox.mark_delivered([n.id for n in delivered], self.clock.now())
+                await self._queue_webhooks(uow, delivered)
                 await uow.commit()
+        except ConcurrentUpdate:
+            # Another dispatcher delivered (some of) them first; the next pass sees the rest.
+            return 0
         return len(delivered)
+
+    async def _queue_webhooks(self, uow: UnitOfWork, notifications: Sequence[Notification]) -> None:
+        endpoints: dict[str, Sequence[WebhookEndpoint]] = {}
+        now = self.clock.now()
+        for notification in notifications:
+            environment_id = notification.environment_id
+            if environment_id not in endpoints:
+                endpoints[environment_id] = await uow.webhook_endpoints.list(environment_id)
+            for endpoint in endpoints[environment_id]:
+                if endpoint.wants(notification.type):
+                    await uow.webhook_deliveries.add(
+                        WebhookDelivery(
+                            id=self.ids.new_id("whd"),
+                            environment_id=environment_id,
+                            endpoint_id=endpoint.id,
+                            notification=notification,
+                            created_at=now,
+                            next_attempt_at=now,
+                        )
+                    )
+
+    # Webhook endpoints -----------------------------------------------------------------
+
+    async def create_webhook_endpoint(
+        self, environment_id: str, url: str, events: Iterable[str] = ()
+    ) -> WebhookEndpoint:
+        """A new endpoint for the environment's events (none named: all of them)."""
+        endpoint = WebhookEndpoint(
+            id=self.ids.new_id("we"),
+            environment_id=environment_id,
+            url=check_webhook_url(url),
+            events=check_webhook_events(events),
+            secret=self.ids.new_secret("whsec"),
+            created_at=self.clock.now(),
+        )
+        async with self.uow() as uow:
+            existing = await uow.webhook_endpoints.list(environment_id)
+            if sum(e.deleted_at is None for e in existing) >= MAX_WEBHOOK_ENDPOINTS:
+                raise ValidationError(
+                    f"An environment may have at most {MAX_WEBHOOK_ENDPOINTS} webhook endpoints.",
+                    field="url",
+                )
+            await uow.webhook_endpoints.add(endpoint)
+            await uow.commit()
+        return endpoint
+
+    async def list_webhook_endpoints(self, environment_id: str) -> Sequence[WebhookEndpoint]:
+        async with self.uow() as uow:
+            endpoints = await uow.webhook_endpoints.list(environment_id)
+        return [e for e in endpoints if e.deleted_at is None]
+
+    async def get_webhook_endpoint(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint:
+        async with self.uow() as uow:
+            return await self._webhook_endpoint(uow, environment_id, endpoint_id)
+
+    async def delete_webhook_endpoint(
+        self, environment_id: str, endpoint_id: str
+    ) -> WebhookEndpoint:
+        """Stop sending to the endpoint; what was still pending for it is given up."""
+
+        async def delete(uow: UnitOfWork) -> WebhookEndpoint:
+            endpoint = await self._webhook_endpoint(uow, environment_id, endpoint_id)
+            deleted = endpoint.deleted(self.clock.now())
+            await uow.webhook_endpoints.update(deleted)
+            await uow.commit()
+            return deleted
+
+        return await self._transaction(delete)
+
+    async def webhook_deliveries(
+        self, environment_id: str, endpoint_id: str, *, limit: int = 20
+    ) -> Sequence[WebhookDelivery]:
+        """The endpoint's deliveries, newest first, each with its attempts."""
+        async with self.uow() as uow:
+            await self._webhook_endpoint(uow, environment_id, endpoint_id)
+            return await uow.webhook_deliveries.for_endpoint(environment_id, endpoint_id, limit)
+
+    async def _webhook_endpoint(
+        self, uow: UnitOfWork, environment_id: str, endpoint_id: str
+    ) -> WebhookEndpoint:
+        endpoint = await uow.webhook_endpoints.get(environment_id, endpoint_id)
+        if endpoint is None or endpoint.deleted_at is not None:
+            raise NotFound(f"No webhook endpoint {endpoint_id} exists in this environment.",
+                           endpoint_id=endpoint_id)  # fmt: skip
+        return endpoint
+
+    # Webhook sending -------------------------------------------------------------------
+
+    async def send_webhooks(self, sender: WebhookSender, *, limit: int = 100) -> WebhookReport:
+        """Send the deliveries that are due, each at least once.
+
+        The due ones are leased in one short transaction, sent with no transaction open, and
+        each outcome recorded in its own. An endpoint that fails gets nothing more in this pass:
+        its other deliveries wait for the failed one's retry.
+        """
+        try:
+            leased, report = await self._transaction(
+                lambda uow: self._lease_due_deliveries(uow, limit)
+            )
+        except ConcurrentUpdate:
+            return WebhookReport()  # other dispatchers hold them; the next pass tries again
+        by_endpoint: dict[tuple[str, str], list[WebhookDelivery]] = {}
+        endpoints: dict[tuple[str, str], WebhookEndpoint] = {}
+        for delivery, endpoint in leased:
+            key = (endpoint.environment_id, endpoint.id)
+            by_endpoint.setdefault(key, []).append(delivery)
+            endpoints[key] = endpoint
+        gate = asyncio.Semaphore(self.webhooks.parallel_endpoints)
+
+        async def to_endpoint(key: tuple[str, str]) -> WebhookReport:
+            async with gate:
+                return await self._send_to_endpoint(sender, endpoints[key], by_endpoint[key])
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(to_endpoint(key)) for key in by_endpoint]
+        for task in tasks:
+            report += task.result()
+        return report
+
+    async def _lease_due_deliveries(
+        self, uow: UnitOfWork, limit: int
+    ) -> tuple[list[tuple[WebhookDelivery, WebhookEndpoint]], WebhookReport]:
+        now = self.clock.now()
+        endpoints: dict[tuple[str, str], WebhookEndpoint | None] = {}
+        leased: list[tuple[WebhookDelivery, WebhookEndpoint]] = []
+        given_up = 0
+        for delivery in await uow.webhook_deliveries.due(now, limit):
+            key = (delivery.environment_id, delivery.endpoint_id)
+            if key not in endpoints:
+                endpoints[key] = await uow.webhook_endpoints.get(*key)
+            endpoint = endpoints[key]
+            if endpoint is None or not endpoint.active:
+                gone = endpoint is None or endpoint.deleted_at is not None
+                why = "deleted" if gone else "disabled"
+                await uow.webhook_deliveries.update(
+                    delivery.abandoned(now, f"The webhook endpoint was {why}.")
+                )
+                given_up += 1
+                continue
+            held = delivery.rescheduled(now + self.webhooks.lease)
+            await uow.webhook_deliveries.update(held)
+            leased.append((held, endpoint))
+        await uow.commit()
+        return leased, WebhookReport(given_up=given_up)
+
+    async def _send_to_endpoint(
+        self, sender: WebhookSender, endpoint: WebhookEndpoint, deliveries: list[WebhookDelivery]
+    ) -> WebhookReport:
+        report = WebhookReport()
+        for index, delivery in enumerate(deliveries):
+            try:
+                await sender.send(endpoint, delivery)
+            except Exception as error:  # noqa: BLE001 - any failure is recorded and retried
+                reason = (str(error) or type(error).__name__)[:MAX_WEBHOOK_ERROR_LENGTH]
+                return report + await self._record_webhook_failure(
+                    delivery, reason, waiting=deliveries[index + 1 :]
+                )
+            await self._record_webhook_sent(delivery)
+            report += WebhookReport(delivered=1)
+        return report
+
+    async def _record_webhook_sent(self, delivery: WebhookDelivery) -> None:
+        async def record(uow: UnitOfWork) -> None:
+            current = await uow.webhook_deliveries.get(delivery.environment_id, delivery.id)
+            if current is None or current.version != delivery.version:
+                return  # its lease ran out and another dispatcher took it over
+            await uow.webhook_deliveries.update(current.succeeded(self.clock.now()))
+            endpoint = await uow.webhook_endpoints.get(delivery.environment_id,
+                                                       delivery.endpoint_id)  # fmt: skip
+            if endpoint is not None and (healthy := endpoint.answered()) is not endpoint:
+                await uow.webhook_endpoints.update(healthy)
+            await uow.commit()
+
+        await self._transaction(record)
+
+    async def _record_webhook_failure(
+        self, delivery: WebhookDelivery, reason: str, *, waiting: Sequence[WebhookDelivery]
+    ) -> WebhookReport:
+        """Back off (or give up), and hold the endpoint's `waiting` deliveries until then."""
+        policy = self.webhooks
+
+        async def record(uow: UnitOfWork) -> WebhookReport:
+            current = await uow.webhook_deliveries.get(delivery.environment_id, delivery.id)
+            if current is None or current.version != delivery.version:
+                return WebhookReport()  # another dispatcher took it over
+            now = self.clock.now()
+            first = current.first_attempt_at or now
+            failures = current.attempts + 1
+            gives_up = failures >= policy.max_attempts or now - first >= policy.give_up_after
+            retry_at = None if gives_up else now + policy.retry_delay(failures)
+            await uow.webhook_deliveries.update(
+                current.attempt_failed(now, reason, retry_at=retry_at)
+            )
+            disabled: tuple[str, ...] = ()
+            endpoint = await uow.webhook_endpoints.get(delivery.environment_id,
+                                                       delivery.endpoint_id)  # fmt: skip
+            if endpoint is not None:
+                # Failing for all of this delivery's tries, not one answer: the endpoint is off.
+                silent = (endpoint.failing_since or now) <= first
+                failed = endpoint.failed(now, disable=gives_up and silent)
+                if failed is not endpoint:
+                    await uow.webhook_endpoints.update(failed)
+                if endpoint.active and not failed.active:
+                    disabled = (endpoint.id,)
+            for held in waiting:
+                other = await uow.webhook_deliveries.get(held.environment_id, held.id)
+                if other is not None and other.version == held.version:
+                    await uow.webhook_deliveries.update(other.rescheduled(retry_at or now))
+            await uow.commit()
+            if gives_up:
+                return WebhookReport(given_up=1, disabled=disabled)
+            return WebhookReport(failed=1)
+
+        return await self._transaction(record)
 
     # Shared helpers --------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from adapters.sandbox import (
 from adapters.sql import SqlSandboxStore, SqlUnitOfWorkFactory, create_engine_from_url
 from adapters.sql.migrate import migrate
 from adapters.stripe_gateway import StripePaymentGateway
+from adapters.webhooks import DEFAULT_TIMEOUT_SECONDS, HttpWebhookSender
 from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
 from core.errors import ValidationError
 from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
@@ -42,6 +43,8 @@ from core.model import (
     PaymentStatus,
     Refund,
     Role,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from core.ports import (
     Clock,
@@ -52,15 +55,17 @@ from core.ports import (
     PaymentGateway,
     PaymentQuery,
     UnitOfWorkFactory,
+    WebhookSender,
 )
 from core.rules import (
     parse_create_customer,
     parse_create_invoice,
     parse_create_payment,
+    parse_create_webhook_endpoint,
     parse_refund,
     parse_setup_card,
 )
-from core.service import CheckoutService, ReconcileReport
+from core.service import CheckoutService, ReconcileReport, WebhookPolicy, WebhookReport
 
 T = TypeVar("T")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///card-checkout.sqlite3"
@@ -92,6 +97,10 @@ class Settings:
     sandbox_database_url: str | None = None
     # Seconds between deliveries of the outbox inside `serve` (0: never).
     notify_every: float = 1.0
+    # Seconds before a failed outbound webhook is tried again (doubling each time, to 4 hours),
+    # and how long a subscriber has to answer one.
+    webhook_retry_base: float = 30.0
+    webhook_timeout: float = DEFAULT_TIMEOUT_SECONDS
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -114,6 +123,8 @@ class Settings:
             notify_every=float(env.get("NOTIFY_EVERY_SECONDS", "1")),
             sandbox_faults=env.get("SANDBOX_FAULTS", ""),
             sandbox_database_url=env.get("SANDBOX_DATABASE_URL") or None,
+            webhook_retry_base=float(env.get("WEBHOOK_RETRY_BASE_SECONDS", "30")),
+            webhook_timeout=float(env.get("WEBHOOK_TIMEOUT_SECONDS", str(DEFAULT_TIMEOUT_SECONDS))),
         )
 
 
@@ -155,6 +166,8 @@ class CardCheckout:
     dispatch_inline: bool = True
     engine: AsyncEngine | None = None
     sandbox_engine: AsyncEngine | None = None
+    # Sends the outbound webhooks that are due (None: they wait in the database).
+    webhook_sender: WebhookSender | None = None
 
     @property
     def sandbox(self) -> SandboxPaymentGateway | None:
@@ -366,6 +379,37 @@ class CardCheckout:
             delivered += batch
         return delivered
 
+    # Webhook endpoints
+
+    async def create_webhook_endpoint(self, environment_id: str, body: Body) -> WebhookEndpoint:
+        """A new endpoint (`url`, `events`); its `secret` is shown to the caller here only."""
+        url, events = parse_create_webhook_endpoint(body)
+        return await self.service.create_webhook_endpoint(environment_id, url, events)
+
+    async def list_webhook_endpoints(self, environment_id: str) -> Sequence[WebhookEndpoint]:
+        return await self.service.list_webhook_endpoints(environment_id)
+
+    async def get_webhook_endpoint(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint:
+        return await self.service.get_webhook_endpoint(environment_id, endpoint_id)
+
+    async def delete_webhook_endpoint(
+        self, environment_id: str, endpoint_id: str
+    ) -> WebhookEndpoint:
+        return await self.service.delete_webhook_endpoint(environment_id, endpoint_id)
+
+    async def webhook_deliveries(
+        self, environment_id: str, endpoint_id: str, *, limit: int = 20
+    ) -> Sequence[WebhookDelivery]:
+        return await self.service.webhook_deliveries(
+            environment_id, endpoint_id, limit=_limit(limit)
+        )
+
+    async def send_webhooks(self, *, limit: int = 100) -> WebhookReport:
+        """One pass over the webhook deliveries that are due (none without a sender)."""
+        if self.webhook_sender is None:
+            return WebhookReport()
+        return await self.service.send_webhooks(self.webhook_sender, limit=limit)
+
     async def complete_sandbox_checkout(self, session_id: str, card_number: str) -> GatewayEvent:
         """Play a customer typing `card_number` on a sandbox hosted page."""
         if self.sandbox is None:
@@ -388,6 +432,8 @@ class CardCheckout:
         """Release what the adapters hold (connections, clients)."""
         if isinstance(self.gateway, StripePaymentGateway):
             await self.gateway.aclose()
+        if isinstance(self.webhook_sender, HttpWebhookSender):
+            await self.webhook_sender.aclose()
         for engine in (self.engine, self.sandbox_engine):
             if engine is not None:
                 await engine.dispose()
@@ -403,6 +449,7 @@ def bootstrap(
     ids: IdGenerator | None = None,
     sandbox_faults: SandboxFaults | None = None,
     dispatch_inline: bool = True,
+    webhook_sender: WebhookSender | None = None,
 ) -> CardCheckout:
     """Wire Card Checkout. Explicit adapters win over what `settings` would build."""
     settings = settings or Settings()
@@ -443,13 +490,17 @@ def bootstrap(
             ),
             base_url=settings.public_base_url,
         )
+    webhooks = WebhookPolicy(retry_base=timedelta(seconds=settings.webhook_retry_base))
     checkout = CardCheckout(
-        service=CheckoutService(uow=storage, gateway=gateway, clock=clock, ids=ids),
+        service=CheckoutService(
+            uow=storage, gateway=gateway, clock=clock, ids=ids, webhooks=webhooks
+        ),
         gateway=gateway,
         notifier=notifier or RecordingNotifier(),
         dispatch_inline=dispatch_inline,
         engine=engine,
         sandbox_engine=sandbox_engine,
+        webhook_sender=webhook_sender,
     )
     if isinstance(gateway, SandboxPaymentGateway) and gateway.event_sink is None:
         # The sandbox's hosted pages report completion the way Stripe's webhooks do.

@@ -22,6 +22,8 @@ from adapters.memory import (
     InMemoryStore,
     InMemoryUnitOfWork,
     InMemoryUnitOfWorkFactory,
+    InMemoryWebhookDeliveryRepository,
+    InMemoryWebhookEndpointRepository,
 )
 from adapters.notifiers import LoggingNotifier, RecordingNotifier
 from adapters.sandbox import InMemorySandboxStore, SandboxPaymentGateway, SandboxStore
@@ -36,7 +38,10 @@ from adapters.sql.uow import (
     SqlOutboxRepository,
     SqlPaymentRepository,
     SqlRefundRepository,
+    SqlWebhookDeliveryRepository,
+    SqlWebhookEndpointRepository,
 )
+from adapters.webhooks import HttpWebhookSender
 from core import ports
 
 IMPLEMENTATIONS: list[tuple[type[Any], type[Any]]] = [
@@ -61,6 +66,11 @@ IMPLEMENTATIONS: list[tuple[type[Any], type[Any]]] = [
     (ports.IdempotencyRepository, InMemoryIdempotencyRepository),
     (ports.OutboxRepository, InMemoryOutboxRepository),
     (ports.GatewayEventLog, InMemoryGatewayEventLog),
+    (ports.WebhookEndpointRepository, InMemoryWebhookEndpointRepository),
+    (ports.WebhookEndpointRepository, SqlWebhookEndpointRepository),
+    (ports.WebhookDeliveryRepository, InMemoryWebhookDeliveryRepository),
+    (ports.WebhookDeliveryRepository, SqlWebhookDeliveryRepository),
+    (ports.WebhookSender, HttpWebhookSender),
     (ports.Clock, SystemClock),
     (ports.Clock, ManualClock),
     (ports.IdGenerator, UlidIdGenerator),
@@ -114,6 +124,8 @@ def test_adapter_has_every_method_of_its_port_with_the_same_signature(
         "idempotency",
         "outbox",
         "gateway_events",
+        "webhook_endpoints",
+        "webhook_deliveries",
     ],
 )
 def test_unit_of_work_exposes_each_repository(repository: str) -> None:

@@ -26,6 +26,8 @@ from core.model import (
     Refund,
     RefundStatus,
     Role,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from core.money import CURRENCIES, Currency, Money
 from core.ports import IdempotencyRecord, IdempotencyState, Resource, StoredError
@@ -301,6 +303,82 @@ def notification_from(row: Row) -> Notification:
         type=NotificationType(row["type"]),
         occurred_at=row["occurred_at"],
         data=row["data"],
+    )
+
+
+def webhook_endpoint_values(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "environment_id": endpoint.environment_id,
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "events": sorted(kind.value for kind in endpoint.events),
+        "secret": endpoint.secret,
+        "created_at": endpoint.created_at,
+        "disabled_at": endpoint.disabled_at,
+        "deleted_at": endpoint.deleted_at,
+        "failing_since": endpoint.failing_since,
+        "version": endpoint.version,
+    }
+
+
+def webhook_endpoint_from(row: Row) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=row["id"],
+        environment_id=row["environment_id"],
+        url=row["url"],
+        events=frozenset(NotificationType(kind) for kind in row["events"]),
+        secret=row["secret"],
+        created_at=row["created_at"],
+        disabled_at=row["disabled_at"],
+        deleted_at=row["deleted_at"],
+        failing_since=row["failing_since"],
+        version=row["version"],
+    )
+
+
+def webhook_delivery_values(delivery: WebhookDelivery) -> dict[str, Any]:
+    notification = delivery.notification
+    return {
+        "environment_id": delivery.environment_id,
+        "id": delivery.id,
+        "endpoint_id": delivery.endpoint_id,
+        "notification_id": notification.id,
+        "notification_type": notification.type.value,
+        "occurred_at": notification.occurred_at,
+        "data": dict(notification.data),
+        "attempts": delivery.attempts,
+        "next_attempt_at": delivery.next_attempt_at,
+        "first_attempt_at": delivery.first_attempt_at,
+        "last_attempt_at": delivery.last_attempt_at,
+        "last_error": delivery.last_error,
+        "delivered_at": delivery.delivered_at,
+        "failed_at": delivery.failed_at,
+        "created_at": delivery.created_at,
+        "version": delivery.version,
+    }
+
+
+def webhook_delivery_from(row: Row) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=row["id"],
+        environment_id=row["environment_id"],
+        endpoint_id=row["endpoint_id"],
+        notification=Notification(
+            id=row["notification_id"],
+            environment_id=row["environment_id"],
+            type=NotificationType(row["notification_type"]),
+            occurred_at=row["occurred_at"],
+            data=row["data"],
+        ),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        first_attempt_at=row["first_attempt_at"],
+        last_attempt_at=row["last_attempt_at"],
+        last_error=row["last_error"],
+        delivered_at=row["delivered_at"],
+        failed_at=row["failed_at"],
+        created_at=row["created_at"],
+        version=row["version"],
     )
 
 

@@ -266,6 +266,58 @@ outbox = Table(
           postgresql_where=text("delivered_at IS NULL")),
 )  # fmt: skip
 
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("environment_id", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    # The event types it wants; an empty list: all of them.
+    Column("events", JSON, nullable=False),
+    # Kept to sign deliveries (an HMAC key cannot be stored as a hash).
+    Column("secret", String(255), nullable=False),
+    Column("created_at", _when(), nullable=False),
+    Column("disabled_at", _when()),
+    Column("deleted_at", _when()),
+    Column("failing_since", _when()),
+    Column("version", Integer, nullable=False),
+    PrimaryKeyConstraint("environment_id", "id"),
+)
+
+PENDING_DELIVERY = "delivered_at IS NULL AND failed_at IS NULL"
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("environment_id", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("endpoint_id", String(64), nullable=False),
+    # The notification, as it is sent: a copy, so that the outbox can be pruned.
+    Column("notification_id", String(64), nullable=False),
+    Column("notification_type", String(40), nullable=False),
+    Column("occurred_at", _when(), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", _when(), nullable=False),
+    Column("first_attempt_at", _when()),
+    Column("last_attempt_at", _when()),
+    Column("last_error", Text),
+    Column("delivered_at", _when()),
+    Column("failed_at", _when()),
+    Column("created_at", _when(), nullable=False),
+    Column("version", Integer, nullable=False),
+    PrimaryKeyConstraint("environment_id", "id"),
+    ForeignKeyConstraint(
+        ["environment_id", "endpoint_id"],
+        ["webhook_endpoints.environment_id", "webhook_endpoints.id"],
+    ),
+    # However many dispatchers run, a notification is queued once per endpoint.
+    UniqueConstraint("endpoint_id", "notification_id"),
+    Index(None, "environment_id", "endpoint_id", "created_at"),
+    Index("ix_webhook_deliveries_due", "next_attempt_at",
+          sqlite_where=text(PENDING_DELIVERY), postgresql_where=text(PENDING_DELIVERY)),
+)  # fmt: skip
+
 gateway_events = Table(
     "gateway_events",
     metadata,

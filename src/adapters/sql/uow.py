@@ -39,6 +39,8 @@ from core.model import (
     Payment,
     PaymentEvent,
     Refund,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from core.ports import IdempotencyRecord, InvoiceQuery, Page, PaymentQuery
 
@@ -421,6 +423,85 @@ class SqlGatewayEventLog:
         )
 
 
+class SqlWebhookEndpointRepository:
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        values = rows.webhook_endpoint_values(endpoint)
+        await self._session.execute(insert(tables.webhook_endpoints).values(values))
+
+    async def get(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        t = tables.webhook_endpoints
+        result = await self._session.execute(
+            select(t).where(t.c.environment_id == environment_id, t.c.id == endpoint_id)
+        )
+        row = result.mappings().first()
+        return rows.webhook_endpoint_from(row) if row else None
+
+    async def list(self, environment_id: str) -> Sequence[WebhookEndpoint]:
+        t = tables.webhook_endpoints
+        result = await self._session.execute(
+            select(t).where(t.c.environment_id == environment_id).order_by(t.c.created_at, t.c.id)
+        )
+        return [rows.webhook_endpoint_from(row) for row in result.mappings()]
+
+    async def update(self, endpoint: WebhookEndpoint) -> None:
+        await self._session.versioned_update(
+            tables.webhook_endpoints,
+            rows.webhook_endpoint_values(endpoint),
+            "environment_id",
+            "id",
+        )
+
+
+class SqlWebhookDeliveryRepository:
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    async def add(self, delivery: WebhookDelivery) -> None:
+        values = rows.webhook_delivery_values(delivery)
+        await self._session.execute(insert(tables.webhook_deliveries).values(values))
+
+    async def get(self, environment_id: str, delivery_id: str) -> WebhookDelivery | None:
+        t = tables.webhook_deliveries
+        result = await self._session.execute(
+            select(t).where(t.c.environment_id == environment_id, t.c.id == delivery_id)
+        )
+        row = result.mappings().first()
+        return rows.webhook_delivery_from(row) if row else None
+
+    async def due(self, now: datetime, limit: int) -> Sequence[WebhookDelivery]:
+        t = tables.webhook_deliveries
+        result = await self._session.execute(
+            select(t)
+            .where(t.c.delivered_at.is_(None), t.c.failed_at.is_(None), t.c.next_attempt_at <= now)
+            .order_by(t.c.next_attempt_at, t.c.created_at, t.c.id)
+            .limit(limit)
+        )
+        return [rows.webhook_delivery_from(row) for row in result.mappings()]
+
+    async def update(self, delivery: WebhookDelivery) -> None:
+        await self._session.versioned_update(
+            tables.webhook_deliveries,
+            rows.webhook_delivery_values(delivery),
+            "environment_id",
+            "id",
+        )
+
+    async def for_endpoint(
+        self, environment_id: str, endpoint_id: str, limit: int
+    ) -> Sequence[WebhookDelivery]:
+        t = tables.webhook_deliveries
+        result = await self._session.execute(
+            select(t)
+            .where(t.c.environment_id == environment_id, t.c.endpoint_id == endpoint_id)
+            .order_by(t.c.created_at.desc(), t.c.id.desc())
+            .limit(limit)
+        )
+        return [rows.webhook_delivery_from(row) for row in result.mappings()]
+
+
 class SqlUnitOfWork:
     def __init__(self, engine: AsyncEngine) -> None:
         self._session = _Session(engine)
@@ -433,6 +514,8 @@ class SqlUnitOfWork:
         self.idempotency = SqlIdempotencyRepository(self._session)
         self.outbox = SqlOutboxRepository(self._session)
         self.gateway_events = SqlGatewayEventLog(self._session)
+        self.webhook_endpoints = SqlWebhookEndpointRepository(self._session)
+        self.webhook_deliveries = SqlWebhookDeliveryRepository(self._session)
 
     async def __aenter__(self) -> Self:
         return self

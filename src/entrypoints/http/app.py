@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from adapters.stripe_gateway.webhooks import parse_webhook
 from core.errors import CheckoutError, ValidationError
-from core.model import Payment, PaymentMethodType, PaymentStatus
+from core.model import Payment, PaymentMethodType, PaymentStatus, Role
 from core.service import replayed
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import wire
@@ -268,6 +268,43 @@ class Api:
             status=200,
         )
 
+    # Webhook endpoints: admin keys only, as they say where the environment's events go.
+
+    async def create_webhook_endpoint(self, request: Request) -> Response:
+        environment = await environment_of(self.checkout, request, Role.ADMIN)
+        body = await json_body(request)
+        assert body is not None
+        endpoint = await self.checkout.create_webhook_endpoint(environment, body)
+        return JSONResponse(wire.webhook_endpoint_json(endpoint, with_secret=True), status_code=201)
+
+    async def list_webhook_endpoints(self, request: Request) -> Response:
+        environment = await environment_of(self.checkout, request, Role.ADMIN)
+        endpoints = await self.checkout.list_webhook_endpoints(environment)
+        return JSONResponse(wire.items_json(endpoints, wire.webhook_endpoint_json))
+
+    async def get_webhook_endpoint(self, request: Request) -> Response:
+        environment = await environment_of(self.checkout, request, Role.ADMIN)
+        endpoint = await self.checkout.get_webhook_endpoint(
+            environment, request.path_params["endpoint_id"]
+        )
+        return JSONResponse(wire.webhook_endpoint_json(endpoint))
+
+    async def delete_webhook_endpoint(self, request: Request) -> Response:
+        environment = await environment_of(self.checkout, request, Role.ADMIN)
+        endpoint = await self.checkout.delete_webhook_endpoint(
+            environment, request.path_params["endpoint_id"]
+        )
+        return JSONResponse(wire.webhook_endpoint_json(endpoint))
+
+    async def webhook_deliveries(self, request: Request) -> Response:
+        environment = await environment_of(self.checkout, request, Role.ADMIN)
+        deliveries = await self.checkout.webhook_deliveries(
+            environment,
+            request.path_params["endpoint_id"],
+            limit=_query_int(request, "limit", 20),
+        )
+        return JSONResponse(wire.items_json(deliveries, wire.webhook_delivery_json))
+
     # Gateway webhooks
 
     async def stripe_webhook(self, request: Request) -> Response:
@@ -331,6 +368,19 @@ def api_routes(api: Api) -> list[BaseRoute]:
         Route(f"{v1}/invoices/{{invoice_id}}", api.get_invoice, methods=["GET"]),
         Route(f"{v1}/invoices/{{invoice_id}}/finalize", api.finalize_invoice, methods=["POST"]),
         Route(f"{v1}/invoices/{{invoice_id}}/void", api.void_invoice, methods=["POST"]),
+        Route(f"{v1}/webhook_endpoints", api.create_webhook_endpoint, methods=["POST"]),
+        Route(f"{v1}/webhook_endpoints", api.list_webhook_endpoints, methods=["GET"]),
+        Route(f"{v1}/webhook_endpoints/{{endpoint_id}}", api.get_webhook_endpoint, methods=["GET"]),
+        Route(
+            f"{v1}/webhook_endpoints/{{endpoint_id}}",
+            api.delete_webhook_endpoint,
+            methods=["DELETE"],
+        ),
+        Route(
+            f"{v1}/webhook_endpoints/{{endpoint_id}}/deliveries",
+            api.webhook_deliveries,
+            methods=["GET"],
+        ),
         Route(f"{v1}/webhooks/stripe/{{environment_id}}", api.stripe_webhook, methods=["POST"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
@@ -347,8 +397,9 @@ def create_app(
     webhook_secrets: Sequence[str] = (),
     close_checkout: bool = True,
 ) -> Starlette:
-    """The service over `checkout`. Background tasks deliver the outbox every `notify_every`
-    seconds and reconcile payments in flight every `reconcile_every` seconds (None: never)."""
+    """The service over `checkout`. Background tasks deliver the outbox (and send the webhooks
+    that are due, when `checkout` has a sender) every `notify_every` seconds, and reconcile
+    payments in flight every `reconcile_every` seconds (None: never)."""
     from entrypoints.http.openapi import openapi_route
     from entrypoints.http.sandbox_pages import sandbox_routes
 
@@ -364,6 +415,8 @@ def create_app(
         workers = []
         if notify_every:
             workers.append(_every(notify_every, checkout.deliver_notifications, "delivery"))
+            if checkout.webhook_sender is not None:
+                workers.append(_every(notify_every, checkout.send_webhooks, "webhook"))
         if reconcile_every:
             reconcile = _reconcile(checkout, timedelta(seconds=reconcile_older_than))
             workers.append(_every(reconcile_every, reconcile, "reconciliation"))

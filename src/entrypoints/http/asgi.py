@@ -7,6 +7,7 @@ import logging
 from starlette.applications import Starlette
 
 from adapters.notifiers import LoggingNotifier
+from adapters.webhooks import HttpWebhookSender
 from entrypoints.bootstrap import Settings, bootstrap
 from entrypoints.http.app import create_app
 
@@ -15,7 +16,12 @@ def app_from_environ() -> Starlette:
     """uvicorn's factory (`--factory`): nothing is built at import time."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_environ()
-    checkout = bootstrap(settings, notifier=LoggingNotifier(), dispatch_inline=False)
+    checkout = bootstrap(
+        settings,
+        notifier=LoggingNotifier(),
+        dispatch_inline=False,
+        webhook_sender=HttpWebhookSender(timeout=settings.webhook_timeout),
+    )
     return create_app(
         checkout,
         notify_every=settings.notify_every or None,

@@ -18,10 +18,13 @@ def api_key_of(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def environment_of(checkout: CardCheckout, request: Request) -> str:
-    """The environment this request may act in, or 401/403."""
+async def environment_of(
+    checkout: CardCheckout, request: Request, needs: Role | None = None
+) -> str:
+    """The environment this request may act in with `needs` (by default, what its method
+    needs), or 401/403."""
     environment_id = request.headers.get("x-environment-id") or None
-    needs = ROLE_FOR_METHOD.get(request.method, Role.WRITE)
+    needs = needs or ROLE_FOR_METHOD.get(request.method, Role.WRITE)
     await checkout.authorize(api_key_of(request), environment_id, needs)
     assert environment_id is not None  # authorize refuses a missing environment
     return environment_id
