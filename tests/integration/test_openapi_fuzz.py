@@ -21,7 +21,7 @@ from tests.helpers import ENV, VISA, customer_with_card, finalized_invoice, in_m
 async def _seeded() -> tuple[CardCheckout, str]:
     checkout = in_memory_checkout()
     await checkout.create_environment("t", "fuzz", environment_id=ENV)
-    _, key = await checkout.create_api_key("t", [ENV], "write")
+    _, key = await checkout.create_api_key("t", [ENV], "admin")
     customer = await customer_with_card(checkout, VISA)
     await finalized_invoice(checkout, customer)
     return checkout, key
