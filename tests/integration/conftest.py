@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import stripe
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -111,7 +112,7 @@ def localstripe_url() -> Iterator[str]:
     """localstripe, a Stripe-compatible server, on a free loopback port."""
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("localstripe")), "--port", str(port)],
+        [str(Path(sys.executable).with_name("localstripe")), "--port", str(port), "--from-scratch"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -133,6 +134,29 @@ def _answers(url: str) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+async def attach_card(localstripe_url: str, customer: str, number: str) -> str:
+    """What a hosted page does at Stripe: card `number` saved for `customer` and made its
+    default, here through localstripe's API. Returns the PaymentMethod's id."""
+    http_client = stripe.HTTPXClient()
+    client = stripe.StripeClient(
+        "sk_test_local", base_addresses={"api": localstripe_url}, http_client=http_client
+    )
+    try:
+        pm = await client.v1.payment_methods.create_async(
+            params={
+                "type": "card",
+                "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+            }
+        )
+        await client.v1.payment_methods.attach_async(pm.id, params={"customer": customer})
+        await client.v1.customers.update_async(
+            customer, params={"invoice_settings": {"default_payment_method": pm.id}}
+        )
+    finally:
+        await http_client.close_async()  # type: ignore[no-untyped-call]  # SDK: untyped
+    return str(pm.id)
 
 
 def free_port() -> int:

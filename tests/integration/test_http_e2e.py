@@ -1,8 +1,11 @@
-"""The real service over real HTTP: `card-checkout serve` in a subprocess on SQLite and PostgreSQL.
+"""The real service over real HTTP: `card-checkout serve` in a subprocess on SQLite and PostgreSQL,
+and on SQLite pointed at localstripe (a Stripe-compatible server) through the real Stripe adapter.
 
-One server per database for the whole module, keys made by `card-checkout api-keys create`.
-Customers get saved cards the way users do: a setup page, submitted like a person would.
-Every test makes its own customers and invoices, so tests never see each other's data.
+One server per target for the whole module, keys made by `card-checkout api-keys create`.
+Customers get saved cards the way users do: a setup page, submitted like a person would; at
+localstripe, which has no hosted pages, the card is attached and made the default through its API,
+as Stripe's page would. Every test makes its own customers and invoices, so tests never see each
+other's data.
 """
 
 from __future__ import annotations
@@ -19,18 +22,39 @@ import attrs
 import httpx
 import pytest
 
-from tests.integration.conftest import emptied, migrated
+from tests.integration.conftest import attach_card, emptied, migrated
 from tests.integration.http_server import Server, create_api_key
 
 ENV = "env_e2e"
 OTHER_ENV = "env_e2e_other"
 VISA = "4242424242424242"
+# localstripe declines 0002, 9995 and 0069 when they are attached, so no customer can hold them;
+# this one is attached and then declined (card_declined) when charged.
+LOCALSTRIPE_DECLINED = "4000000000000341"
+NO_CHECKOUT = "localstripe has no Checkout Sessions"
+# A declining card's stand-in at localstripe, where one fails the charge with the same code, and
+# what localstripe's failure says: (card, message, decline_code). Its declines name no
+# decline_code, and it answers 3184 with a PaymentIntent in requires_action where Stripe answers
+# an authentication_required error (the adapter words that case itself).
+LOCALSTRIPE_DECLINES = {
+    "4000000000000002": (LOCALSTRIPE_DECLINED, "Your card was declined.", None),
+    "4000002760003184": (
+        "4000002760003184",
+        "The card requires authentication; use a payment link.",
+        "authentication_required",
+    ),
+}
+NO_SUCH_CARD = (
+    "localstripe declines this card when it is attached, and none of its cards is declined "
+    "with this code when charged"
+)
 TEST_CARD_NUMBERS = (
     VISA,
     "4000000000000002",
     "4000000000009995",
     "4000002760003184",
     "4000000000000069",
+    LOCALSTRIPE_DECLINED,
 )
 PAYMENT_FIELDS = {
     "id", "object", "payment_status", "amount", "currency", "destination_type",
@@ -62,10 +86,15 @@ class Service:
 
     server: Server
     keys: dict[str, str]  # read, write, admin (for ENV) and other (write, for OTHER_ENV)
+    localstripe_url: str | None = None  # where its gateway is, when not the sandbox
 
     @property
     def base_url(self) -> str:
         return self.server.base_url
+
+    @property
+    def on_localstripe(self) -> bool:
+        return self.localstripe_url is not None
 
     def headers(self, key: str = "write", environment: str = ENV) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[key]}", "X-Environment-ID": environment}
@@ -74,10 +103,19 @@ class Service:
 # Fixtures ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "localstripe"])
+def target(request: pytest.FixtureRequest) -> str:
+    """Where the module's server keeps its data and charges: the sandbox gateway on SQLite or
+    PostgreSQL, or SQLite with the real Stripe adapter pointed at localstripe."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def database_url(
+    target: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """A migrated, empty database for the whole module (this module's one server uses it)."""
-    if request.param == "sqlite":
+    if target != "postgresql":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('e2e') / 'card-checkout.sqlite3'}"
         asyncio.run(migrated(url))
         return url
@@ -87,15 +125,34 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture(scope="module")
-def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(
+    target: str,
+    database_url: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Service]:
     keys = {role: create_api_key(database_url, ENV, role) for role in ("read", "write", "admin")}
     keys["other"] = create_api_key(database_url, OTHER_ENV, "write")
-    server = Server(database_url, tmp_path_factory.mktemp("server") / "stderr.log")
+    localstripe_url, extra_env = None, None
+    if target == "localstripe":
+        localstripe_url = str(request.getfixturevalue("localstripe_url"))
+        extra_env = {"STRIPE_SECRET_KEY": "sk_test_local", "STRIPE_API_BASE": localstripe_url}
+    server = Server(database_url, tmp_path_factory.mktemp("server") / "stderr.log", extra_env)
     server.start()
     try:
-        yield Service(server=server, keys=keys)
+        yield Service(server=server, keys=keys, localstripe_url=localstripe_url)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def hosted_pages(service: Service) -> None:
+    """Taken by tests that need the gateway's hosted pages: those skip on localstripe."""
+    if service.on_localstripe:
+        pytest.skip(NO_CHECKOUT)
+
+
+needs_hosted_pages = pytest.mark.usefixtures("hosted_pages")
 
 
 async def _has_request_id(response: httpx.Response) -> None:
@@ -106,36 +163,40 @@ async def _has_request_id(response: httpx.Response) -> None:
     )
 
 
-def _client(service: Service, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=service.base_url,
-        headers=headers or {},
-        timeout=30,
-        limits=httpx.Limits(max_connections=RACERS, max_keepalive_connections=RACERS),
-        event_hooks={"response": [_has_request_id]},
-    )
+class Client(httpx.AsyncClient):
+    """A client of the running service, which knows the service (so where cards are saved)."""
+
+    def __init__(self, service: Service, headers: dict[str, str] | None = None) -> None:
+        super().__init__(
+            base_url=service.base_url,
+            headers=headers or {},
+            timeout=30,
+            limits=httpx.Limits(max_connections=RACERS, max_keepalive_connections=RACERS),
+            event_hooks={"response": [_has_request_id]},
+        )
+        self.service = service
 
 
 @pytest.fixture
-async def api(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+async def api(service: Service) -> AsyncIterator[Client]:
     """A client with the write key for ENV."""
     if not service.server.running:
         pytest.fail(f"the server is not running:\n{service.server.log()}")
-    async with _client(service, service.headers()) as client:
+    async with Client(service, service.headers()) as client:
         yield client
 
 
 @pytest.fixture
 async def anonymous(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     """A client without any key or environment."""
-    async with _client(service) as client:
+    async with Client(service) as client:
         yield client
 
 
 @pytest.fixture
-async def other_env(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+async def other_env(service: Service) -> AsyncIterator[Client]:
     """A client with a write key for OTHER_ENV."""
-    async with _client(service, service.headers("other", OTHER_ENV)) as client:
+    async with Client(service, service.headers("other", OTHER_ENV)) as client:
         yield client
 
 
@@ -184,10 +245,15 @@ async def _submit_hosted_page(client: httpx.AsyncClient, url: str, card: str) ->
     return await client.post(url, data={"card_number": card})
 
 
-async def new_customer(client: httpx.AsyncClient, card: str | None = VISA) -> Json:
-    """A customer; with `card`, saved as its default through the setup page."""
+async def new_customer(client: Client, card: str | None = VISA) -> Json:
+    """A customer; with `card`, saved as its default through the setup page (at localstripe,
+    through its API)."""
     customer = _ok(await client.post("/api/v1/customers", json={"external_id": _unique("c")}), 201)
-    if card is not None:
+    if card is not None and client.service.localstripe_url is not None:
+        gateway_customer_id = customer["gateway_customer_id"]
+        assert gateway_customer_id.startswith("cus_"), customer
+        await attach_card(client.service.localstripe_url, gateway_customer_id, card)
+    elif card is not None:
         setup = _ok(
             await client.post(f"/api/v1/customers/{customer['id']}/payment_methods/setup"), 201
         )
@@ -227,7 +293,7 @@ def card_payment(invoice: Json, **overrides: object) -> Json:
     return body
 
 
-async def paid_invoice(client: httpx.AsyncClient, amount: str = "150.00") -> tuple[Json, Json]:
+async def paid_invoice(client: Client, amount: str = "150.00") -> tuple[Json, Json]:
     """A customer's invoice paid by its saved visa: (invoice, payment)."""
     invoice = await new_invoice(client, await new_customer(client), amount)
     payment = _ok(await client.post("/api/v1/payments", json=card_payment(invoice)), 201)
@@ -250,7 +316,7 @@ async def get(client: httpx.AsyncClient, path: str) -> Json:
 
 
 async def test_the_product_page_request_charges_the_saved_card_and_pays_the_invoice(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     customer = await new_customer(api, VISA)
     [card] = (await get(api, f"/api/v1/customers/{customer['id']}/payment_methods"))["items"]
@@ -326,7 +392,7 @@ async def test_the_product_page_request_charges_the_saved_card_and_pays_the_invo
     ],
 )  # fmt: skip
 async def test_each_declining_test_card_fails_the_payment_with_402_and_what_to_do(
-    api: httpx.AsyncClient,
+    api: Client,
     card: str,
     code: str,
     message: str,
@@ -334,6 +400,11 @@ async def test_each_declining_test_card_fails_the_payment_with_402_and_what_to_d
     decline_code: str,
     next_action: str,
 ) -> None:
+    decline: str | None = decline_code
+    if api.service.on_localstripe:
+        if card not in LOCALSTRIPE_DECLINES:
+            pytest.skip(NO_SUCH_CARD)
+        card, message, decline = LOCALSTRIPE_DECLINES[card]
     customer = await new_customer(api, card)
     invoice = await new_invoice(api, customer)
 
@@ -343,14 +414,17 @@ async def test_each_declining_test_card_fails_the_payment_with_402_and_what_to_d
     assert response.json()["error"]["message"] == message
     payment_id = details["payment_id"]
     assert payment_id.startswith("pay_")
-    assert details == {
+    expected = {
         "payment_id": payment_id,
         "customer_id": customer["id"],
         "invoice_id": invoice["id"],
         "stripe_error_code": stripe_error_code,
-        "decline_code": decline_code,
+        "decline_code": decline,
         "next_action": next_action,
     }
+    if decline is None:  # a localstripe decline names none
+        del expected["decline_code"]
+    assert details == expected
     payment = await get(api, f"/api/v1/payments/{payment_id}")
     assert payment["payment_status"] == "failed"
     assert payment["error"] == {"code": code, "message": message}
@@ -364,7 +438,7 @@ async def test_each_declining_test_card_fails_the_payment_with_402_and_what_to_d
 
 
 async def test_a_customer_without_a_default_card_gets_402_no_default_payment_method(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     customer = await new_customer(api, card=None)
     invoice = await new_invoice(api, customer)
@@ -384,7 +458,7 @@ async def test_a_customer_without_a_default_card_gets_402_no_default_payment_met
     assert payment["error"] == {"code": "no_default_payment_method", "message": NO_DEFAULT_MESSAGE}
 
 
-async def test_a_payment_left_initiated_is_charged_by_process(api: httpx.AsyncClient) -> None:
+async def test_a_payment_left_initiated_is_charged_by_process(api: Client) -> None:
     customer = await new_customer(api)
     invoice = await new_invoice(api, customer, "42.50")
 
@@ -416,9 +490,7 @@ async def test_a_payment_left_initiated_is_charged_by_process(api: httpx.AsyncCl
     ["destination_type", "destination_id", "payment_method_type", "payment_gateway", "amount",
      "currency", "process_payment"],
 )  # fmt: skip
-async def test_a_payment_missing_a_required_field_is_400_naming_it(
-    api: httpx.AsyncClient, field: str
-) -> None:
+async def test_a_payment_missing_a_required_field_is_400_naming_it(api: Client, field: str) -> None:
     invoice = await new_invoice(api, await new_customer(api, card=None))
     body = card_payment(invoice)
     del body[field]
@@ -448,7 +520,7 @@ async def test_a_payment_missing_a_required_field_is_400_naming_it(
     ],
 )
 async def test_a_payment_with_a_wrong_field_is_400_naming_it_and_records_nothing(
-    api: httpx.AsyncClient, overrides: Json, field: str | None
+    api: Client, overrides: Json, field: str | None
 ) -> None:
     invoice = await new_invoice(api, await new_customer(api))
 
@@ -473,7 +545,7 @@ async def test_a_payment_with_a_wrong_field_is_400_naming_it_and_records_nothing
     ],
 )
 async def test_a_body_that_is_not_a_json_object_is_refused(
-    api: httpx.AsyncClient, content: bytes, content_type: str, status: int, code: str
+    api: Client, content: bytes, content_type: str, status: int, code: str
 ) -> None:
     response = await api.post(
         "/api/v1/payments", content=content, headers={"Content-Type": content_type}
@@ -482,7 +554,7 @@ async def test_a_body_that_is_not_a_json_object_is_refused(
 
 
 async def test_a_body_over_64_kib_is_413_with_or_without_a_content_length(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     invoice = await new_invoice(api, await new_customer(api))
     body = card_payment(invoice, metadata={"note": "x" * 500})
@@ -516,7 +588,7 @@ async def test_a_body_over_64_kib_is_413_with_or_without_a_content_length(
     ],
 )
 async def test_card_data_in_a_payment_is_400_and_never_echoed(
-    api: httpx.AsyncClient, service: Service, overrides: Json, field: str
+    api: Client, service: Service, overrides: Json, field: str
 ) -> None:
     invoice = await new_invoice(api, await new_customer(api))
 
@@ -532,7 +604,7 @@ async def test_card_data_in_a_payment_is_400_and_never_echoed(
 
 
 async def test_an_amount_or_currency_that_contradicts_the_invoice_is_422(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     invoice = await new_invoice(api, await new_customer(api), "150.00")
 
@@ -554,7 +626,7 @@ async def test_an_amount_or_currency_that_contradicts_the_invoice_is_422(
 
 
 async def test_an_invoice_that_is_not_payable_is_409_with_its_reason(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     customer = await new_customer(api)
 
@@ -589,7 +661,7 @@ async def test_an_invoice_that_is_not_payable_is_409_with_its_reason(
 
 
 async def test_ids_that_do_not_exist_are_404_with_the_resource_named(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     missing = await api.post(
         "/api/v1/payments",
@@ -615,7 +687,7 @@ async def test_ids_that_do_not_exist_are_404_with_the_resource_named(
 
 
 async def test_unknown_routes_and_wrong_methods_answer_in_the_error_shape(
-    api: httpx.AsyncClient, anonymous: httpx.AsyncClient
+    api: Client, anonymous: httpx.AsyncClient
 ) -> None:
     _error(await api.get("/api/v1/nothing-here"), 404, "not_found")
     _error(await anonymous.get("/nothing-here"), 404, "not_found")
@@ -624,7 +696,7 @@ async def test_unknown_routes_and_wrong_methods_answer_in_the_error_shape(
     _error(await anonymous.post("/healthz"), 405, "method_not_allowed")
 
 
-async def test_a_405_names_every_method_the_path_serves_in_allow(api: httpx.AsyncClient) -> None:
+async def test_a_405_names_every_method_the_path_serves_in_allow(api: Client) -> None:
     for path, served in (
         ("/api/v1/payments", {"GET", "HEAD", "POST"}),
         ("/api/v1/payments/pay_missing/refunds", {"GET", "HEAD", "POST"}),
@@ -654,7 +726,7 @@ async def test_requests_without_a_usable_key_are_401_or_403(
 
 
 async def test_a_read_key_reads_but_may_not_write_and_x_api_key_is_accepted(
-    service: Service, api: httpx.AsyncClient, anonymous: httpx.AsyncClient
+    service: Service, api: Client, anonymous: httpx.AsyncClient
 ) -> None:
     invoice, payment = await paid_invoice(api)
     read = {"x-api-key": service.keys["read"], "X-Environment-ID": ENV}
@@ -680,9 +752,7 @@ async def test_a_read_key_reads_but_may_not_write_and_x_api_key_is_accepted(
     _ok(admin, 201)
 
 
-async def test_another_environments_data_is_invisible(
-    api: httpx.AsyncClient, other_env: httpx.AsyncClient
-) -> None:
+async def test_another_environments_data_is_invisible(api: Client, other_env: Client) -> None:
     invoice, payment = await paid_invoice(api)
     customer_id = payment["customer_id"]
 
@@ -702,7 +772,7 @@ async def test_another_environments_data_is_invisible(
 
 
 async def test_a_repeat_with_the_same_key_replays_the_answer_and_another_body_is_422(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     invoice = await new_invoice(api, await new_customer(api))
     key = {"Idempotency-Key": _unique("pay")}
@@ -722,8 +792,9 @@ async def test_a_repeat_with_the_same_key_replays_the_answer_and_another_body_is
     assert [p["id"] for p in await payments_of(api, invoice)] == [first.json()["id"]]
 
 
-async def test_a_replayed_failure_is_the_same_402(api: httpx.AsyncClient) -> None:
-    invoice = await new_invoice(api, await new_customer(api, "4000000000000002"))
+async def test_a_replayed_failure_is_the_same_402(api: Client) -> None:
+    declined = LOCALSTRIPE_DECLINED if api.service.on_localstripe else "4000000000000002"
+    invoice = await new_invoice(api, await new_customer(api, declined))
     key = {"Idempotency-Key": _unique("declined")}
 
     first = await api.post("/api/v1/payments", json=card_payment(invoice), headers=key)
@@ -736,7 +807,7 @@ async def test_a_replayed_failure_is_the_same_402(api: httpx.AsyncClient) -> Non
 
 
 async def test_idempotency_keys_are_scoped_to_the_environment(
-    api: httpx.AsyncClient, other_env: httpx.AsyncClient
+    api: Client, other_env: Client
 ) -> None:
     key = {"Idempotency-Key": _unique("shared")}
     here = await new_invoice(api, await new_customer(api), "10.00")
@@ -752,7 +823,7 @@ async def test_idempotency_keys_are_scoped_to_the_environment(
     assert paid_there["id"] != first.json()["id"]
 
 
-async def test_a_malformed_idempotency_key_is_400(api: httpx.AsyncClient) -> None:
+async def test_a_malformed_idempotency_key_is_400(api: Client) -> None:
     invoice = await new_invoice(api, await new_customer(api))
     response = await api.post(
         "/api/v1/payments", json=card_payment(invoice), headers={"Idempotency-Key": "k" * 256}
@@ -764,7 +835,7 @@ async def test_a_malformed_idempotency_key_is_400(api: httpx.AsyncClient) -> Non
 async def test_simultaneous_payments_for_one_invoice_charge_it_exactly_once(
     service: Service,
 ) -> None:
-    async with _client(service, service.headers()) as api:
+    async with Client(service, service.headers()) as api:
         invoice = await new_invoice(api, await new_customer(api))
         body = card_payment(invoice)
 
@@ -794,7 +865,7 @@ async def test_simultaneous_payments_for_one_invoice_charge_it_exactly_once(
 
 
 async def test_a_partial_then_the_remaining_refund_refunds_the_payment_and_never_more(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     invoice, payment = await paid_invoice(api, "150.00")
     refunds = f"/api/v1/payments/{payment['id']}/refunds"
@@ -846,8 +917,9 @@ async def test_a_partial_then_the_remaining_refund_refunds_the_payment_and_never
 # Payment links -------------------------------------------------------------------------------
 
 
+@needs_hosted_pages
 async def test_a_payment_link_saves_the_card_so_later_card_payments_go_off_session(
-    service: Service, api: httpx.AsyncClient
+    service: Service, api: Client
 ) -> None:
     customer = await new_customer(api, card=None)
     invoice = await new_invoice(api, customer, "80.00")
@@ -885,8 +957,9 @@ async def test_a_payment_link_saves_the_card_so_later_card_payments_go_off_sessi
     assert off_session["metadata"]["card_last4"] == "4242"
 
 
+@needs_hosted_pages
 async def test_a_payment_paid_through_a_link_names_its_payment_intent_in_metadata(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     invoice = await new_invoice(api, await new_customer(api, card=None), "12.00")
     body = card_payment(invoice, payment_method_type="PAYMENT_LINK")
@@ -905,8 +978,9 @@ async def test_a_payment_paid_through_a_link_names_its_payment_intent_in_metadat
     }
 
 
+@needs_hosted_pages
 async def test_a_hosted_page_refuses_a_card_that_is_not_a_test_card(
-    api: httpx.AsyncClient,
+    api: Client,
 ) -> None:
     customer = await new_customer(api, card=None)
     setup = _ok(await api.post(f"/api/v1/customers/{customer['id']}/payment_methods/setup"), 201)
@@ -930,7 +1004,7 @@ async def test_a_hosted_page_refuses_a_card_that_is_not_a_test_card(
     ],
 )
 async def test_zero_and_three_decimal_currencies_keep_their_exact_amounts(
-    api: httpx.AsyncClient,
+    api: Client,
     currency: str,
     json_amount: bytes,
     shown: str,
@@ -974,7 +1048,7 @@ async def test_zero_and_three_decimal_currencies_keep_their_exact_amounts(
 # Listing -------------------------------------------------------------------------------------
 
 
-async def test_payments_list_filters_and_pages_newest_first(api: httpx.AsyncClient) -> None:
+async def test_payments_list_filters_and_pages_newest_first(api: Client) -> None:
     customer = await new_customer(api)
     made = []
     for amount in ("1.00", "2.00", "3.00"):
@@ -1017,7 +1091,7 @@ async def test_payments_list_filters_and_pages_newest_first(api: httpx.AsyncClie
         assert _error(response, 400, "validation_error")["field"] == field
 
 
-async def test_invoices_list_pages_newest_first(api: httpx.AsyncClient) -> None:
+async def test_invoices_list_pages_newest_first(api: Client) -> None:
     customer = await new_customer(api, card=None)
     made = [(await new_invoice(api, customer, f"{n}.00"))["id"] for n in (1, 2, 3)]
     path = f"/api/v1/invoices?customer_id={customer['id']}&limit=2"
@@ -1032,7 +1106,7 @@ async def test_invoices_list_pages_newest_first(api: httpx.AsyncClient) -> None:
 
 
 async def test_health_readiness_metrics_and_openapi_answer_without_a_key(
-    anonymous: httpx.AsyncClient, api: httpx.AsyncClient
+    anonymous: httpx.AsyncClient, api: Client
 ) -> None:
     assert _ok(await anonymous.get("/healthz"), 200) == {"status": "ok"}
     assert _ok(await anonymous.get("/readyz"), 200) == {"status": "ready"}
@@ -1052,7 +1126,7 @@ async def test_health_readiness_metrics_and_openapi_answer_without_a_key(
 
 
 async def test_every_answer_carries_a_request_id_and_a_given_one_is_echoed(
-    service: Service, anonymous: httpx.AsyncClient, api: httpx.AsyncClient
+    service: Service, anonymous: httpx.AsyncClient, api: Client
 ) -> None:
     given = f"e2e-{uuid.uuid4().hex}"
     echoed = await api.get("/api/v1/payments?limit=1", headers={"X-Request-ID": given})
@@ -1076,7 +1150,7 @@ async def test_every_answer_carries_a_request_id_and_a_given_one_is_echoed(
 
 
 async def test_the_server_log_never_shows_a_key_or_a_card_number_nor_a_500(
-    service: Service, api: httpx.AsyncClient, anonymous: httpx.AsyncClient
+    service: Service, api: Client, anonymous: httpx.AsyncClient
 ) -> None:
     """Its own requests with every key and card data, and (as it runs last) all the module's."""
     for key in service.keys.values():

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import stripe
 
+from tests.integration.conftest import attach_card
 from tests.integration.http_server import Server, create_api_key
 
 ENV = "env_stripe_e2e"
@@ -43,21 +43,6 @@ def served(
     server.stop()
 
 
-async def _attach(localstripe_url: str, customer: str, number: str) -> None:
-    """What a hosted page does at Stripe: a card saved and made the default."""
-    client = stripe.StripeClient(
-        "sk_test_local", base_addresses={"api": localstripe_url}, http_client=stripe.HTTPXClient()
-    )
-    pm = await client.v1.payment_methods.create_async(
-        params={"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2034,  # type: ignore[typeddict-item]
-                                         "cvc": "123"}}
-    )  # fmt: skip
-    await client.v1.payment_methods.attach_async(pm.id, params={"customer": customer})
-    await client.v1.customers.update_async(
-        customer, params={"invoice_settings": {"default_payment_method": pm.id}}
-    )
-
-
 @pytest.mark.parametrize(
     ("number", "status", "outcome"),
     [
@@ -76,7 +61,7 @@ async def test_the_product_page_flow_over_http_on_stripe(
             await client.post("/api/v1/customers", json={"external_id": f"stripe-{number[-4:]}"})
         ).json()
         assert customer["gateway_customer_id"].startswith("cus_")
-        await _attach(localstripe_url, customer["gateway_customer_id"], number)
+        await attach_card(localstripe_url, customer["gateway_customer_id"], number)
         cards = (await client.get(f"/api/v1/customers/{customer['id']}/payment_methods")).json()
         assert [(c["last4"], c["is_default"]) for c in cards["items"]] == [(number[-4:], True)]
         invoice = (

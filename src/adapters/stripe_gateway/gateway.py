@@ -443,6 +443,9 @@ class StripePaymentGateway:
                 raise GatewayUnavailable(str(error)) from None
             raise GatewayError(str(error), stripe_error_code="idempotency_error") from None
         except stripe.APIError as error:
+            if error.http_status is not None and error.http_status < 500:
+                # A refusal whose body was not Stripe's JSON (some compatible servers).
+                raise GatewayError(str(error), stripe_error_code=error.code) from None
             # A 5xx: Stripe may or may not have done the work.
             raise GatewayUnavailable(str(error)) from None
         except stripe.StripeError as error:  # authentication, permission: our configuration
