@@ -17,6 +17,17 @@ from core.model import Customer, Invoice
 from entrypoints.bootstrap import CardCheckout, bootstrap
 
 ENV = "env_test"
+
+# The product page's request example, byte for byte (a JSON number, not a string); %s: invoice.
+PRODUCT_PAGE_BODY = b"""{
+    "amount": 150.00,
+    "currency": "usd",
+    "destination_id": "%s",
+    "destination_type": "INVOICE",
+    "payment_method_type": "CARD",
+    "process_payment": true,
+    "payment_gateway": "stripe"
+}"""
 OTHER_ENV = "env_other"
 
 VISA = "4242424242424242"

@@ -1519,7 +1519,9 @@ class CheckoutService:
     async def _refund(self, uow: UnitOfWork, environment_id: str, refund_id: str) -> Refund:
         refund = await uow.refunds.get(environment_id, refund_id)
         if refund is None:
-            raise PaymentNotFound(f"No refund {refund_id} exists in this environment.")
+            raise NotFound(
+                f"No refund {refund_id} exists in this environment.", refund_id=refund_id
+            )
         return refund
 
     # Idempotency -----------------------------------------------------------------------

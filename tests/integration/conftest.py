@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql import create_engine_from_url, tables
 from adapters.sql.migrate import migrate
+from tests.integration.http_server import free_port
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -157,9 +157,3 @@ async def attach_card(localstripe_url: str, customer: str, number: str) -> str:
     finally:
         await http_client.close_async()  # type: ignore[no-untyped-call]  # SDK: untyped
     return str(pm.id)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

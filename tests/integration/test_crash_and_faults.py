@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,14 +20,9 @@ from core.errors import CheckoutError
 from core.model import PAID_STATUSES, PaymentStatus
 from entrypoints.bootstrap import Settings, bootstrap
 from tests.helpers import ENV, VISA, card_payment, customer_with_card, finalized_invoice, sandbox
+from tests.integration.http_server import free_port
 
 CLI = str(Path(sys.executable).with_name("card-checkout"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _serve(url: str, port: int, **env: str) -> subprocess.Popen[bytes]:
@@ -61,7 +55,7 @@ async def test_a_process_killed_after_the_charge_settles_once_after_restart(
     body = {k: str(v) for k, v in card_payment(invoice).items()}
     body["process_payment"] = True  # type: ignore[assignment]
 
-    port = _free_port()
+    port = free_port()
     doomed = await _serve(database_url, port, SANDBOX_FAULTS="charge:crash_after",
                           RECONCILE_EVERY_SECONDS="0")  # fmt: skip
     async with httpx.AsyncClient(headers=headers) as client:

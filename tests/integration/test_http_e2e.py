@@ -22,6 +22,7 @@ import attrs
 import httpx
 import pytest
 
+from tests.helpers import PRODUCT_PAGE_BODY
 from tests.integration.conftest import attach_card, emptied, migrated
 from tests.integration.http_server import Server, create_api_key
 
@@ -62,15 +63,6 @@ PAYMENT_FIELDS = {
     "payment_gateway", "gateway_tracking_id", "amount_refunded", "error", "metadata",
     "created_at", "updated_at", "succeeded_at", "failed_at", "refunded_at",
 }  # fmt: skip
-PRODUCT_PAGE_BODY = b"""{
-    "amount": 150.00,
-    "currency": "usd",
-    "destination_id": "%s",
-    "destination_type": "INVOICE",
-    "payment_method_type": "CARD",
-    "process_payment": true,
-    "payment_gateway": "stripe"
-}"""
 NO_DEFAULT_MESSAGE = (
     "Customer must have a default payment method to make card payments. Please make a payment "
     "using payment link with save_card_and_make_default=true first."

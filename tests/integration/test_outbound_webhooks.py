@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from tests.helpers import (
     error_of,
     finalized_invoice,
 )
+from tests.integration.http_server import free_port
 
 PAID_EVENTS = ["invoice.paid", "payment.created", "payment.processing", "payment.succeeded"]
 WAIT_SECONDS = 15.0
@@ -94,12 +94,6 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver()
     yield server
     server.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _checkout(database_url: str, retry_base: float = 0.2, **kwargs: Any) -> CardCheckout:
@@ -228,7 +222,7 @@ async def test_a_failing_receiver_gets_retries_further_and_further_apart(
 async def test_a_restart_loses_no_undelivered_event(database_url: str) -> None:
     """Events queued for a subscriber that was down, and events still in the outbox, all
     arrive once the service is started again: through the server's background loop."""
-    port = _free_port()
+    port = free_port()
     before = _checkout(database_url, retry_base=0.05, dispatch_inline=False)
     endpoint = await before.create_webhook_endpoint(ENV, {"url": f"http://127.0.0.1:{port}/hooks"})
     first = await _paid(before)

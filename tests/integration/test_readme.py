@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from tests.integration.http_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -39,7 +40,7 @@ def test_readme_first_lines_give_the_run_and_test_commands() -> None:
 def test_the_demo_prints_curl_commands_that_work_as_printed(tmp_path: Path) -> None:
     """`make run`'s path: migrate, demo, serve; then the printed commands pay the invoice."""
     cli = str(Path(sys.executable).with_name("card-checkout"))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
@@ -80,12 +81,6 @@ def test_the_demo_prints_curl_commands_that_work_as_printed(tmp_path: Path) -> N
     assert invoice["amount_remaining"] == "0.00"
     assert invoice["payment_status"] == "succeeded"
     assert [p["id"] for p in listed["items"]] == [payment["id"]]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_for(url: str, seconds: float = 15.0) -> None:

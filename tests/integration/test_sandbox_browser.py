@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 import pytest
+
+from tests.integration.http_server import free_port
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -108,12 +109,6 @@ def chromium() -> Path:
 # The service ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _cli(environ: dict[str, str], *args: str) -> str:
     """Run `card-checkout ARGS`; its standard output."""
     result = subprocess.run(
@@ -180,7 +175,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """`card-checkout serve` on a free port over a fresh SQLite file, with a write key."""
     home = tmp_path_factory.mktemp("browser-service")
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     environ = {
         **os.environ,

@@ -33,12 +33,6 @@ from core.ports import PaymentGateway
 from tests.gateway_contract import VISA, GatewayContract
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def stripe_gateway(url: str, retries: int = 0) -> StripePaymentGateway:
     return StripePaymentGateway.create("sk_test_local", api_base=url, max_network_retries=retries)
 

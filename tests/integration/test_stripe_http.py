@@ -11,19 +11,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.helpers import PRODUCT_PAGE_BODY
 from tests.integration.conftest import attach_card
 from tests.integration.http_server import Server, create_api_key
 
 ENV = "env_stripe_e2e"
-PRODUCT_PAGE_BODY = """{
-    "amount": 150.00,
-    "currency": "usd",
-    "destination_id": "%s",
-    "destination_type": "INVOICE",
-    "payment_method_type": "CARD",
-    "process_payment": true,
-    "payment_gateway": "stripe"
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +65,7 @@ async def test_the_product_page_flow_over_http_on_stripe(
         ).json()  # fmt: skip
         response = await client.post(
             "/api/v1/payments",
-            content=PRODUCT_PAGE_BODY % invoice["id"],
+            content=PRODUCT_PAGE_BODY % invoice["id"].encode(),
             headers={"Content-Type": "application/json"},
         )
         assert response.status_code == status, response.text

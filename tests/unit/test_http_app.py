@@ -20,22 +20,13 @@ from entrypoints.http.errors import STATUS_FOR_CODE, codes_without_status
 from tests.helpers import (
     DECLINED,
     ENV,
+    PRODUCT_PAGE_BODY,
     VISA,
     HeldGateway,
     card_payment,
     customer_with_card,
     finalized_invoice,
 )
-
-PRODUCT_PAGE_BODY = b"""{
-    "amount": 150.00,
-    "currency": "usd",
-    "destination_id": "%s",
-    "destination_type": "INVOICE",
-    "payment_method_type": "CARD",
-    "process_payment": true,
-    "payment_gateway": "stripe"
-}"""
 
 
 @pytest.fixture
