@@ -170,6 +170,11 @@ class StorageContract:
             await uow.commit()
         async with units() as uow:
             assert await uow.environments.get("env_a") == environment
+            rotated = attrs.evolve(environment, webhook_secrets=("whsec_a", "whsec_b"), version=2)
+            await uow.environments.update(rotated)
+            await uow.commit()
+        async with units() as uow:
+            assert await uow.environments.get("env_a") == rotated
             assert await uow.api_keys.get_by_hash(ApiKey.hash("ck_secret")) == key
             assert await uow.api_keys.get_by_hash(ApiKey.hash("ck_other")) is None
             await uow.api_keys.update(key.revoked(T0))

@@ -137,6 +137,9 @@ class InMemoryEnvironmentRepository:
     async def get(self, environment_id: str) -> Environment | None:
         return self._table.get(environment_id)
 
+    async def update(self, environment: Environment) -> None:
+        self._table.update(environment.id, environment)
+
 
 class InMemoryApiKeyRepository:
     def __init__(self, table: _Table[str, ApiKey]) -> None:

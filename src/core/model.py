@@ -394,6 +394,9 @@ class Environment:
     tenant_id: str
     name: str
     created_at: datetime
+    # Secrets that sign the gateway's webhooks for this environment (several while rotating);
+    # empty: the service-wide secret applies.
+    webhook_secrets: tuple[str, ...] = ()
     version: int = 1
 
 

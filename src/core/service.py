@@ -233,6 +233,25 @@ class CheckoutService:
             raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
         return environment
 
+    async def set_webhook_secrets(self, environment_id: str, secrets: Sequence[str]) -> Environment:
+        """The secrets that sign the gateway's webhooks for this environment (empty: none)."""
+        cleaned = tuple(secret.strip() for secret in secrets if secret.strip())
+        if any(not secret.startswith("whsec_") for secret in cleaned):
+            raise ValidationError("A webhook secret starts with whsec_.", field="secret")
+
+        async def store(uow: UnitOfWork) -> Environment:
+            environment = await uow.environments.get(environment_id)
+            if environment is None:
+                raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
+            changed = attrs.evolve(
+                environment, webhook_secrets=cleaned, version=environment.version + 1
+            )
+            await uow.environments.update(changed)
+            await uow.commit()
+            return changed
+
+        return await self._transaction(store)
+
     async def create_api_key(
         self, tenant_id: str, environment_ids: Sequence[str], role: Role
     ) -> tuple[ApiKey, str]:

@@ -30,7 +30,7 @@ from adapters.sql.migrate import migrate
 from adapters.stripe_gateway import StripePaymentGateway
 from adapters.webhooks import DEFAULT_TIMEOUT_SECONDS, HttpWebhookSender
 from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
-from core.errors import ValidationError
+from core.errors import NotFound, ValidationError
 from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
 from core.model import (
     ApiKey,
@@ -189,6 +189,17 @@ class CardCheckout:
 
     async def get_environment(self, environment_id: str) -> Environment:
         return await self.service.get_environment(environment_id)
+
+    async def set_webhook_secrets(self, environment_id: str, secrets: Sequence[str]) -> Environment:
+        return await self.service.set_webhook_secrets(environment_id, secrets)
+
+    async def webhook_secrets(self, environment_id: str, fallback: Sequence[str]) -> list[str]:
+        """The environment's own webhook secrets, or `fallback` when it has none."""
+        try:
+            own = (await self.service.get_environment(environment_id)).webhook_secrets
+        except NotFound:
+            own = ()
+        return list(own or fallback)
 
     async def create_api_key(
         self, tenant_id: str, environment_ids: Sequence[str], role: str | Role

@@ -120,6 +120,16 @@ def _reconcile(args: argparse.Namespace) -> Work:
     return work
 
 
+def _set_webhook_secrets(args: argparse.Namespace) -> Work:
+    async def work(checkout: CardCheckout) -> None:
+        environment = await checkout.set_webhook_secrets(args.environment, args.secret or [])
+        count = len(environment.webhook_secrets)
+        print(f"{environment.id}: {count} webhook secret(s) of its own"
+              + ("" if count else "; STRIPE_WEBHOOK_SECRET applies"))  # fmt: skip
+
+    return work
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -152,6 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--environment", required=True, help="env_... (created if new)")
     create.add_argument("--role", required=True, choices=["read", "write", "admin"])
     create.add_argument("--tenant", default=DEFAULT_TENANT)
+    environments = commands.add_parser("environments", help="manage environments")
+    environment_commands = environments.add_subparsers(dest="environment_command", required=True)
+    secrets = environment_commands.add_parser(
+        "webhook-secrets", help="set the secrets that sign Stripe's webhooks for an environment"
+    )
+    secrets.add_argument("--environment", required=True)
+    secrets.add_argument("--secret", action="append", help="whsec_...; repeat while rotating")
     commands.add_parser("demo", help="set up a demo environment and print curl commands")
     reconcile = commands.add_parser(
         "reconcile", help="settle payments and refunds left in flight, asking the gateway"
@@ -168,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"database at the newest schema: {_safe(settings.database_url)}")
         elif args.command == "api-keys":
             asyncio.run(_with_checkout(settings, _create_key(args)))
+        elif args.command == "environments":
+            asyncio.run(_with_checkout(settings, _set_webhook_secrets(args)))
         elif args.command == "demo":
             asyncio.run(_with_checkout(settings, _demo(settings)))
         elif args.command == "reconcile":

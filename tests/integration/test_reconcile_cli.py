@@ -52,3 +52,26 @@ async def test_reconcile_settles_a_charge_whose_answer_was_lost(tmp_path: Path) 
     assert (await after.get_invoice(ENV, invoice.id)).amount_remaining.is_zero
     assert len(await sandbox(after).charges_for(payment.id)) == 1
     await after.aclose()
+
+
+async def test_an_environments_webhook_secrets_are_set_from_the_cli(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
+    cli = str(Path(sys.executable).with_name("card-checkout"))
+
+    async def run(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            cli, *args, env={**os.environ, "DATABASE_URL": url},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, err.decode()
+        return out.decode()
+
+    await run("api-keys", "create", "--environment", "env_hooks", "--role", "admin")
+    said = await run("environments", "webhook-secrets", "--environment", "env_hooks",
+                     "--secret", "whsec_old", "--secret", "whsec_new")  # fmt: skip
+    assert "2 webhook secret(s)" in said
+    checkout = bootstrap(Settings(database_url=url), notifier=RecordingNotifier())
+    environment = await checkout.get_environment("env_hooks")
+    assert environment.webhook_secrets == ("whsec_old", "whsec_new")
+    await checkout.aclose()

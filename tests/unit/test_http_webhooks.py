@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from adapters.sandbox import Fault, SandboxFaults
+from core.errors import CheckoutError
 from core.model import Payment, PaymentStatus
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import create_app
@@ -94,3 +95,26 @@ async def test_an_event_naming_another_environment_is_acknowledged_and_ignored(
     response = await _post(client, payload, signed(payload, SECRET))
     assert response.json() == {"received": True, "handled": False}
     assert (await checkout.get_payment(ENV, payment.id)).status is PaymentStatus.PROCESSING
+
+
+async def test_an_environments_own_secret_replaces_the_service_wide_one(
+    checkout: CardCheckout, faults: SandboxFaults, client: httpx.AsyncClient
+) -> None:
+    await checkout.create_environment("t", "own secrets", environment_id=ENV)
+    await checkout.set_webhook_secrets(ENV, ["whsec_env_old", "whsec_env_new"])
+    payment = await _in_flight(checkout, faults)
+    payload = _event(payment, "payment_intent.succeeded", "evt_5")
+    service_wide = await _post(client, payload, signed(payload, SECRET))
+    assert service_wide.status_code == 400
+    rotated = await _post(client, payload, signed(payload, "whsec_env_old"))
+    assert rotated.status_code == 200
+    assert (await checkout.get_payment(ENV, payment.id)).status is PaymentStatus.SUCCEEDED
+
+
+async def test_webhook_secrets_must_look_like_stripes(checkout: CardCheckout) -> None:
+    await checkout.create_environment("t", "secrets", environment_id=ENV)
+    with pytest.raises(CheckoutError) as refused:
+        await checkout.set_webhook_secrets(ENV, ["not-a-secret"])
+    assert refused.value.details["field"] == "secret"
+    cleared = await checkout.set_webhook_secrets(ENV, [])
+    assert cleared.webhook_secrets == ()

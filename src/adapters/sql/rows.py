@@ -53,6 +53,7 @@ def environment_values(environment: Environment) -> dict[str, Any]:
         "tenant_id": environment.tenant_id,
         "name": environment.name,
         "created_at": environment.created_at,
+        "webhook_secrets": list(environment.webhook_secrets),
         "version": environment.version,
     }
 
@@ -63,6 +64,7 @@ def environment_from(row: Row) -> Environment:
         tenant_id=row["tenant_id"],
         name=row["name"],
         created_at=row["created_at"],
+        webhook_secrets=tuple(row["webhook_secrets"] or ()),
         version=row["version"],
     )
 

@@ -78,6 +78,8 @@ environments = Table(
     Column("tenant_id", String(64), nullable=False, index=True),
     Column("name", String(200), nullable=False),
     Column("created_at", _when(), nullable=False),
+    # Null for rows from before it existed: no secrets of its own.
+    Column("webhook_secrets", JSON),
     Column("version", Integer, nullable=False),
 )
 

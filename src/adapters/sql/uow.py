@@ -127,6 +127,10 @@ class SqlEnvironmentRepository:
         row = result.mappings().first()
         return rows.environment_from(row) if row else None
 
+    async def update(self, environment: Environment) -> None:
+        values = rows.environment_values(environment)
+        await self._session.versioned_update(tables.environments, values, "id")
+
 
 class SqlApiKeyRepository:
     def __init__(self, session: _Session) -> None:

@@ -312,9 +312,8 @@ class Api:
         Stripe retries."""
         environment_id = request.path_params["environment_id"]
         payload = await raw_body(request, limit=MAX_WEBHOOK_BYTES)
-        event = parse_webhook(
-            payload, request.headers.get("stripe-signature"), self.webhook_secrets
-        )
+        secrets = await self.checkout.webhook_secrets(environment_id, self.webhook_secrets)
+        event = parse_webhook(payload, request.headers.get("stripe-signature"), secrets)
         if event is None:
             return JSONResponse({"received": True, "handled": False})
         named = event.metadata.get("environment_id")
