@@ -366,7 +366,7 @@ async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int
         pool = await prepare(url, 60_000)
         server = service(url)
         for connections in CONCURRENCY:
-            curves[label][connections] = wrk(server, pool, connections, seconds, 1500)
+            curves[label][connections] = wrk(server, pool, connections, seconds, 1000)
         server.stop()
     figures["curves"] = curves
     top = max(CONCURRENCY)
