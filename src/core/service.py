@@ -1084,22 +1084,27 @@ class CheckoutService:
 
     # Gateway events and reconciliation --------------------------------------------------
 
-    async def handle_gateway_event(self, event: GatewayEvent) -> None:
-        """Apply a verified gateway event exactly once; never moves a payment backwards."""
+    async def handle_gateway_event(self, event: GatewayEvent) -> bool:
+        """Apply a verified gateway event exactly once; never moves a payment backwards.
+
+        Returns False when the event names nothing this service knows (it is still recorded,
+        so a repeat is not looked at again).
+        """
         async with self.uow() as uow:
             if await uow.gateway_events.seen(event.id):
-                return
+                return True
         if event.type is GatewayEventType.CHECKOUT_COMPLETED and event.session is not None:
             await self._make_saved_card_default(event.session)
 
-        async def apply(uow: UnitOfWork) -> None:
+        async def apply(uow: UnitOfWork) -> bool:
             if await uow.gateway_events.seen(event.id):
-                return
-            await self._apply_event(uow, event)
+                return True
+            known = await self._apply_event(uow, event)
             await uow.gateway_events.add(event.id, event.type.value, self.clock.now())
             await uow.commit()
+            return known
 
-        await self._transaction(apply)
+        return await self._transaction(apply)
 
     async def _make_saved_card_default(self, session: CheckoutSession) -> None:
         """A completed setup page, or a paid link asked to save its card: make it the default.
@@ -1113,19 +1118,21 @@ class CheckoutService:
                 self.gateway.set_default_payment_method(session.gateway_customer_id, card)
             )
 
-    async def _apply_event(self, uow: UnitOfWork, event: GatewayEvent) -> None:
+    async def _apply_event(self, uow: UnitOfWork, event: GatewayEvent) -> bool:
+        """Apply the event to what it names; False when it names nothing known here."""
         payment = await self._event_payment(uow, event)
         if event.type is GatewayEventType.REFUND_UPDATED:
             refund_id = event.metadata.get("refund_id")
             environment_id = event.metadata.get("environment_id")
             if event.refund is None or refund_id is None or environment_id is None:
-                return
+                return False
             refund = await uow.refunds.get(environment_id, refund_id)
             if refund is not None:
                 await self._apply_refund(uow, refund, event.refund, Actor.WEBHOOK)
-            return
+            return refund is not None
         if payment is None:
-            return
+            # A completed card setup names no payment: the card was made the default above.
+            return event.session is not None and event.session.mode is CheckoutMode.SETUP
         if event.type in (GatewayEventType.PAYMENT_SUCCEEDED, GatewayEventType.PAYMENT_FAILED):
             if event.charge is not None:
                 await self._apply_charge(uow, payment, event.charge, Actor.WEBHOOK)
@@ -1134,6 +1141,7 @@ class CheckoutService:
             GatewayEventType.CHECKOUT_EXPIRED,
         ):
             await self._apply_session(uow, payment, event.session, Actor.WEBHOOK)
+        return True
 
     async def _event_payment(self, uow: UnitOfWork, event: GatewayEvent) -> Payment | None:
         payment_id = event.metadata.get("payment_id")

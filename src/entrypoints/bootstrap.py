@@ -376,8 +376,9 @@ class CardCheckout:
 
     # Gateway events, reconciliation, notifications
 
-    async def handle_gateway_event(self, event: GatewayEvent) -> None:
-        await self._changed(self.service.handle_gateway_event(event))
+    async def handle_gateway_event(self, event: GatewayEvent) -> bool:
+        """Apply a verified gateway event; False when it names nothing known here."""
+        return await self._changed(self.service.handle_gateway_event(event))
 
     async def reconcile(
         self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 100

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from adapters.sandbox import Fault, SandboxFaults
 from core.errors import CheckoutError
-from core.model import Payment, PaymentStatus
+from core.model import Payment, PaymentMethodType, PaymentStatus
+from core.money import Money
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import create_app
 from tests.helpers import ENV, VISA, card_payment, customer_with_card, finalized_invoice
@@ -118,3 +121,18 @@ async def test_webhook_secrets_must_look_like_stripes(checkout: CardCheckout) ->
     assert refused.value.details["field"] == "secret"
     cleared = await checkout.set_webhook_secrets(ENV, [])
     assert cleared.webhook_secrets == ()
+
+
+async def test_an_event_for_an_unknown_payment_is_acknowledged_as_not_handled(
+    checkout: CardCheckout, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    ghost = Payment.start(
+        at=datetime(2026, 1, 1, tzinfo=UTC), id="pay_ghost", environment_id=ENV,
+        invoice_id="inv_x", customer_id="cust_x", amount=Money.of("1.00", "usd"),
+        method_type=PaymentMethodType.CARD,
+    )[0]  # fmt: skip
+    payload = _event(ghost, "payment_intent.succeeded", "evt_ghost")
+    caplog.set_level(logging.INFO, logger="card_checkout.http")
+    response = await _post(client, payload, signed(payload, SECRET))
+    assert response.json() == {"received": True, "handled": False}
+    assert "evt_ghost" in caplog.text

@@ -41,7 +41,7 @@ from core.gateway import (
 from core.money import CURRENCIES, Money
 from core.ports import Clock, IdGenerator
 
-EventSink = Callable[[GatewayEvent], Awaitable[None]]
+EventSink = Callable[[GatewayEvent], Awaitable[object]]
 
 
 @attrs.frozen

@@ -321,8 +321,11 @@ class Api:
             logger.warning("webhook %s names environment %s, not %s", event.id, named,
                            environment_id)  # fmt: skip
             return JSONResponse({"received": True, "handled": False})
-        await self.checkout.handle_gateway_event(event)
-        return JSONResponse({"received": True, "handled": True})
+        known = await self.checkout.handle_gateway_event(event)
+        if not known:
+            logger.info("gateway event %s (%s) names nothing known here; acknowledged",
+                        event.id, event.type.value)  # fmt: skip
+        return JSONResponse({"received": True, "handled": known})
 
     # Operations
 
