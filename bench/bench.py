@@ -27,6 +27,7 @@ import asyncpg
 import httpx
 from sqlalchemy import insert
 
+from adapters.ids import UlidIdGenerator
 from adapters.sql import create_engine_from_url, tables
 from adapters.sql.rows import invoice_values
 from core.model import Invoice, InvoiceStatus
@@ -89,10 +90,11 @@ async def prepare(url: str, invoices: int, card: str = "4242424242424242") -> In
     await checkout.complete_sandbox_checkout(setup.id, card)
     await checkout.aclose()
     now = datetime.now(UTC)
+    ids = UlidIdGenerator()  # as the service makes them: no long runs of digits
     rows = [
         invoice_values(
             Invoice(
-                id=f"inv_bench{time.time_ns()}{n:08d}",
+                id=ids.new_id("inv"),
                 environment_id=ENV,
                 customer_id=customer.id,
                 amount_due=Money.of("10.00", "usd"),
@@ -213,11 +215,15 @@ async def commits_per_payment(url: str, name: str, card: str, count: int) -> flo
         base_url=server.url,
         headers={"Authorization": f"Bearer {pool.key}", "X-Environment-ID": ENV},
     ) as client:
+        answered: list[int] = []
         for invoice_id in pool.take(count):
-            await client.post("/api/v1/payments", json={
+            response = await client.post("/api/v1/payments", json={
                 "amount": "10.00", "currency": "usd", "destination_id": invoice_id,
                 "destination_type": "INVOICE", "payment_method_type": "CARD",
                 "process_payment": True, "payment_gateway": "stripe"})  # fmt: skip
+            answered.append(response.status_code)
+    if set(answered) != {201 if card == "4242424242424242" else 402}:
+        raise RuntimeError(f"unexpected answers while counting commits: {set(answered)}")
     server.stop()  # backends flush their statistics as they exit
     await asyncio.sleep(11)  # PostgreSQL flushes a backend's statistics within 10 s
     return (await pg_commits(name) - before) / count
