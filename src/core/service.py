@@ -551,7 +551,9 @@ class CheckoutService:
             return payment, True
 
         payment, fresh = await self._transaction(record)
-        return await self._after_recorded(payment, request) if fresh else self._outcome(payment)
+        if not fresh:
+            return self._outcome(payment)
+        return await self._after_recorded(payment, customer, request)
 
     async def process_payment(
         self, environment_id: str, payment_id: str, *, idempotency_key: str | None = None
@@ -584,7 +586,9 @@ class CheckoutService:
             return current, True
 
         payment, fresh = await self._transaction(record)
-        return await self._after_recorded(payment, request) if fresh else self._outcome(payment)
+        if not fresh:
+            return self._outcome(payment)
+        return await self._after_recorded(payment, customer, request)
 
     async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
         async with self.uow() as uow:
@@ -648,14 +652,18 @@ class CheckoutService:
         )
         return moved
 
-    async def _after_recorded(self, payment: Payment, request: IdempotentRequest | None) -> Payment:
+    async def _after_recorded(
+        self, payment: Payment, customer: Customer, request: IdempotentRequest | None
+    ) -> Payment:
         """Charge (or open the hosted page for) a payment just moved to `processing`."""
         if payment.status is not PaymentStatus.PROCESSING:
             return self._outcome(payment)
         if payment.method_type is PaymentMethodType.PAYMENT_LINK:
-            answer = await self._open_payment_link(payment)
+            answer = await self._open_payment_link(payment, customer)
         else:
-            answer = await self._charge(payment)
+            answer = await self._gateway_answer(
+                self.gateway.charge(self._charge_request(payment, customer))
+            )
 
         async def record(uow: UnitOfWork) -> Payment:
             current = await self._payment(uow, payment.environment_id, payment.id, for_update=True)
@@ -684,14 +692,6 @@ class CheckoutService:
             return await self._apply_charge(uow, payment, answer, actor)
         return payment
 
-    async def _charge(self, payment: Payment) -> GatewayAnswer:
-        """The gateway's answer to the charge, or None when it is unknown."""
-        async with self.uow() as uow:
-            customer = await self._customer(uow, payment.environment_id, payment.customer_id)
-        return await self._gateway_answer(
-            self.gateway.charge(self._charge_request(payment, customer))
-        )
-
     @staticmethod
     async def _gateway_answer(call: Awaitable[ChargeResult | CheckoutSession]) -> GatewayAnswer:
         """A gateway call's answer: a refusal as a failure, None when the outcome is unknown."""
@@ -702,9 +702,7 @@ class CheckoutService:
         except CheckoutError as error:
             return GatewayFailure(code=GatewayError.code, message=error.message)
 
-    async def _open_payment_link(self, payment: Payment) -> GatewayAnswer:
-        async with self.uow() as uow:
-            customer = await self._customer(uow, payment.environment_id, payment.customer_id)
+    async def _open_payment_link(self, payment: Payment, customer: Customer) -> GatewayAnswer:
         return await self._gateway_answer(
             self.gateway.create_checkout_session(self._checkout_request(payment, customer))
         )
@@ -1220,21 +1218,21 @@ class CheckoutService:
     async def _reconcile_payment(self, payment: Payment) -> PaymentStatus | None:
         """Settle one `processing` payment if the gateway knows its outcome."""
         answer: GatewayAnswer
-        if payment.method_type is PaymentMethodType.PAYMENT_LINK:
-            if payment.gateway_tracking_id is None:
-                answer = await self._open_payment_link(payment)
-            else:
-                answer = await self._gateway_answer(
-                    self.gateway.get_checkout_session(payment.gateway_tracking_id)
-                )
+        if payment.method_type is PaymentMethodType.PAYMENT_LINK and payment.gateway_tracking_id:
+            answer = await self._gateway_answer(
+                self.gateway.get_checkout_session(payment.gateway_tracking_id)
+            )
         else:
             async with self.uow() as uow:
                 customer = await self._customer(uow, payment.environment_id, payment.customer_id)
-            answer = await self._gateway_answer(
-                self.gateway.find_charge(
-                    self._charge_request(payment, customer), payment.gateway_tracking_id
+            if payment.method_type is PaymentMethodType.PAYMENT_LINK:
+                answer = await self._open_payment_link(payment, customer)
+            else:
+                answer = await self._gateway_answer(
+                    self.gateway.find_charge(
+                        self._charge_request(payment, customer), payment.gateway_tracking_id
+                    )
                 )
-            )
         if answer is None or isinstance(answer, GatewayFailure):
             return None  # a look-up that failed says nothing about the payment
         if isinstance(answer, CheckoutSession):
