@@ -92,6 +92,8 @@ class Settings:
     sandbox_latency_ms: float = 0.0
     sandbox_latency_on: str = ""
     sandbox_faults: str = ""
+    # The sandbox announces each charge by event too, as Stripe's webhooks do.
+    sandbox_charge_events: bool = False
     # Where the sandbox keeps its state: None (beside ours), another database URL, or "memory".
     # Apart from ours, benchmarks count only the service's own commits.
     sandbox_database_url: str | None = None
@@ -122,6 +124,7 @@ class Settings:
             sandbox_latency_on=env.get("SANDBOX_LATENCY_ON", ""),
             notify_every=float(env.get("NOTIFY_EVERY_SECONDS", "1")),
             sandbox_faults=env.get("SANDBOX_FAULTS", ""),
+            sandbox_charge_events=env.get("SANDBOX_CHARGE_EVENTS", "") in ("1", "true", "yes"),
             sandbox_database_url=env.get("SANDBOX_DATABASE_URL") or None,
             webhook_retry_base=float(env.get("WEBHOOK_RETRY_BASE_SECONDS", "30")),
             webhook_timeout=float(env.get("WEBHOOK_TIMEOUT_SECONDS", str(DEFAULT_TIMEOUT_SECONDS))),
@@ -442,6 +445,8 @@ class CardCheckout:
 
     async def aclose(self) -> None:
         """Release what the adapters hold (connections, clients)."""
+        if self.sandbox is not None:
+            await self.sandbox.drain_events()
         if isinstance(self.gateway, StripePaymentGateway):
             await self.gateway.aclose()
         if isinstance(self.webhook_sender, HttpWebhookSender):
@@ -501,6 +506,7 @@ def bootstrap(
                 settings.sandbox_faults, settings.sandbox_latency_ms, settings.sandbox_latency_on
             ),
             base_url=settings.public_base_url,
+            emit_charge_events=settings.sandbox_charge_events,
         )
     webhooks = WebhookPolicy(retry_base=timedelta(seconds=settings.webhook_retry_base))
     checkout = CardCheckout(

@@ -9,8 +9,10 @@ stores a token, the brand and the last four digits, never the number.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
@@ -41,6 +43,7 @@ from core.gateway import (
 from core.money import CURRENCIES, Money
 from core.ports import Clock, IdGenerator
 
+logger = logging.getLogger("card_checkout.sandbox")
 EventSink = Callable[[GatewayEvent], Awaitable[object]]
 
 
@@ -127,6 +130,10 @@ class SandboxPaymentGateway:
     base_url: str = "http://127.0.0.1:8000"
     # Receives the events the sandbox emits, as a Stripe webhook endpoint would.
     event_sink: EventSink | None = None
+    # Also announce each charge (payment_intent.succeeded / .payment_failed) a moment later,
+    # as Stripe's webhooks do: a charge whose answer was lost is then settled by its event.
+    emit_charge_events: bool = False
+    _announcing: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
 
     # Customers and cards -------------------------------------------------------------------
 
@@ -281,7 +288,40 @@ class SandboxPaymentGateway:
             failure = _BY_TOKEN[pm["token"]].failure()
         intent = await self._new_intent(request.amount, request.gateway_customer_id,
                                         pm, failure, dict(request.metadata))  # fmt: skip
+        if self.emit_charge_events:
+            task = asyncio.create_task(self._announce_charge(str(intent["id"])))
+            self._announcing.add(task)
+            task.add_done_callback(self._announcing.discard)
         return {"payment_intent": intent["id"]}
+
+    async def _announce_charge(self, intent_id: str) -> None:
+        await asyncio.sleep(0)  # after the caller's answer, like a webhook
+        result = await self._intent_result(intent_id)
+        intent = await self.store.get("payment_intent", intent_id)
+        assert intent is not None
+        kind = (
+            GatewayEventType.PAYMENT_SUCCEEDED
+            if result.status is ChargeStatus.SUCCEEDED
+            else GatewayEventType.PAYMENT_FAILED
+        )
+        event = GatewayEvent(
+            id=self.ids.new_id("evt"),
+            type=kind,
+            created_at=self.clock.now(),
+            metadata=intent["metadata"],
+            charge=result,
+        )
+        if self.event_sink is not None:
+            try:
+                await self.event_sink(event)
+            except Exception:
+                # Stripe would retry the webhook; reconciliation settles it here.
+                logger.warning("sandbox: event %s was not taken", event.id, exc_info=True)
+
+    async def drain_events(self) -> None:
+        """Wait for the charge events announced so far (tests, shutdown)."""
+        while self._announcing:
+            await asyncio.gather(*self._announcing)
 
     async def _new_intent(
         self,
