@@ -37,7 +37,11 @@ _CARD_FIELD_NAMES: Final = frozenset(
         "expiry_month", "expiry_year", "expiration_date", "card_cvc", "card_exp",
     }
 )  # fmt: skip
-_DIGITS_WITH_SEPARATORS: Final = re.compile(r"(?:\d[ ._/-]?){12,18}\d")
+# A run of digits standing on its own: inside a longer token of letters and digits (a UUID's
+# hex, an order number) it is an identifier, not a card number typed by someone.
+_DIGITS_WITH_SEPARATORS: Final = re.compile(
+    r"(?<![0-9A-Za-z])(?:\d[ ._/-]?){12,18}\d(?![0-9A-Za-z])"
+)
 _EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL: Final = re.compile(r"^https?://[^\s]+$")
 

@@ -17,6 +17,7 @@ from core.model import Invoice, InvoiceStatus, PaymentMethodType
 from core.money import Money
 from core.rules import (
     check_payment_matches_invoice,
+    looks_like_card_number,
     parse_create_customer,
     parse_create_invoice,
     parse_create_payment,
@@ -678,3 +679,13 @@ def test_fingerprints_of_different_command_types_differ() -> None:
     refund = RefundPayment(payment_id="x")
     customer = CreateCustomer(external_id="x")
     assert refund.fingerprint() != customer.fingerprint()
+
+
+def test_digits_inside_an_identifier_are_not_taken_for_a_card() -> None:
+    # A UUID's hex can hold a Luhn-valid run of digits; it is part of a token, not a card.
+    assert not looks_like_card_number("c-9f4242424242424242e1")
+    assert not looks_like_card_number("inv_01K34HYZ4242424242424242")
+    assert looks_like_card_number("card 4242 4242 4242 4242 please")
+    assert looks_like_card_number("4242-4242-4242-4242")
+    command = parse_create_customer({"external_id": "ab4242424242424242cd"})
+    assert command.external_id == "ab4242424242424242cd"
