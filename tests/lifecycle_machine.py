@@ -344,9 +344,3 @@ class PaymentLifecycle(RuleBasedStateMachine):
         if payment.status in PAID_STATUSES:
             assert payment.succeeded_at is not None
             assert payment.gateway_tracking_id
-
-
-def with_settings(machine: type[PaymentLifecycle], **settings: Any) -> Any:
-    test = machine.TestCase
-    test.settings = __import__("hypothesis").settings(**settings)
-    return test
