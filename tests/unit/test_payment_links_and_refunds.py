@@ -65,6 +65,16 @@ def session_id(payment: Payment) -> str:
     return payment.gateway_tracking_id
 
 
+async def complete_with_event_lost(checkout: CardCheckout, session: str, card: str) -> None:
+    """The customer pays on the hosted page, but its completion event never arrives."""
+    gateway = sandbox(checkout)
+    sink, gateway.event_sink = gateway.event_sink, None
+    try:
+        await checkout.complete_sandbox_checkout(session, card)
+    finally:
+        gateway.event_sink = sink
+
+
 async def paid_by_card(
     checkout: CardCheckout, amount: str = "150.00", currency: str = "usd"
 ) -> Payment:
@@ -438,10 +448,7 @@ async def test_reconcile_settles_a_completed_link_whose_event_was_lost(
     customer = await customer_with_card(checkout, None)
     invoice = await finalized_invoice(checkout, customer)
     link = await checkout.create_payment(ENV, payment_link(invoice))
-    gateway = sandbox(checkout)
-    sink, gateway.event_sink = gateway.event_sink, None
-    await checkout.complete_sandbox_checkout(session_id(link), VISA)
-    gateway.event_sink = sink
+    await complete_with_event_lost(checkout, session_id(link), VISA)
     assert (await checkout.get_payment(ENV, link.id)).status is PaymentStatus.PROCESSING
     clock.advance(timedelta(minutes=1))
 
@@ -498,10 +505,7 @@ async def test_card_of_a_link_settled_by_reconcile_becomes_the_default(
     customer = await customer_with_card(checkout, None)
     invoice = await finalized_invoice(checkout, customer)
     link = await checkout.create_payment(ENV, payment_link(invoice))
-    gateway = sandbox(checkout)
-    sink, gateway.event_sink = gateway.event_sink, None
-    await checkout.complete_sandbox_checkout(session_id(link), VISA)
-    gateway.event_sink = sink
+    await complete_with_event_lost(checkout, session_id(link), VISA)
     clock.advance(timedelta(minutes=1))
     await checkout.reconcile(older_than=timedelta(0))
 
