@@ -69,26 +69,33 @@ class InvoicePool:
         return str(path)
 
 
-def gateway_url(url: str) -> str:
-    """The sandbox's own database beside the service's: as if the gateway were elsewhere."""
-    return url.replace(".sqlite3", "-gateway.sqlite3") if "sqlite" in url else url + "_gateway"
-
-
-async def prepare(url: str, invoices: int, card: str = "4242424242424242") -> InvoicePool:
-    """A migrated database with an environment, a key, a customer and `invoices` invoices."""
-    checkout = bootstrap(
-        Settings(database_url=url, sandbox_database_url=gateway_url(url)), dispatch_inline=False
-    )
+async def prepare(url: str) -> str:
+    """A migrated database with the bench's environment; returns a new write key for it."""
+    checkout = bootstrap(Settings(database_url=url), dispatch_inline=False)
     await checkout.migrate()
     try:
         await checkout.get_environment(ENV)
     except Exception:  # noqa: BLE001 - a fresh database
         await checkout.create_environment("bench", "bench", environment_id=ENV)
     _, key = await checkout.create_api_key("bench", [ENV], "write")
-    customer = await checkout.create_customer(ENV, {"external_id": f"bench-{os.urandom(6).hex()}"})
-    setup = await checkout.setup_card(ENV, customer.id)
-    await checkout.complete_sandbox_checkout(setup.id, card)
     await checkout.aclose()
+    return key
+
+
+async def enroll(server: Server, key: str, url: str, invoices: int,
+                 card: str = "4242424242424242") -> InvoicePool:  # fmt: skip
+    """A customer whose card is saved through the server's sandbox page, as a user would,
+    and `invoices` finalized invoices for it, bulk-inserted."""
+    headers = {"Authorization": f"Bearer {key}", "X-Environment-ID": ENV}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as client:
+        created = await client.post(
+            "/api/v1/customers", json={"external_id": f"bench-{os.urandom(6).hex()}"}
+        )
+        customer_id = created.raise_for_status().json()["id"]
+        setup = await client.post(f"/api/v1/customers/{customer_id}/payment_methods/setup")
+        page = httpx.URL(setup.raise_for_status().json()["url"]).path  # at this server's port
+        saved = await client.post(page, data={"card_number": card})
+        saved.raise_for_status()
     now = datetime.now(UTC)
     ids = UlidIdGenerator()  # as the service makes them: no long runs of digits
     rows = [
@@ -96,7 +103,7 @@ async def prepare(url: str, invoices: int, card: str = "4242424242424242") -> In
             Invoice(
                 id=ids.new_id("inv"),
                 environment_id=ENV,
-                customer_id=customer.id,
+                customer_id=customer_id,
                 amount_due=Money.of("10.00", "usd"),
                 status=InvoiceStatus.FINALIZED,
                 created_at=now,
@@ -151,7 +158,9 @@ class Server:
 
 
 def service(url: str, **env: str) -> Server:
-    settings = {"DATABASE_URL": url, "SANDBOX_DATABASE_URL": gateway_url(url),
+    """The service on `url`; its sandbox keeps its state in memory, costing the service
+    nothing a remote gateway would not (cards are saved through it by `enroll`)."""
+    settings = {"DATABASE_URL": url, "SANDBOX_DATABASE_URL": "memory",
                 "RECONCILE_EVERY_SECONDS": "0", **env}  # fmt: skip
     return Server([CLI, "serve", "--host", "127.0.0.1"], settings)
 
@@ -188,11 +197,10 @@ def wrk(server: Server, pool: InvoicePool, connections: int, seconds: float,
 
 
 async def pg_database(name: str) -> str:
-    """A fresh database, and a fresh one for the sandbox gateway beside it."""
+    """A fresh database."""
     admin = await asyncpg.connect(POSTGRES)
-    for database in (name, f"{name}_gateway"):
-        await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {database}")
+    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {name}")
     await admin.close()
     return POSTGRES.rsplit("/", 1)[0] + f"/{name}"
 
@@ -208,8 +216,10 @@ async def pg_commits(name: str) -> int:
 
 async def commits_per_payment(url: str, name: str, card: str, count: int) -> float:
     """Commits in pg_stat_database per payment, the service's own background work off."""
-    pool = await prepare(url, count + 50, card)
+    key = await prepare(url)
     server = service(url, NOTIFY_EVERY_SECONDS="0")
+    pool = await enroll(server, key, url, count, card)
+    await asyncio.sleep(11)  # the enrolment's commits reach pg_stat_database first
     before = await pg_commits(name)
     async with httpx.AsyncClient(
         base_url=server.url,
@@ -263,13 +273,14 @@ def percentile(values: list[float], q: float) -> float:
 
 async def growth(url: str, name: str, sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
     """Create and list latency with more and more payments already stored (PostgreSQL)."""
-    pool = await prepare(url, 600)
+    key = await prepare(url)
     figures: dict[int, dict[str, float]] = {}
     loaded = 0
     for size in sizes:
         await bulk_payments(url, size - loaded)
         loaded = size
         server = service(url, NOTIFY_EVERY_SECONDS="0")
+        pool = await enroll(server, key, url, 200)
         headers = {"Authorization": f"Bearer {pool.key}", "X-Environment-ID": ENV}
         creates: list[float] = []
         lists: list[float] = []
@@ -369,10 +380,10 @@ async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int
     sqlite_url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
     pg_url = await pg_database(name)
     for label, url in (("sqlite", sqlite_url), ("postgresql", pg_url)):
-        pool = await prepare(url, 60_000)
         server = service(url)
+        pool = await enroll(server, await prepare(url), url, 120_000)
         for connections in CONCURRENCY:
-            curves[label][connections] = wrk(server, pool, connections, seconds, 1000)
+            curves[label][connections] = wrk(server, pool, connections, seconds, 2000)
         server.stop()
     figures["curves"] = curves
     top = max(CONCURRENCY)
@@ -398,14 +409,14 @@ async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int
                  mark(succeeded <= 2.0)))  # fmt: skip
     rows.append(("3 commits per failed payment (PostgreSQL)", f"{failed:.2f}", "-", ""))
 
-    # 4. A slow gateway: 250 ms per charge, 128 clients, a small pool (2 + 2 overflow).
-    slow_pool = await prepare(pg_url, 20_000)
+    # 4. A slow gateway: 250 ms per charge, 128 clients, a small pool of 4 connections.
     slow = service(pg_url, SANDBOX_LATENCY_MS="250", SANDBOX_LATENCY_ON="charge",
-                   DATABASE_POOL_SIZE="2")  # fmt: skip
+                   DATABASE_POOL_SIZE="4")  # fmt: skip
+    slow_pool = await enroll(slow, await prepare(pg_url), pg_url, 20_000)
     slow_result = wrk(slow, slow_pool, 128, seconds, 520)
     ideal = 128 / 0.25
     figures["slow_gateway"] = {**slow_result, "ideal_rps": ideal}
-    rows.append(("4 slow gateway (250 ms, 128 clients, pool 2+2): rate / ideal 512/s",
+    rows.append(("4 slow gateway (250 ms, 128 clients, pool of 4): rate / ideal 512/s",
                  f"{slow_result['rps']:,.0f}/s = {slow_result['rps'] / ideal:.2f}", ">= 0.90",
                  mark(slow_result["rps"] / ideal >= 0.90)))  # fmt: skip
 

@@ -279,6 +279,39 @@ class StorageContract:
             assert stored is not None
             assert stored.status is PaymentStatus.PROCESSING
 
+    async def test_a_row_added_then_changed_reads_back_changed_within_and_after(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        await self._seed(units)
+        p, created = Payment.start(
+            at=T0, id="pay_0009", environment_id=ENV, invoice_id="inv_0001",
+            customer_id="cust_0001", amount=Money.of("150.00", "usd"),
+            method_type=PaymentMethodType.CARD,
+        )  # fmt: skip
+        processing, event = p.transition(
+            PaymentStatus.PROCESSING, at=T0, reason="go", actor=Actor.API
+        )
+        async with units() as uow:
+            await uow.payments.add(p)
+            await uow.payments.add_event(created)
+            await uow.payments.update(processing)
+            await uow.payments.add_event(event)
+            assert await uow.payments.get(ENV, "pay_0009") == processing
+            assert await uow.payments.live_for_invoice(ENV, "inv_0001") == processing
+            assert list(await uow.payments.events(ENV, "pay_0009")) == [created, event]
+            with pytest.raises(ConcurrentUpdate):
+                await uow.payments.update(attrs.evolve(processing, version=processing.version + 5))
+        async with units() as uow:
+            assert await uow.payments.get(ENV, "pay_0009") is None  # never committed
+            await uow.payments.add(p)
+            await uow.payments.update(processing)
+            await uow.payments.add_event(created)
+            await uow.payments.add_event(event)
+            await uow.commit()
+        async with units() as uow:
+            assert await uow.payments.get(ENV, "pay_0009") == processing
+            assert list(await uow.payments.events(ENV, "pay_0009")) == [created, event]
+
     async def test_events_are_kept_in_order(self, units: UnitOfWorkFactory) -> None:
         await self._seed(units)
         p, created = Payment.start(

@@ -8,10 +8,11 @@ Commit never awaits, so it is atomic under asyncio.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import cached_property
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import attrs
 
@@ -129,50 +130,50 @@ def _page(rows: Iterable[E], limit: int, starting_after: str | None,
 
 class InMemoryEnvironmentRepository:
     def __init__(self, table: _Table[str, Environment]) -> None:
-        self._table = table
+        self.table = table
 
     async def add(self, environment: Environment) -> None:
-        self._table.add(environment.id, environment)
+        self.table.add(environment.id, environment)
 
     async def get(self, environment_id: str) -> Environment | None:
-        return self._table.get(environment_id)
+        return self.table.get(environment_id)
 
     async def update(self, environment: Environment) -> None:
-        self._table.update(environment.id, environment)
+        self.table.update(environment.id, environment)
 
 
 class InMemoryApiKeyRepository:
     def __init__(self, table: _Table[str, ApiKey]) -> None:
-        self._table = table
+        self.table = table
 
     async def add(self, key: ApiKey) -> None:
-        self._table.add(key.id, key)
+        self.table.add(key.id, key)
 
     async def get(self, key_id: str) -> ApiKey | None:
-        return self._table.get(key_id)
+        return self.table.get(key_id)
 
     async def get_by_hash(self, key_hash: str) -> ApiKey | None:
-        return next((k for k in self._table.rows() if k.key_hash == key_hash), None)
+        return next((k for k in self.table.rows() if k.key_hash == key_hash), None)
 
     async def update(self, key: ApiKey) -> None:
-        self._table.update(key.id, key)
+        self.table.update(key.id, key)
 
 
 class InMemoryCustomerRepository:
     def __init__(self, table: _Table[tuple[str, str], Customer]) -> None:
-        self._table = table
+        self.table = table
 
     async def add(self, customer: Customer) -> None:
-        self._table.add((customer.environment_id, customer.id), customer)
+        self.table.add((customer.environment_id, customer.id), customer)
 
     async def get(self, environment_id: str, customer_id: str) -> Customer | None:
-        return self._table.get((environment_id, customer_id))
+        return self.table.get((environment_id, customer_id))
 
     async def get_by_external_id(self, environment_id: str, external_id: str) -> Customer | None:
         return next(
             (
                 c
-                for c in self._table.rows()
+                for c in self.table.rows()
                 if c.environment_id == environment_id and c.external_id == external_id
             ),
             None,
@@ -181,23 +182,23 @@ class InMemoryCustomerRepository:
 
 class InMemoryInvoiceRepository:
     def __init__(self, table: _Table[tuple[str, str], Invoice]) -> None:
-        self._table = table
+        self.table = table
 
     async def add(self, invoice: Invoice) -> None:
-        self._table.add((invoice.environment_id, invoice.id), invoice)
+        self.table.add((invoice.environment_id, invoice.id), invoice)
 
     async def get(
         self, environment_id: str, invoice_id: str, *, for_update: bool = False
     ) -> Invoice | None:
-        return self._table.get((environment_id, invoice_id))
+        return self.table.get((environment_id, invoice_id))
 
     async def update(self, invoice: Invoice) -> None:
-        self._table.update((invoice.environment_id, invoice.id), invoice)
+        self.table.update((invoice.environment_id, invoice.id), invoice)
 
     async def list(self, query: InvoiceQuery) -> Page[Invoice]:
         rows = (
             i
-            for i in self._table.rows()
+            for i in self.table.rows()
             if i.environment_id == query.environment_id
             and (query.customer_id is None or i.customer_id == query.customer_id)
             and (query.statuses is None or i.status in query.statuses)
@@ -207,32 +208,32 @@ class InMemoryInvoiceRepository:
 
 class InMemoryPaymentRepository:
     def __init__(self, table: _Table[tuple[str, str], Payment], store: InMemoryStore) -> None:
-        self._table = table
+        self.table = table
         self._store = store
         self.new_events: list[PaymentEvent] = []
 
     async def add(self, payment: Payment) -> None:
-        self._table.add((payment.environment_id, payment.id), payment)
+        self.table.add((payment.environment_id, payment.id), payment)
 
     async def get(
         self, environment_id: str, payment_id: str, *, for_update: bool = False
     ) -> Payment | None:
-        return self._table.get((environment_id, payment_id))
+        return self.table.get((environment_id, payment_id))
 
     async def get_by_tracking_id(self, gateway_tracking_id: str) -> Payment | None:
-        for payment in self._table.staged.values():
+        for payment in self.table.staged.values():
             if payment.gateway_tracking_id == gateway_tracking_id:
                 return payment
         key = self._store.payments_by_tracking_id.get(gateway_tracking_id)
-        return self._table.get(key) if key else None
+        return self.table.get(key) if key else None
 
     async def update(self, payment: Payment) -> None:
-        self._table.update((payment.environment_id, payment.id), payment)
+        self.table.update((payment.environment_id, payment.id), payment)
 
     def for_invoice(self, environment_id: str, invoice_id: str) -> list[Payment]:
         ids = self._store.payments_by_invoice.get((environment_id, invoice_id), [])
-        found = {p.id: p for p in (self._table.get((environment_id, i)) for i in ids) if p}
-        for payment in self._table.staged.values():
+        found = {p.id: p for p in (self.table.get((environment_id, i)) for i in ids) if p}
+        for payment in self.table.staged.values():
             if payment.environment_id == environment_id and payment.invoice_id == invoice_id:
                 found[payment.id] = payment
         return list(found.values())
@@ -243,7 +244,7 @@ class InMemoryPaymentRepository:
     async def list(self, query: PaymentQuery) -> Page[Payment]:
         rows = (
             p
-            for p in self._table.rows()
+            for p in self.table.rows()
             if p.environment_id == query.environment_id
             and (query.invoice_id is None or p.invoice_id == query.invoice_id)
             and (query.customer_id is None or p.customer_id == query.customer_id)
@@ -256,7 +257,7 @@ class InMemoryPaymentRepository:
     async def processing(self, not_updated_since: datetime, limit: int) -> Sequence[Payment]:
         stuck = [
             p
-            for p in self._table.rows()
+            for p in self.table.rows()
             if p.status is PaymentStatus.PROCESSING and p.updated_at <= not_updated_since
         ]
         return sorted(stuck, key=lambda p: p.updated_at)[:limit]
@@ -272,21 +273,21 @@ class InMemoryPaymentRepository:
 
 class InMemoryRefundRepository:
     def __init__(self, table: _Table[tuple[str, str], Refund]) -> None:
-        self._table = table
+        self.table = table
 
     async def add(self, refund: Refund) -> None:
-        self._table.add((refund.environment_id, refund.id), refund)
+        self.table.add((refund.environment_id, refund.id), refund)
 
     async def get(self, environment_id: str, refund_id: str) -> Refund | None:
-        return self._table.get((environment_id, refund_id))
+        return self.table.get((environment_id, refund_id))
 
     async def update(self, refund: Refund) -> None:
-        self._table.update((refund.environment_id, refund.id), refund)
+        self.table.update((refund.environment_id, refund.id), refund)
 
     async def for_payment(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
         found = [
             r
-            for r in self._table.rows()
+            for r in self.table.rows()
             if r.environment_id == environment_id and r.payment_id == payment_id
         ]
         return sorted(found, key=lambda r: (r.created_at, r.id))
@@ -294,7 +295,7 @@ class InMemoryRefundRepository:
     async def pending(self, not_updated_since: datetime, limit: int) -> Sequence[Refund]:
         found = [
             r
-            for r in self._table.rows()
+            for r in self.table.rows()
             if r.status is RefundStatus.PENDING and r.updated_at <= not_updated_since
         ]
         return sorted(found, key=lambda r: r.updated_at)[:limit]
@@ -302,17 +303,17 @@ class InMemoryRefundRepository:
 
 class InMemoryIdempotencyRepository:
     def __init__(self, table: _Table[tuple[str, str], IdempotencyRecord]) -> None:
-        self._table = table
+        self.table = table
 
     async def get(self, environment_id: str, key: str) -> IdempotencyRecord | None:
-        return self._table.get((environment_id, key))
+        return self.table.get((environment_id, key))
 
     async def put(self, record: IdempotencyRecord) -> None:
         key = (record.environment_id, record.key)
         if record.version == 1:
-            self._table.add(key, record)
+            self.table.add(key, record)
         else:
-            self._table.update(key, record)
+            self.table.update(key, record)
 
 
 class InMemoryOutboxRepository:
@@ -346,79 +347,120 @@ class InMemoryGatewayEventLog:
 
 class InMemoryWebhookEndpointRepository:
     def __init__(self, table: _Table[tuple[str, str], WebhookEndpoint]) -> None:
-        self._table = table
+        self.table = table
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
-        self._table.add((endpoint.environment_id, endpoint.id), endpoint)
+        self.table.add((endpoint.environment_id, endpoint.id), endpoint)
 
     async def get(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint | None:
-        return self._table.get((environment_id, endpoint_id))
+        return self.table.get((environment_id, endpoint_id))
 
     async def list(self, environment_id: str) -> Sequence[WebhookEndpoint]:
-        found = [e for e in self._table.rows() if e.environment_id == environment_id]
+        found = [e for e in self.table.rows() if e.environment_id == environment_id]
         return sorted(found, key=lambda e: (e.created_at, e.id))
 
     async def update(self, endpoint: WebhookEndpoint) -> None:
-        self._table.update((endpoint.environment_id, endpoint.id), endpoint)
+        self.table.update((endpoint.environment_id, endpoint.id), endpoint)
 
 
 class InMemoryWebhookDeliveryRepository:
     def __init__(self, table: _Table[tuple[str, str], WebhookDelivery]) -> None:
-        self._table = table
+        self.table = table
 
     async def add(self, delivery: WebhookDelivery) -> None:
-        self._table.add((delivery.environment_id, delivery.id), delivery)
+        self.table.add((delivery.environment_id, delivery.id), delivery)
 
     async def get(self, environment_id: str, delivery_id: str) -> WebhookDelivery | None:
-        return self._table.get((environment_id, delivery_id))
+        return self.table.get((environment_id, delivery_id))
 
     async def due(self, now: datetime, limit: int) -> Sequence[WebhookDelivery]:
-        found = [d for d in self._table.rows() if d.pending and d.next_attempt_at <= now]
+        found = [d for d in self.table.rows() if d.pending and d.next_attempt_at <= now]
         return sorted(found, key=lambda d: (d.next_attempt_at, d.created_at, d.id))[:limit]
 
     async def update(self, delivery: WebhookDelivery) -> None:
-        self._table.update((delivery.environment_id, delivery.id), delivery)
+        self.table.update((delivery.environment_id, delivery.id), delivery)
 
     async def for_endpoint(
         self, environment_id: str, endpoint_id: str, limit: int
     ) -> Sequence[WebhookDelivery]:
         found = [
             d
-            for d in self._table.rows()
+            for d in self.table.rows()
             if d.environment_id == environment_id and d.endpoint_id == endpoint_id
         ]
         return sorted(found, key=lambda d: (d.created_at, d.id), reverse=True)[:limit]
 
 
+R = TypeVar("R")
+
+
 class InMemoryUnitOfWork:
-    """One transaction over an `InMemoryStore`; rolls back unless committed."""
+    """One transaction over an `InMemoryStore`; rolls back unless committed.
+
+    Repositories open on first use: most transactions touch two or three of them, and
+    commit checks and applies only those.
+    """
 
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
-        self._reset()
+
+    @cached_property
+    def environments(self) -> InMemoryEnvironmentRepository:
+        return InMemoryEnvironmentRepository(_Table(self.store.environments))
+
+    @cached_property
+    def api_keys(self) -> InMemoryApiKeyRepository:
+        return InMemoryApiKeyRepository(_Table(self.store.api_keys))
+
+    @cached_property
+    def customers(self) -> InMemoryCustomerRepository:
+        return InMemoryCustomerRepository(_Table(self.store.customers))
+
+    @cached_property
+    def invoices(self) -> InMemoryInvoiceRepository:
+        return InMemoryInvoiceRepository(_Table(self.store.invoices))
+
+    @cached_property
+    def payments(self) -> InMemoryPaymentRepository:
+        return InMemoryPaymentRepository(_Table(self.store.payments), self.store)
+
+    @cached_property
+    def refunds(self) -> InMemoryRefundRepository:
+        return InMemoryRefundRepository(_Table(self.store.refunds))
+
+    @cached_property
+    def idempotency(self) -> InMemoryIdempotencyRepository:
+        return InMemoryIdempotencyRepository(_Table(self.store.idempotency))
+
+    @cached_property
+    def outbox(self) -> InMemoryOutboxRepository:
+        return InMemoryOutboxRepository(self.store)
+
+    @cached_property
+    def gateway_events(self) -> InMemoryGatewayEventLog:
+        return InMemoryGatewayEventLog(self.store)
+
+    @cached_property
+    def webhook_endpoints(self) -> InMemoryWebhookEndpointRepository:
+        return InMemoryWebhookEndpointRepository(_Table(self.store.webhook_endpoints))
+
+    @cached_property
+    def webhook_deliveries(self) -> InMemoryWebhookDeliveryRepository:
+        return InMemoryWebhookDeliveryRepository(_Table(self.store.webhook_deliveries))
+
+    def _opened(self, name: str, kind: type[R]) -> R | None:
+        repository = self.__dict__.get(name)
+        return repository if isinstance(repository, kind) else None
+
+    def _opened_tables(self, *names: str) -> Iterator[_Table[Any, Any]]:
+        for name in names:
+            repository = self.__dict__.get(name)
+            if repository is not None:
+                yield repository.table
 
     def _reset(self) -> None:
-        store = self.store
-        self._environments = _Table(store.environments)
-        self._api_keys = _Table(store.api_keys)
-        self._customers = _Table(store.customers)
-        self._invoices = _Table(store.invoices)
-        self._payments = _Table(store.payments)
-        self._refunds = _Table(store.refunds)
-        self._idempotency = _Table(store.idempotency)
-        self._webhook_endpoints = _Table(store.webhook_endpoints)
-        self._webhook_deliveries = _Table(store.webhook_deliveries)
-        self.environments = InMemoryEnvironmentRepository(self._environments)
-        self.api_keys = InMemoryApiKeyRepository(self._api_keys)
-        self.customers = InMemoryCustomerRepository(self._customers)
-        self.invoices = InMemoryInvoiceRepository(self._invoices)
-        self.payments = InMemoryPaymentRepository(self._payments, store)
-        self.refunds = InMemoryRefundRepository(self._refunds)
-        self.idempotency = InMemoryIdempotencyRepository(self._idempotency)
-        self.outbox = InMemoryOutboxRepository(store)
-        self.gateway_events = InMemoryGatewayEventLog(store)
-        self.webhook_endpoints = InMemoryWebhookEndpointRepository(self._webhook_endpoints)
-        self.webhook_deliveries = InMemoryWebhookDeliveryRepository(self._webhook_deliveries)
+        for name in _REPOSITORIES:
+            self.__dict__.pop(name, None)
 
     async def __aenter__(self) -> Self:
         return self
@@ -442,72 +484,88 @@ class InMemoryUnitOfWork:
             self._reset()
 
     def _check(self) -> None:
-        if any(self._idempotency.conflicts()):
-            raise IdempotencyKeyInUse()
-        tables = (self._environments, self._api_keys, self._invoices, self._payments,
-                  self._refunds, self._webhook_endpoints, self._webhook_deliveries)  # fmt: skip
-        for table in tables:
+        for table in self._opened_tables("idempotency"):
+            if any(table.conflicts()):
+                raise IdempotencyKeyInUse()
+        versioned = ("environments", "api_keys", "invoices", "payments", "refunds",
+                     "webhook_endpoints", "webhook_deliveries")  # fmt: skip
+        for table in self._opened_tables(*versioned):
             if any(table.conflicts()):
                 raise ConcurrentUpdate()
-        for key in self._webhook_deliveries.inserted:
-            # One delivery per notification and endpoint, however many dispatchers run.
-            new = self._webhook_deliveries.staged[key]
-            if any(
-                d.endpoint_id == new.endpoint_id
-                and d.notification.id == new.notification.id
-                and d.id != new.id
-                for d in self._webhook_deliveries.rows()
-            ):
-                raise ConcurrentUpdate()
-        for customer in self._customers.staged.values():
-            others = (
-                c
-                for c in self._customers.rows()
-                if c.environment_id == customer.environment_id
-                and c.external_id == customer.external_id
-                and c.id != customer.id
-            )
-            if (existing := next(others, None)) is not None:
-                raise CustomerAlreadyExists(customer_id=existing.id)
-        for payment in self._payments.staged.values():
+        if deliveries := self._opened("webhook_deliveries", InMemoryWebhookDeliveryRepository):
+            for key in deliveries.table.inserted:
+                # One delivery per notification and endpoint, however many dispatchers run.
+                new = deliveries.table.staged[key]
+                if any(
+                    d.endpoint_id == new.endpoint_id
+                    and d.notification.id == new.notification.id
+                    and d.id != new.id
+                    for d in deliveries.table.rows()
+                ):
+                    raise ConcurrentUpdate()
+        if customers := self._opened("customers", InMemoryCustomerRepository):
+            for customer in customers.table.staged.values():
+                others = (
+                    c
+                    for c in customers.table.rows()
+                    if c.environment_id == customer.environment_id
+                    and c.external_id == customer.external_id
+                    and c.id != customer.id
+                )
+                if (existing := next(others, None)) is not None:
+                    raise CustomerAlreadyExists(customer_id=existing.id)
+        if payments := self._opened("payments", InMemoryPaymentRepository):
+            self._check_payments(payments)
+        events = self._opened("gateway_events", InMemoryGatewayEventLog)
+        if events and any(event_id in self.store.gateway_events for event_id in events.added):
+            raise ConcurrentUpdate()
+
+    def _check_payments(self, payments: InMemoryPaymentRepository) -> None:
+        for payment in payments.table.staged.values():
             siblings = [
                 p
-                for p in self.payments.for_invoice(payment.environment_id, payment.invoice_id)
+                for p in payments.for_invoice(payment.environment_id, payment.invoice_id)
                 if p.id != payment.id
             ]
             if payment.is_live and any(p.status in LIVE_STATUSES for p in siblings):
                 raise PaymentInProgress(invoice_id=payment.invoice_id)
             if payment.status in PAID_STATUSES and any(p.status in PAID_STATUSES for p in siblings):
                 raise InvoiceAlreadyPaid(invoice_id=payment.invoice_id)
-        for event in self.payments.new_events:
+        for event in payments.new_events:
             known = self.store.events.get(event.payment_id, [])
             if any(e.sequence == event.sequence for e in known):
                 raise ConcurrentUpdate()
-        if any(event_id in self.store.gateway_events for event_id in self.gateway_events.added):
-            raise ConcurrentUpdate()
 
     def _apply(self) -> None:
         store = self.store
-        for table in (self._environments, self._api_keys, self._customers, self._invoices,
-                      self._refunds, self._idempotency, self._webhook_endpoints,
-                      self._webhook_deliveries):  # fmt: skip
+        for table in self._opened_tables("environments", "api_keys", "customers", "invoices",
+                                         "refunds", "idempotency", "webhook_endpoints",
+                                         "webhook_deliveries"):  # fmt: skip
             table.apply()
-        for key, payment in self._payments.staged.items():
-            if key in self._payments.inserted:
-                store.payments_by_invoice.setdefault(
-                    (payment.environment_id, payment.invoice_id), []
-                ).append(payment.id)
-            if payment.gateway_tracking_id:
-                store.payments_by_tracking_id[payment.gateway_tracking_id] = key
-        self._payments.apply()
-        for event in self.payments.new_events:
-            store.events.setdefault(event.payment_id, []).append(event)
-        for notification in self.outbox.added:
-            store.outbox[notification.id] = notification
-        for notification_id in self.outbox.delivered:
-            store.outbox.pop(notification_id, None)
-        store.gateway_events.update(self.gateway_events.added)
+        if payments := self._opened("payments", InMemoryPaymentRepository):
+            for key, payment in payments.table.staged.items():
+                if key in payments.table.inserted:
+                    store.payments_by_invoice.setdefault(
+                        (payment.environment_id, payment.invoice_id), []
+                    ).append(payment.id)
+                if payment.gateway_tracking_id:
+                    store.payments_by_tracking_id[payment.gateway_tracking_id] = key
+            payments.table.apply()
+            for event in payments.new_events:
+                store.events.setdefault(event.payment_id, []).append(event)
+        if outbox := self._opened("outbox", InMemoryOutboxRepository):
+            for notification in outbox.added:
+                store.outbox[notification.id] = notification
+            for notification_id in outbox.delivered:
+                store.outbox.pop(notification_id, None)
+        if events := self._opened("gateway_events", InMemoryGatewayEventLog):
+            store.gateway_events.update(events.added)
         store.commits += 1
+
+
+_REPOSITORIES = tuple(
+    name for name, value in vars(InMemoryUnitOfWork).items() if isinstance(value, cached_property)
+)
 
 
 @attrs.define

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 from typing import Any, Protocol
 
 import attrs
@@ -22,23 +22,30 @@ class SandboxStore(Protocol):
 
 @attrs.define
 class InMemorySandboxStore:
-    documents: dict[tuple[str, str], Document] = attrs.Factory(dict)
+    """Documents kept as JSON text, as the SQL store keeps them: a caller never shares one."""
+
+    documents: dict[tuple[str, str], str] = attrs.Factory(dict)
 
     async def get(self, kind: str, key: str) -> Document | None:
         found = self.documents.get((kind, key))
-        return copy.deepcopy(found) if found is not None else None
+        return _load(found) if found is not None else None
 
     async def put(self, kind: str, key: str, document: Document) -> None:
-        self.documents[(kind, key)] = copy.deepcopy(document)
+        self.documents[(kind, key)] = json.dumps(document)
 
     async def insert(self, kind: str, key: str, document: Document) -> bool:
         if (kind, key) in self.documents:
             return False
-        self.documents[(kind, key)] = copy.deepcopy(document)
+        self.documents[(kind, key)] = json.dumps(document)
         return True
 
     async def delete(self, kind: str, key: str) -> None:
         self.documents.pop((kind, key), None)
 
     async def all(self, kind: str) -> list[Document]:
-        return [copy.deepcopy(doc) for (k, _), doc in self.documents.items() if k == kind]
+        return [_load(text) for (k, _), text in self.documents.items() if k == kind]
+
+
+def _load(text: str) -> Document:
+    document: Document = json.loads(text)
+    return document

@@ -28,8 +28,10 @@ def create_engine_from_url(url: str, *, pool_size: int = 10, echo: bool = False)
         return engine
     # No pre-ping: it would cost a round trip (and a transaction) per checkout; connections
     # are recycled instead, and a dead one fails its request, which the caller may retry.
+    # No overflow: under steady load overflow connections are opened and closed again and
+    # again (a TLS handshake each); a fixed pool of short transactions just queues.
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+        url, echo=echo, pool_size=pool_size, max_overflow=0, pool_recycle=1800
     )
 
 

@@ -1,20 +1,26 @@
 """`SqlUnitOfWork`: one database transaction, with repositories over SQLAlchemy Core.
 
-Writes run as they are made, inside the transaction: a versioned UPDATE that matches no row
-raises `ConcurrentUpdate` at once, and a constraint violation becomes the core's error for it.
-The transaction begins on the first statement, so a unit of work that only reads never holds
-a connection longer than its reads, and it rolls back unless committed.
+Writes run inside the transaction: a versioned UPDATE that matches no row raises
+`ConcurrentUpdate` at once, and a constraint violation becomes the core's error for it. New
+rows are staged and inserted together at commit (or before a statement that needs them), so
+a row inserted then updated in one transaction costs one INSERT, and a transaction's payment
+events and notifications go in one statement per table. The transaction begins on the first
+statement, so a unit of work that only reads never holds a connection longer than its reads,
+and it rolls back unless committed.
+
+Every statement is built once, at import: SQLAlchemy caches its compiled form, so a call only
+binds values (building `insert(t).values(...)` per call cost more CPU than the round trip).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 import attrs
-from sqlalchemy import Table, and_, event, insert, select, tuple_, update
+from sqlalchemy import Insert, Select, Table, bindparam, event, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ColumnElement
@@ -44,12 +50,71 @@ from core.model import (
 )
 from core.ports import IdempotencyRecord, InvoiceQuery, Page, PaymentQuery
 
-_LIVE = [s.value for s in LIVE_STATUSES]
-
 
 def _is_unique_violation(error: IntegrityError) -> bool:
     sqlstate = getattr(error.orig, "sqlstate", None)
     return sqlstate == "23505" or "UNIQUE constraint failed" in str(error.orig)
+
+
+class _Statements:
+    """One table's statements by key, built once; values are bound at execution."""
+
+    def __init__(self, table: Table, *keys: str) -> None:
+        self.table = table
+        self.keys = keys
+        match = [table.c[k] == bindparam(f"match_{k}") for k in keys]
+        self.insert = insert(table)
+        self.get = select(table).where(*match)
+        self.get_for_update = self.get.with_for_update()
+        # No values(): the SET clause is made of the parameters named like columns.
+        self.update = update(table).where(*match, table.c.version == bindparam("match_version"))
+
+    def key(self, *values: str) -> dict[str, str]:
+        return {f"match_{k}": v for k, v in zip(self.keys, values, strict=True)}
+
+    def versioned(self, values: dict[str, Any]) -> dict[str, Any]:
+        """UPDATE parameters: the new values, for the row still at the version before them."""
+        params = {column: value for column, value in values.items() if column not in self.keys}
+        params.update({f"match_{k}": values[k] for k in self.keys})
+        params["match_version"] = values["version"] - 1
+        return params
+
+
+_ENVIRONMENTS = _Statements(tables.environments, "id")
+_API_KEYS = _Statements(tables.api_keys, "id")
+_API_KEY_BY_HASH = select(tables.api_keys).where(
+    tables.api_keys.c.key_hash == bindparam("key_hash")
+)
+_CUSTOMERS = _Statements(tables.customers, "environment_id", "id")
+_CUSTOMER_BY_EXTERNAL_ID = select(tables.customers).where(
+    tables.customers.c.environment_id == bindparam("environment_id"),
+    tables.customers.c.external_id == bindparam("external_id"),
+)
+_INVOICES = _Statements(tables.invoices, "environment_id", "id")
+_PAYMENTS = _Statements(tables.payments, "environment_id", "id")
+_PAYMENT_BY_TRACKING_ID = select(tables.payments).where(
+    tables.payments.c.gateway_tracking_id == bindparam("tracking_id")
+)
+_LIVE_PAYMENT = select(tables.payments).where(
+    tables.payments.c.environment_id == bindparam("environment_id"),
+    tables.payments.c.invoice_id == bindparam("invoice_id"),
+    tables.payments.c.status.in_([s.value for s in LIVE_STATUSES]),
+)
+_REFUNDS = _Statements(tables.refunds, "environment_id", "id")
+_IDEMPOTENCY = _Statements(tables.idempotency_records, "environment_id", "key")
+_GATEWAY_EVENT_SEEN = select(tables.gateway_events.c.id).where(
+    tables.gateway_events.c.id == bindparam("event_id")
+)
+_WEBHOOK_ENDPOINTS = _Statements(tables.webhook_endpoints, "environment_id", "id")
+_WEBHOOK_DELIVERIES = _Statements(tables.webhook_deliveries, "environment_id", "id")
+
+
+@attrs.define
+class _Staged:
+    """Rows of one table waiting to be inserted, by key, with the error a clash means."""
+
+    rows: dict[Hashable, dict[str, Any]] = attrs.Factory(dict)
+    conflict: CheckoutError | None = None
 
 
 class _Session:
@@ -58,6 +123,7 @@ class _Session:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.connection: AsyncConnection | None = None
+        self.staged: dict[Table, _Staged] = {}
 
     async def conn(self) -> AsyncConnection:
         if self.connection is None:
@@ -65,10 +131,54 @@ class _Session:
             await self.connection.begin()
         return self.connection
 
-    async def execute(self, statement: Any, conflict: CheckoutError | None = None) -> Any:
+    def stage(self, table: Table, key: Hashable, values: dict[str, Any],
+              conflict: CheckoutError | None = None) -> None:  # fmt: skip
+        """Insert a row with the next statement, in one INSERT with its table's other rows."""
+        staged = self.staged.setdefault(table, _Staged())
+        staged.rows[key] = values
+        staged.conflict = conflict if len(staged.rows) == 1 else None
+
+    def restage(self, table: Table, key: Hashable, values: dict[str, Any],
+                conflict: CheckoutError | None = None) -> bool:  # fmt: skip
+        """Replace a row still waiting to be inserted; False when it is not waiting."""
+        staged = self.staged.get(table)
+        if staged is None or key not in staged.rows:
+            return False
+        if staged.rows[key]["version"] != values["version"] - 1:
+            raise ConcurrentUpdate()
+        staged.rows[key] = values
+        if len(staged.rows) == 1:
+            staged.conflict = conflict
+        return True
+
+    async def flush(self) -> None:
+        staged, self.staged = self.staged, {}
+        for table, waiting in staged.items():
+            rows_ = list(waiting.rows.values())
+            await self._run(insert(table), rows_[0] if len(rows_) == 1 else rows_,
+                            waiting.conflict)  # fmt: skip
+
+    async def execute(
+        self, statement: Any, params: Any = None, conflict: CheckoutError | None = None
+    ) -> Any:
+        if self.staged and self._needs_staged(statement):
+            await self.flush()
+        return await self._run(statement, params, conflict)
+
+    def _needs_staged(self, statement: Any) -> bool:
+        """Whether staged rows must be in first: for a statement on their table, or any
+        INSERT (whose foreign keys may point at them)."""
+        if isinstance(statement, Insert):
+            return True
+        touched = (
+            statement.columns_clause_froms if isinstance(statement, Select) else [statement.table]
+        )
+        return any(table in self.staged for table in touched)
+
+    async def _run(self, statement: Any, params: Any, conflict: CheckoutError | None) -> Any:
         connection = await self.conn()
         try:
-            return await connection.execute(statement)
+            return await connection.execute(statement, params)
         except IntegrityError as error:
             if not _is_unique_violation(error):
                 raise  # a broken foreign key or check is a bug, not a race
@@ -84,11 +194,14 @@ class _Session:
                 raise ConcurrentUpdate() from error
             raise
 
-    async def versioned_update(self, table: Table, values: dict[str, Any], *keys: str) -> None:
+    async def one(self, statement: Any, params: dict[str, Any]) -> Any:
+        """The first row of a query as a mapping, or None."""
+        return (await self.execute(statement, params)).mappings().first()
+
+    async def versioned_update(self, statements: _Statements, values: dict[str, Any],
+                               conflict: CheckoutError | None = None) -> None:  # fmt: skip
         """UPDATE the row to `values` only if it still has the version before them."""
-        where = [table.c[k] == values[k] for k in keys]
-        where.append(table.c.version == values["version"] - 1)
-        result = await self.execute(update(table).where(*where).values(**values))
+        result = await self.execute(statements.update, statements.versioned(values), conflict)
         if result.rowcount != 1:
             raise ConcurrentUpdate()
 
@@ -118,18 +231,14 @@ class SqlEnvironmentRepository:
         self._session = session
 
     async def add(self, environment: Environment) -> None:
-        values = rows.environment_values(environment)
-        await self._session.execute(insert(tables.environments).values(values))
+        await self._session.execute(_ENVIRONMENTS.insert, rows.environment_values(environment))
 
     async def get(self, environment_id: str) -> Environment | None:
-        t = tables.environments
-        result = await self._session.execute(select(t).where(t.c.id == environment_id))
-        row = result.mappings().first()
+        row = await self._session.one(_ENVIRONMENTS.get, _ENVIRONMENTS.key(environment_id))
         return rows.environment_from(row) if row else None
 
     async def update(self, environment: Environment) -> None:
-        values = rows.environment_values(environment)
-        await self._session.versioned_update(tables.environments, values, "id")
+        await self._session.versioned_update(_ENVIRONMENTS, rows.environment_values(environment))
 
 
 class SqlApiKeyRepository:
@@ -137,22 +246,18 @@ class SqlApiKeyRepository:
         self._session = session
 
     async def add(self, key: ApiKey) -> None:
-        await self._session.execute(insert(tables.api_keys).values(rows.api_key_values(key)))
+        await self._session.execute(_API_KEYS.insert, rows.api_key_values(key))
 
     async def get(self, key_id: str) -> ApiKey | None:
-        t = tables.api_keys
-        result = await self._session.execute(select(t).where(t.c.id == key_id))
-        row = result.mappings().first()
+        row = await self._session.one(_API_KEYS.get, _API_KEYS.key(key_id))
         return rows.api_key_from(row) if row else None
 
     async def get_by_hash(self, key_hash: str) -> ApiKey | None:
-        t = tables.api_keys
-        result = await self._session.execute(select(t).where(t.c.key_hash == key_hash))
-        row = result.mappings().first()
+        row = await self._session.one(_API_KEY_BY_HASH, {"key_hash": key_hash})
         return rows.api_key_from(row) if row else None
 
     async def update(self, key: ApiKey) -> None:
-        await self._session.versioned_update(tables.api_keys, rows.api_key_values(key), "id")
+        await self._session.versioned_update(_API_KEYS, rows.api_key_values(key))
 
 
 class SqlCustomerRepository:
@@ -160,25 +265,18 @@ class SqlCustomerRepository:
         self._session = session
 
     async def add(self, customer: Customer) -> None:
-        conflict = CustomerAlreadyExists()
         await self._session.execute(
-            insert(tables.customers).values(rows.customer_values(customer)), conflict
+            _CUSTOMERS.insert, rows.customer_values(customer), CustomerAlreadyExists()
         )
 
     async def get(self, environment_id: str, customer_id: str) -> Customer | None:
-        t = tables.customers
-        result = await self._session.execute(
-            select(t).where(t.c.environment_id == environment_id, t.c.id == customer_id)
-        )
-        row = result.mappings().first()
+        row = await self._session.one(_CUSTOMERS.get, _CUSTOMERS.key(environment_id, customer_id))
         return rows.customer_from(row) if row else None
 
     async def get_by_external_id(self, environment_id: str, external_id: str) -> Customer | None:
-        t = tables.customers
-        result = await self._session.execute(
-            select(t).where(t.c.environment_id == environment_id, t.c.external_id == external_id)
+        row = await self._session.one(
+            _CUSTOMER_BY_EXTERNAL_ID, {"environment_id": environment_id, "external_id": external_id}
         )
-        row = result.mappings().first()
         return rows.customer_from(row) if row else None
 
 
@@ -187,23 +285,17 @@ class SqlInvoiceRepository:
         self._session = session
 
     async def add(self, invoice: Invoice) -> None:
-        await self._session.execute(insert(tables.invoices).values(rows.invoice_values(invoice)))
+        await self._session.execute(_INVOICES.insert, rows.invoice_values(invoice))
 
     async def get(
         self, environment_id: str, invoice_id: str, *, for_update: bool = False
     ) -> Invoice | None:
-        t = tables.invoices
-        statement = select(t).where(t.c.environment_id == environment_id, t.c.id == invoice_id)
-        result = await self._session.execute(
-            statement.with_for_update() if for_update else statement
-        )
-        row = result.mappings().first()
+        statement = _INVOICES.get_for_update if for_update else _INVOICES.get
+        row = await self._session.one(statement, _INVOICES.key(environment_id, invoice_id))
         return rows.invoice_from(row) if row else None
 
     async def update(self, invoice: Invoice) -> None:
-        await self._session.versioned_update(
-            tables.invoices, rows.invoice_values(invoice), "environment_id", "id"
-        )
+        await self._session.versioned_update(_INVOICES, rows.invoice_values(invoice))
 
     async def list(self, query: InvoiceQuery) -> Page[Invoice]:
         t = tables.invoices
@@ -233,53 +325,32 @@ class SqlPaymentRepository:
         return ConcurrentUpdate()
 
     async def add(self, payment: Payment) -> None:
-        await self._session.execute(
-            insert(tables.payments).values(rows.payment_values(payment)), self._conflict(payment)
-        )
+        key = (payment.environment_id, payment.id)
+        values = rows.payment_values(payment)
+        self._session.stage(tables.payments, key, values, self._conflict(payment))
 
     async def get(
         self, environment_id: str, payment_id: str, *, for_update: bool = False
     ) -> Payment | None:
-        t = tables.payments
-        statement = select(t).where(t.c.environment_id == environment_id, t.c.id == payment_id)
-        result = await self._session.execute(
-            statement.with_for_update() if for_update else statement
-        )
-        row = result.mappings().first()
+        statement = _PAYMENTS.get_for_update if for_update else _PAYMENTS.get
+        row = await self._session.one(statement, _PAYMENTS.key(environment_id, payment_id))
         return rows.payment_from(row) if row else None
 
     async def get_by_tracking_id(self, gateway_tracking_id: str) -> Payment | None:
-        t = tables.payments
-        result = await self._session.execute(
-            select(t).where(t.c.gateway_tracking_id == gateway_tracking_id)
-        )
-        row = result.mappings().first()
+        row = await self._session.one(_PAYMENT_BY_TRACKING_ID, {"tracking_id": gateway_tracking_id})
         return rows.payment_from(row) if row else None
 
     async def update(self, payment: Payment) -> None:
+        key = (payment.environment_id, payment.id)
         values = rows.payment_values(payment)
-        t = tables.payments
-        where = and_(
-            t.c.environment_id == payment.environment_id,
-            t.c.id == payment.id,
-            t.c.version == payment.version - 1,
-        )
-        result = await self._session.execute(
-            update(t).where(where).values(**values), self._conflict(payment)
-        )
-        if result.rowcount != 1:
-            raise ConcurrentUpdate()
+        conflict = self._conflict(payment)
+        if not self._session.restage(tables.payments, key, values, conflict):
+            await self._session.versioned_update(_PAYMENTS, values, conflict)
 
     async def live_for_invoice(self, environment_id: str, invoice_id: str) -> Payment | None:
-        t = tables.payments
-        result = await self._session.execute(
-            select(t).where(
-                t.c.environment_id == environment_id,
-                t.c.invoice_id == invoice_id,
-                t.c.status.in_(_LIVE),
-            )
+        row = await self._session.one(
+            _LIVE_PAYMENT, {"environment_id": environment_id, "invoice_id": invoice_id}
         )
-        row = result.mappings().first()
         return rows.payment_from(row) if row else None
 
     async def list(self, query: PaymentQuery) -> Page[Payment]:
@@ -312,7 +383,8 @@ class SqlPaymentRepository:
         return [rows.payment_from(row) for row in result.mappings()]
 
     async def add_event(self, event: PaymentEvent) -> None:
-        await self._session.execute(insert(tables.payment_events).values(rows.event_values(event)))
+        key = (event.payment_id, event.sequence)
+        self._session.stage(tables.payment_events, key, rows.event_values(event))
 
     async def events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
         t = tables.payment_events
@@ -329,20 +401,14 @@ class SqlRefundRepository:
         self._session = session
 
     async def add(self, refund: Refund) -> None:
-        await self._session.execute(insert(tables.refunds).values(rows.refund_values(refund)))
+        await self._session.execute(_REFUNDS.insert, rows.refund_values(refund))
 
     async def get(self, environment_id: str, refund_id: str) -> Refund | None:
-        t = tables.refunds
-        result = await self._session.execute(
-            select(t).where(t.c.environment_id == environment_id, t.c.id == refund_id)
-        )
-        row = result.mappings().first()
+        row = await self._session.one(_REFUNDS.get, _REFUNDS.key(environment_id, refund_id))
         return rows.refund_from(row) if row else None
 
     async def update(self, refund: Refund) -> None:
-        await self._session.versioned_update(
-            tables.refunds, rows.refund_values(refund), "environment_id", "id"
-        )
+        await self._session.versioned_update(_REFUNDS, rows.refund_values(refund))
 
     async def for_payment(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
         t = tables.refunds
@@ -369,23 +435,16 @@ class SqlIdempotencyRepository:
         self._session = session
 
     async def get(self, environment_id: str, key: str) -> IdempotencyRecord | None:
-        t = tables.idempotency_records
-        result = await self._session.execute(
-            select(t).where(t.c.environment_id == environment_id, t.c.key == key)
-        )
-        row = result.mappings().first()
+        row = await self._session.one(_IDEMPOTENCY.get, _IDEMPOTENCY.key(environment_id, key))
         return rows.idempotency_from(row) if row else None
 
     async def put(self, record: IdempotencyRecord) -> None:
         values = rows.idempotency_values(record)
         if record.version == 1:
-            statement = insert(tables.idempotency_records).values(values)
-            await self._session.execute(statement, IdempotencyKeyInUse())
+            await self._session.execute(_IDEMPOTENCY.insert, values, IdempotencyKeyInUse())
             return
         try:
-            await self._session.versioned_update(
-                tables.idempotency_records, values, "environment_id", "key"
-            )
+            await self._session.versioned_update(_IDEMPOTENCY, values)
         except ConcurrentUpdate:
             raise IdempotencyKeyInUse() from None
 
@@ -396,7 +455,7 @@ class SqlOutboxRepository:
 
     async def add(self, notification: Notification) -> None:
         values = rows.notification_values(notification)
-        await self._session.execute(insert(tables.outbox).values(values))
+        self._session.stage(tables.outbox, notification.id, values)
 
     async def undelivered(self, limit: int) -> Sequence[Notification]:
         t = tables.outbox
@@ -417,13 +476,12 @@ class SqlGatewayEventLog:
         self._session = session
 
     async def seen(self, event_id: str) -> bool:
-        t = tables.gateway_events
-        result = await self._session.execute(select(t.c.id).where(t.c.id == event_id))
+        result = await self._session.execute(_GATEWAY_EVENT_SEEN, {"event_id": event_id})
         return result.first() is not None
 
     async def add(self, event_id: str, event_type: str, at: datetime) -> None:
         await self._session.execute(
-            insert(tables.gateway_events).values(id=event_id, type=event_type, processed_at=at)
+            insert(tables.gateway_events), {"id": event_id, "type": event_type, "processed_at": at}
         )
 
 
@@ -432,15 +490,14 @@ class SqlWebhookEndpointRepository:
         self._session = session
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
-        values = rows.webhook_endpoint_values(endpoint)
-        await self._session.execute(insert(tables.webhook_endpoints).values(values))
+        await self._session.execute(
+            _WEBHOOK_ENDPOINTS.insert, rows.webhook_endpoint_values(endpoint)
+        )
 
     async def get(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint | None:
-        t = tables.webhook_endpoints
-        result = await self._session.execute(
-            select(t).where(t.c.environment_id == environment_id, t.c.id == endpoint_id)
+        row = await self._session.one(
+            _WEBHOOK_ENDPOINTS.get, _WEBHOOK_ENDPOINTS.key(environment_id, endpoint_id)
         )
-        row = result.mappings().first()
         return rows.webhook_endpoint_from(row) if row else None
 
     async def list(self, environment_id: str) -> Sequence[WebhookEndpoint]:
@@ -451,12 +508,8 @@ class SqlWebhookEndpointRepository:
         return [rows.webhook_endpoint_from(row) for row in result.mappings()]
 
     async def update(self, endpoint: WebhookEndpoint) -> None:
-        await self._session.versioned_update(
-            tables.webhook_endpoints,
-            rows.webhook_endpoint_values(endpoint),
-            "environment_id",
-            "id",
-        )
+        values = rows.webhook_endpoint_values(endpoint)
+        await self._session.versioned_update(_WEBHOOK_ENDPOINTS, values)
 
 
 class SqlWebhookDeliveryRepository:
@@ -465,14 +518,12 @@ class SqlWebhookDeliveryRepository:
 
     async def add(self, delivery: WebhookDelivery) -> None:
         values = rows.webhook_delivery_values(delivery)
-        await self._session.execute(insert(tables.webhook_deliveries).values(values))
+        await self._session.execute(_WEBHOOK_DELIVERIES.insert, values)
 
     async def get(self, environment_id: str, delivery_id: str) -> WebhookDelivery | None:
-        t = tables.webhook_deliveries
-        result = await self._session.execute(
-            select(t).where(t.c.environment_id == environment_id, t.c.id == delivery_id)
+        row = await self._session.one(
+            _WEBHOOK_DELIVERIES.get, _WEBHOOK_DELIVERIES.key(environment_id, delivery_id)
         )
-        row = result.mappings().first()
         return rows.webhook_delivery_from(row) if row else None
 
     async def due(self, now: datetime, limit: int) -> Sequence[WebhookDelivery]:
@@ -486,12 +537,8 @@ class SqlWebhookDeliveryRepository:
         return [rows.webhook_delivery_from(row) for row in result.mappings()]
 
     async def update(self, delivery: WebhookDelivery) -> None:
-        await self._session.versioned_update(
-            tables.webhook_deliveries,
-            rows.webhook_delivery_values(delivery),
-            "environment_id",
-            "id",
-        )
+        values = rows.webhook_delivery_values(delivery)
+        await self._session.versioned_update(_WEBHOOK_DELIVERIES, values)
 
     async def for_endpoint(
         self, environment_id: str, endpoint_id: str, limit: int
@@ -533,6 +580,8 @@ class SqlUnitOfWork:
         await self.rollback()
 
     async def commit(self) -> None:
+        if self._session.staged:
+            await self._session.flush()
         connection = self._session.connection
         if connection is None:
             return
@@ -552,6 +601,7 @@ class SqlUnitOfWork:
                 await self._close()
 
     async def _close(self) -> None:
+        self._session.staged.clear()
         connection, self._session.connection = self._session.connection, None
         if connection is not None:
             await connection.close()
