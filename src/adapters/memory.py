@@ -401,8 +401,9 @@ class InMemoryUnitOfWork:
     commit checks and applies only those.
     """
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: InMemoryStore, *, read_only: bool = False) -> None:
         self.store = store
+        self.read_only = read_only
 
     @cached_property
     def environments(self) -> InMemoryEnvironmentRepository:
@@ -477,6 +478,8 @@ class InMemoryUnitOfWork:
         self._reset()
 
     async def commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
         try:
             self._check()
             self._apply()
@@ -572,5 +575,5 @@ _REPOSITORIES = tuple(
 class InMemoryUnitOfWorkFactory:
     store: InMemoryStore = attrs.Factory(InMemoryStore)
 
-    def __call__(self) -> InMemoryUnitOfWork:
-        return InMemoryUnitOfWork(self.store)
+    def __call__(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.store, read_only=read_only)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -182,6 +182,39 @@ class WebhookReport:
         )
 
 
+@attrs.define
+class ApiKeyCache:
+    """Live API keys seen lately, by hash, so that most requests skip a database read.
+
+    A key revoked through this service is dropped at once; one revoked by another process
+    stops working here within `ttl`. Unknown and revoked keys are never cached.
+    """
+
+    ttl: timedelta = timedelta(seconds=5)
+    capacity: int = 10_000
+    _keys: dict[str, tuple[ApiKey, datetime]] = attrs.field(factory=dict, init=False)
+
+    def get(self, key_hash: str, now: datetime) -> ApiKey | None:
+        found = self._keys.get(key_hash)
+        if found is None:
+            return None
+        key, expires_at = found
+        if now >= expires_at:
+            del self._keys[key_hash]
+            return None
+        return key
+
+    def put(self, key: ApiKey, now: datetime) -> None:
+        if self.ttl <= timedelta(0) or not key.active:
+            return
+        if len(self._keys) >= self.capacity:
+            self._keys.clear()  # rare, and cheaper than tracking recency
+        self._keys[key.key_hash] = (key, now + self.ttl)
+
+    def drop(self, key: ApiKey) -> None:
+        self._keys.pop(key.key_hash, None)
+
+
 def validate_idempotency_key(key: str) -> str:
     if not 1 <= len(key) <= 255 or not key.isprintable():
         raise ValidationError(
@@ -199,6 +232,7 @@ class CheckoutService:
     # Past this, a payment still `processing` after reconciliation is reported for a person.
     attention_after: timedelta = timedelta(hours=1)
     webhooks: WebhookPolicy = attrs.Factory(WebhookPolicy)
+    api_keys: ApiKeyCache = attrs.Factory(ApiKeyCache)
 
     # Environments and API keys ----------------------------------------------------------
 
@@ -227,7 +261,7 @@ class CheckoutService:
         return environment
 
     async def get_environment(self, environment_id: str) -> Environment:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             environment = await uow.environments.get(environment_id)
         if environment is None:
             raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
@@ -287,6 +321,7 @@ class CheckoutService:
             if revoked is not key:
                 await uow.api_keys.update(revoked)
                 await uow.commit()
+            self.api_keys.drop(key)
             return revoked
 
         return await self._transaction(revoke)
@@ -298,8 +333,13 @@ class CheckoutService:
         403 unless it may use the environment with that role."""
         if not raw_key:
             raise Unauthorized()
-        async with self.uow() as uow:
-            key = await uow.api_keys.get_by_hash(ApiKey.hash(raw_key))
+        key_hash, now = ApiKey.hash(raw_key), self.clock.now()
+        key = self.api_keys.get(key_hash, now)
+        if key is None:
+            async with self.uow(read_only=True) as uow:
+                key = await uow.api_keys.get_by_hash(key_hash)
+            if key is not None:
+                self.api_keys.put(key, now)
         if key is None or not key.active:
             raise Unauthorized("The API key is unknown or revoked.")
         if not environment_id or not key.may_use(environment_id):
@@ -318,7 +358,7 @@ class CheckoutService:
         request = self._idempotent(
             environment_id, "create_customer", idempotency_key, command.fingerprint()
         )
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Customer)
             await self._ensure_new_customer(uow, environment_id, command.external_id)
@@ -365,7 +405,7 @@ class CheckoutService:
             raise CustomerAlreadyExists(customer_id=existing.id)
 
     async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._customer(uow, environment_id, customer_id)
 
     async def list_payment_methods(
@@ -457,11 +497,11 @@ class CheckoutService:
         )
 
     async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._invoice(uow, environment_id, invoice_id)
 
     async def list_invoices(self, query: InvoiceQuery) -> Page[Invoice]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await uow.invoices.list(query)
 
     async def _change_invoice(
@@ -504,7 +544,7 @@ class CheckoutService:
         request = self._idempotent(
             environment_id, "create_payment", idempotency_key, command.fingerprint()
         )
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Payment)
             invoice = await self._invoice(uow, environment_id, command.destination_id)
@@ -560,7 +600,7 @@ class CheckoutService:
     ) -> Payment:
         """Charge a payment left `initiated` (same outcomes as `create_payment`)."""
         request = self._idempotent(environment_id, "process_payment", idempotency_key, payment_id)
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Payment)
             payment = await self._payment(uow, environment_id, payment_id)
@@ -591,15 +631,15 @@ class CheckoutService:
         return await self._after_recorded(payment, customer, request)
 
     async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._payment(uow, environment_id, payment_id)
 
     async def list_payments(self, query: PaymentQuery) -> Page[Payment]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await uow.payments.list(query)
 
     async def payment_events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             await self._payment(uow, environment_id, payment_id)
             return await uow.payments.events(environment_id, payment_id)
 
@@ -987,7 +1027,7 @@ class CheckoutService:
         return self._refund_outcome(await self._transaction(record))
 
     async def _send_refund(self, refund: Refund) -> GatewayRefund | None:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             payment = await self._payment(uow, refund.environment_id, refund.payment_id)
         assert payment.gateway_tracking_id is not None, "a succeeded payment has its charge id"
         try:
@@ -1072,11 +1112,11 @@ class CheckoutService:
         return refund
 
     async def get_refund(self, environment_id: str, refund_id: str) -> Refund:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._refund(uow, environment_id, refund_id)
 
     async def list_refunds(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             await self._payment(uow, environment_id, payment_id)
             return await uow.refunds.for_payment(environment_id, payment_id)
 
@@ -1088,7 +1128,7 @@ class CheckoutService:
         Returns False when the event names nothing this service knows (it is still recorded,
         so a repeat is not looked at again).
         """
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             if await uow.gateway_events.seen(event.id):
                 return True
         if event.type is GatewayEventType.CHECKOUT_COMPLETED and event.session is not None:
@@ -1175,7 +1215,7 @@ class CheckoutService:
     ) -> ReconcileReport:
         """Ask the gateway about payments and refunds left in flight; apply definite answers."""
         now = self.clock.now()
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             stuck = await uow.payments.processing(now - older_than, limit)
             pending_refunds = await uow.refunds.pending(now - older_than, limit)
         succeeded = failed = refunds_settled = 0
@@ -1223,7 +1263,7 @@ class CheckoutService:
                 self.gateway.get_checkout_session(payment.gateway_tracking_id)
             )
         else:
-            async with self.uow() as uow:
+            async with self.uow(read_only=True) as uow:
                 customer = await self._customer(uow, payment.environment_id, payment.customer_id)
             if payment.method_type is PaymentMethodType.PAYMENT_LINK:
                 answer = await self._open_payment_link(payment, customer)
@@ -1255,7 +1295,7 @@ class CheckoutService:
         The transaction that marks notifications delivered also queues one webhook delivery
         per endpoint that wants each, so no event is lost between the two.
         """
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             pending = await uow.outbox.undelivered(limit)
         delivered: list[Notification] = []
         for notification in pending:
@@ -1322,12 +1362,12 @@ class CheckoutService:
         return endpoint
 
     async def list_webhook_endpoints(self, environment_id: str) -> Sequence[WebhookEndpoint]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             endpoints = await uow.webhook_endpoints.list(environment_id)
         return [e for e in endpoints if e.deleted_at is None]
 
     async def get_webhook_endpoint(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._webhook_endpoint(uow, environment_id, endpoint_id)
 
     async def delete_webhook_endpoint(
@@ -1348,7 +1388,7 @@ class CheckoutService:
         self, environment_id: str, endpoint_id: str, *, limit: int = 20
     ) -> Sequence[WebhookDelivery]:
         """The endpoint's deliveries, newest first, each with its attempts."""
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             await self._webhook_endpoint(uow, environment_id, endpoint_id)
             return await uow.webhook_deliveries.for_endpoint(environment_id, endpoint_id, limit)
 

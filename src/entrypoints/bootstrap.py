@@ -65,7 +65,13 @@ from core.rules import (
     parse_refund,
     parse_setup_card,
 )
-from core.service import CheckoutService, ReconcileReport, WebhookPolicy, WebhookReport
+from core.service import (
+    ApiKeyCache,
+    CheckoutService,
+    ReconcileReport,
+    WebhookPolicy,
+    WebhookReport,
+)
 
 T = TypeVar("T")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///card-checkout.sqlite3"
@@ -79,6 +85,8 @@ class Settings:
     # None: in-memory storage (the library's default). The CLI defaults to a SQLite file.
     database_url: str | None = None
     database_pool_size: int = 10
+    # How long a live API key is trusted without reading it again (0: read on every request).
+    api_key_cache_seconds: float = 5.0
     stripe_secret_key: str | None = None
     stripe_api_base: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
@@ -110,6 +118,7 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_pool_size=int(env.get("DATABASE_POOL_SIZE", "10")),
+            api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS", "5")),
             stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
             public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
@@ -511,7 +520,12 @@ def bootstrap(
     webhooks = WebhookPolicy(retry_base=timedelta(seconds=settings.webhook_retry_base))
     checkout = CardCheckout(
         service=CheckoutService(
-            uow=storage, gateway=gateway, clock=clock, ids=ids, webhooks=webhooks
+            uow=storage,
+            gateway=gateway,
+            clock=clock,
+            ids=ids,
+            webhooks=webhooks,
+            api_keys=ApiKeyCache(ttl=timedelta(seconds=settings.api_key_cache_seconds)),
         ),
         gateway=gateway,
         notifier=notifier or RecordingNotifier(),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from adapters.clock import ManualClock
 from core.errors import CheckoutError
 from core.model import ApiKey, Role
 from entrypoints.bootstrap import CardCheckout
@@ -53,6 +56,29 @@ async def test_unknown_missing_and_revoked_keys_are_unauthorized(checkout: CardC
     assert await _code(checkout, "ck_guess", env.id, Role.READ) == "unauthorized"
     await checkout.revoke_api_key(key.id)
     assert await _code(checkout, raw, env.id, Role.READ) == "unauthorized"
+
+
+async def test_a_key_in_use_revoked_here_is_refused_at_once(checkout: CardCheckout) -> None:
+    env = await checkout.create_environment("tenant-1", "test")
+    key, raw = await checkout.create_api_key("tenant-1", [env.id], "write")
+    assert await _code(checkout, raw, env.id, Role.WRITE) == "ok"  # now trusted for a while
+    await checkout.revoke_api_key(key.id)
+    assert await _code(checkout, raw, env.id, Role.WRITE) == "unauthorized"
+
+
+async def test_a_key_revoked_by_another_process_is_refused_once_trust_expires(
+    checkout: CardCheckout, clock: ManualClock
+) -> None:
+    env = await checkout.create_environment("tenant-1", "test")
+    key, raw = await checkout.create_api_key("tenant-1", [env.id], "write")
+    assert await _code(checkout, raw, env.id, Role.WRITE) == "ok"
+    async with checkout.service.uow() as uow:  # as another server would, past this one's cache
+        await uow.api_keys.update(key.revoked(clock.now()))
+        await uow.commit()
+    clock.advance(checkout.service.api_keys.ttl - timedelta(milliseconds=1))
+    assert await _code(checkout, raw, env.id, Role.WRITE) == "ok"
+    clock.advance(timedelta(milliseconds=1))
+    assert await _code(checkout, raw, env.id, Role.WRITE) == "unauthorized"
 
 
 async def test_a_key_may_not_use_another_environment(checkout: CardCheckout) -> None:
