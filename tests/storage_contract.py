@@ -198,19 +198,6 @@ class StorageContract:
             assert await uow.invoices.get(ENV, "inv_0001") == invoice()
             assert await uow.payments.get(ENV, "pay_0001") == payment(1)
 
-    async def test_a_read_only_unit_reads_what_is_committed_and_cannot_commit(
-        self, units: UnitOfWorkFactory
-    ) -> None:
-        await self._seed(units, payment(1))
-        async with units(read_only=True) as reader:
-            assert await reader.payments.get(ENV, "pay_0001") == payment(1)
-            async with units() as writer:
-                await writer.customers.add(customer(2))
-                await writer.commit()
-            assert await reader.customers.get(ENV, "cust_0002") == customer(2)
-            with pytest.raises(RuntimeError):
-                await reader.commit()
-
     async def test_rows_are_invisible_from_another_environment(
         self, units: UnitOfWorkFactory
     ) -> None:

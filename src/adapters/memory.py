@@ -401,9 +401,8 @@ class InMemoryUnitOfWork:
     commit checks and applies only those.
     """
 
-    def __init__(self, store: InMemoryStore, *, read_only: bool = False) -> None:
+    def __init__(self, store: InMemoryStore) -> None:
         self.store = store
-        self.read_only = read_only
 
     @cached_property
     def environments(self) -> InMemoryEnvironmentRepository:
@@ -478,8 +477,6 @@ class InMemoryUnitOfWork:
         self._reset()
 
     async def commit(self) -> None:
-        if self.read_only:
-            raise RuntimeError("a read-only unit of work cannot commit")
         try:
             self._check()
             self._apply()
@@ -575,5 +572,5 @@ _REPOSITORIES = tuple(
 class InMemoryUnitOfWorkFactory:
     store: InMemoryStore = attrs.Factory(InMemoryStore)
 
-    def __call__(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
-        return InMemoryUnitOfWork(self.store, read_only=read_only)
+    def __call__(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.store)

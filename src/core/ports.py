@@ -317,6 +317,4 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
-        """A new unit of work. `read_only` work only reads and never commits: storage may
-        then skip the transaction, each read seeing the latest committed rows on its own."""
+    def __call__(self) -> UnitOfWork: ...

@@ -261,7 +261,7 @@ class CheckoutService:
         return environment
 
     async def get_environment(self, environment_id: str) -> Environment:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             environment = await uow.environments.get(environment_id)
         if environment is None:
             raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
@@ -336,7 +336,7 @@ class CheckoutService:
         key_hash, now = ApiKey.hash(raw_key), self.clock.now()
         key = self.api_keys.get(key_hash, now)
         if key is None:
-            async with self.uow(read_only=True) as uow:
+            async with self.uow() as uow:
                 key = await uow.api_keys.get_by_hash(key_hash)
             if key is not None:
                 self.api_keys.put(key, now)
@@ -358,7 +358,7 @@ class CheckoutService:
         request = self._idempotent(
             environment_id, "create_customer", idempotency_key, command.fingerprint()
         )
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Customer)
             await self._ensure_new_customer(uow, environment_id, command.external_id)
@@ -405,7 +405,7 @@ class CheckoutService:
             raise CustomerAlreadyExists(customer_id=existing.id)
 
     async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             return await self._customer(uow, environment_id, customer_id)
 
     async def list_payment_methods(
@@ -497,11 +497,11 @@ class CheckoutService:
         )
 
     async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             return await self._invoice(uow, environment_id, invoice_id)
 
     async def list_invoices(self, query: InvoiceQuery) -> Page[Invoice]:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             return await uow.invoices.list(query)
 
     async def _change_invoice(
@@ -544,7 +544,7 @@ class CheckoutService:
         request = self._idempotent(
             environment_id, "create_payment", idempotency_key, command.fingerprint()
         )
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Payment)
             invoice = await self._invoice(uow, environment_id, command.destination_id)
@@ -600,7 +600,7 @@ class CheckoutService:
     ) -> Payment:
         """Charge a payment left `initiated` (same outcomes as `create_payment`)."""
         request = self._idempotent(environment_id, "process_payment", idempotency_key, payment_id)
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Payment)
             payment = await self._payment(uow, environment_id, payment_id)
@@ -631,15 +631,15 @@ class CheckoutService:
         return await self._after_recorded(payment, customer, request)
 
     async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             return await self._payment(uow, environment_id, payment_id)
 
     async def list_payments(self, query: PaymentQuery) -> Page[Payment]:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             return await uow.payments.list(query)
 
     async def payment_events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             await self._payment(uow, environment_id, payment_id)
             return await uow.payments.events(environment_id, payment_id)
 
@@ -1027,7 +1027,7 @@ class CheckoutService:
         return self._refund_outcome(await self._transaction(record))
 
     async def _send_refund(self, refund: Refund) -> GatewayRefund | None:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             payment = await self._payment(uow, refund.environment_id, refund.payment_id)
         assert payment.gateway_tracking_id is not None, "a succeeded payment has its charge id"
         try:
@@ -1112,11 +1112,11 @@ class CheckoutService:
         return refund
 
     async def get_refund(self, environment_id: str, refund_id: str) -> Refund:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             return await self._refund(uow, environment_id, refund_id)
 
     async def list_refunds(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             await self._payment(uow, environment_id, payment_id)
             return await uow.refunds.for_payment(environment_id, payment_id)
 
@@ -1128,7 +1128,7 @@ class CheckoutService:
         Returns False when the event names nothing this service knows (it is still recorded,
         so a repeat is not looked at again).
         """
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             if await uow.gateway_events.seen(event.id):
                 return True
         if event.type is GatewayEventType.CHECKOUT_COMPLETED and event.session is not None:
@@ -1215,7 +1215,7 @@ class CheckoutService:
     ) -> ReconcileReport:
         """Ask the gateway about payments and refunds left in flight; apply definite answers."""
         now = self.clock.now()
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             stuck = await uow.payments.processing(now - older_than, limit)
             pending_refunds = await uow.refunds.pending(now - older_than, limit)
         succeeded = failed = refunds_settled = 0
@@ -1263,7 +1263,7 @@ class CheckoutService:
                 self.gateway.get_checkout_session(payment.gateway_tracking_id)
             )
         else:
-            async with self.uow(read_only=True) as uow:
+            async with self.uow() as uow:
                 customer = await self._customer(uow, payment.environment_id, payment.customer_id)
             if payment.method_type is PaymentMethodType.PAYMENT_LINK:
                 answer = await self._open_payment_link(payment, customer)
@@ -1295,7 +1295,7 @@ class CheckoutService:
         The transaction that marks notifications delivered also queues one webhook delivery
         per endpoint that wants each, so no event is lost between the two.
         """
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             pending = await uow.outbox.undelivered(limit)
         delivered: list[Notification] = []
         for notification in pending:
@@ -1362,12 +1362,12 @@ class CheckoutService:
         return endpoint
 
     async def list_webhook_endpoints(self, environment_id: str) -> Sequence[WebhookEndpoint]:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             endpoints = await uow.webhook_endpoints.list(environment_id)
         return [e for e in endpoints if e.deleted_at is None]
 
     async def get_webhook_endpoint(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint:
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             return await self._webhook_endpoint(uow, environment_id, endpoint_id)
 
     async def delete_webhook_endpoint(
@@ -1388,7 +1388,7 @@ class CheckoutService:
         self, environment_id: str, endpoint_id: str, *, limit: int = 20
     ) -> Sequence[WebhookDelivery]:
         """The endpoint's deliveries, newest first, each with its attempts."""
-        async with self.uow(read_only=True) as uow:
+        async with self.uow() as uow:
             await self._webhook_endpoint(uow, environment_id, endpoint_id)
             return await uow.webhook_deliveries.for_endpoint(environment_id, endpoint_id, limit)
 

@@ -120,17 +120,15 @@ class _Staged:
 class _Session:
     """The unit of work's connection, opened (and its transaction begun) on first use."""
 
-    def __init__(self, engine: AsyncEngine, *, transaction: bool = True) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.transaction = transaction
         self.connection: AsyncConnection | None = None
         self.staged: dict[Table, _Staged] = {}
 
     async def conn(self) -> AsyncConnection:
         if self.connection is None:
             self.connection = await self.engine.connect()
-            if self.transaction:
-                await self.connection.begin()
+            await self.connection.begin()
         return self.connection
 
     def stage(self, table: Table, key: Hashable, values: dict[str, Any],
@@ -556,10 +554,8 @@ class SqlWebhookDeliveryRepository:
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
-        # A read-only unit of work on an autocommit engine sends no BEGIN and no ROLLBACK.
-        self.read_only = read_only
-        self._session = _Session(engine, transaction=not read_only)
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._session = _Session(engine)
         self.environments = SqlEnvironmentRepository(self._session)
         self.api_keys = SqlApiKeyRepository(self._session)
         self.customers = SqlCustomerRepository(self._session)
@@ -584,8 +580,6 @@ class SqlUnitOfWork:
         await self.rollback()
 
     async def commit(self) -> None:
-        if self.read_only:
-            raise RuntimeError("a read-only unit of work cannot commit")
         if self._session.staged:
             await self._session.flush()
         connection = self._session.connection
@@ -617,23 +611,12 @@ class SqlUnitOfWork:
 class SqlUnitOfWorkFactory:
     engine: AsyncEngine
     commits: int = 0  # committed transactions, counted by the engine
-    # Reads outside a transaction: PostgreSQL's autocommit saves a BEGIN and a ROLLBACK per
-    # read-only unit of work. SQLite's driver begins a transaction only before a write anyway.
-    _reader: AsyncEngine = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         def count(_: Any) -> None:
             self.commits += 1
 
         event.listen(self.engine.sync_engine, "commit", count)
-        postgresql = self.engine.dialect.name == "postgresql"
-        self._reader = (
-            self.engine.execution_options(isolation_level="AUTOCOMMIT")
-            if postgresql
-            else self.engine
-        )
 
-    def __call__(self, *, read_only: bool = False) -> SqlUnitOfWork:
-        if read_only:
-            return SqlUnitOfWork(self._reader, read_only=True)
+    def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
