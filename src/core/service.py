@@ -555,11 +555,11 @@ class CheckoutService:
         if charge_now:
             card, refusal = await self._select_card(customer, command.payment_method_id)
 
-        async def record(uow: UnitOfWork) -> tuple[Payment, bool]:
+        async def record(uow: UnitOfWork) -> tuple[Payment, Invoice | None, bool]:
             if request:
                 claim = await self._claim(uow, request)
                 if isinstance(claim, Payment):
-                    return claim, False
+                    return claim, None, False
             invoice = await self._invoice(
                 uow, environment_id, command.destination_id, for_update=True
             )
@@ -583,17 +583,20 @@ class CheckoutService:
             )
             await uow.payments.add(payment)
             await self._record_event(uow, payment, created)
+            processing_invoice: Invoice | None = None
             if command.process_payment:
-                payment = await self._begin_processing(uow, payment, invoice, card, refusal)
+                payment, processing_invoice = await self._begin_processing(
+                    uow, payment, invoice, card, refusal
+                )
             if request and (not command.process_payment or payment.failure):
                 await self._finish(uow, request, payment=payment)
             await uow.commit()
-            return payment, True
+            return payment, processing_invoice, True
 
-        payment, fresh = await self._transaction(record)
+        payment, processing_invoice, fresh = await self._transaction(record)
         if not fresh:
             return self._outcome(payment)
-        return await self._after_recorded(payment, customer, request)
+        return await self._after_recorded(payment, customer, request, processing_invoice)
 
     async def process_payment(
         self, environment_id: str, payment_id: str, *, idempotency_key: str | None = None
@@ -611,24 +614,26 @@ class CheckoutService:
         if payment.method_type is PaymentMethodType.CARD:
             card, refusal = await self._select_card(customer, payment.payment_method_id)
 
-        async def record(uow: UnitOfWork) -> tuple[Payment, bool]:
+        async def record(uow: UnitOfWork) -> tuple[Payment, Invoice | None, bool]:
             if request:
                 claim = await self._claim(uow, request)
                 if isinstance(claim, Payment):
-                    return claim, False
+                    return claim, None, False
             current = await self._payment(uow, environment_id, payment_id, for_update=True)
             self._ensure_initiated(current)
             invoice = await self._payable_for(uow, current)
-            current = await self._begin_processing(uow, current, invoice, card, refusal)
+            current, processing_invoice = await self._begin_processing(
+                uow, current, invoice, card, refusal
+            )
             if request and current.failure:
                 await self._finish(uow, request, payment=current)
             await uow.commit()
-            return current, True
+            return current, processing_invoice, True
 
-        payment, fresh = await self._transaction(record)
+        payment, processing_invoice, fresh = await self._transaction(record)
         if not fresh:
             return self._outcome(payment)
-        return await self._after_recorded(payment, customer, request)
+        return await self._after_recorded(payment, customer, request, processing_invoice)
 
     async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
         async with self.uow() as uow:
@@ -671,12 +676,15 @@ class CheckoutService:
         invoice: Invoice,
         card: GatewayPaymentMethod | None,
         refusal: PaymentFailed | None,
-    ) -> Payment:
-        """Within the first transaction: move to `processing` before any charge, or fail."""
+    ) -> tuple[Payment, Invoice | None]:
+        """Within the first transaction: move to `processing` before any charge, or fail.
+        Returns the payment and, when it is processing, its invoice as this transaction
+        leaves it."""
         if refusal is not None:
             failure = Failure(code=refusal.code, message=refusal.message)
-            return await self._settle(uow, payment, PaymentStatus.FAILED, "no usable card",
-                                      Actor.API, failure=failure, invoice=invoice)  # fmt: skip
+            failed = await self._settle(uow, payment, PaymentStatus.FAILED, "no usable card",
+                                        Actor.API, failure=failure, invoice=invoice)  # fmt: skip
+            return failed, None
         changes: dict[str, Any] = {}
         if card is not None:
             changes = {
@@ -687,15 +695,23 @@ class CheckoutService:
         moved = await self._move(
             uow, payment, PaymentStatus.PROCESSING, "charge started", Actor.API, **changes
         )
-        await uow.invoices.update(
-            invoice.with_payment_status(InvoicePaymentStatus.PROCESSING, self.clock.now())
-        )
-        return moved
+        processing = invoice.with_payment_status(InvoicePaymentStatus.PROCESSING, self.clock.now())
+        await uow.invoices.update(processing)
+        return moved, processing
 
     async def _after_recorded(
-        self, payment: Payment, customer: Customer, request: IdempotentRequest | None
+        self,
+        payment: Payment,
+        customer: Customer,
+        request: IdempotentRequest | None,
+        invoice: Invoice | None,
     ) -> Payment:
-        """Charge (or open the hosted page for) a payment just moved to `processing`."""
+        """Charge (or open the hosted page for) a payment just moved to `processing`.
+
+        The outcome is first recorded over the payment and invoice as the first transaction
+        left them, without reading them again: their versioned updates fail if anything
+        (a webhook, the reconciler) changed them since, and the work is then re-run on
+        fresh reads."""
         if payment.status is not PaymentStatus.PROCESSING:
             return self._outcome(payment)
         if payment.method_type is PaymentMethodType.PAYMENT_LINK:
@@ -705,9 +721,19 @@ class CheckoutService:
                 self.gateway.charge(self._charge_request(payment, customer))
             )
 
+        as_left: list[tuple[Payment, Invoice | None]] = [(payment, invoice)]
+
         async def record(uow: UnitOfWork) -> Payment:
-            current = await self._payment(uow, payment.environment_id, payment.id, for_update=True)
-            current = await self._apply_answer(uow, current, answer, Actor.API)
+            if as_left:  # the first attempt only
+                current, known_invoice = as_left.pop()
+            else:
+                current, known_invoice = (
+                    await self._payment(uow, payment.environment_id, payment.id, for_update=True),
+                    None,
+                )
+            current = await self._apply_answer(
+                uow, current, answer, Actor.API, invoice=known_invoice
+            )
             if request:
                 await self._finish(uow, request, payment=current)
             await uow.commit()
@@ -718,7 +744,13 @@ class CheckoutService:
         return self._outcome(await self._transaction(record))
 
     async def _apply_answer(
-        self, uow: UnitOfWork, payment: Payment, answer: GatewayAnswer, actor: Actor
+        self,
+        uow: UnitOfWork,
+        payment: Payment,
+        answer: GatewayAnswer,
+        actor: Actor,
+        *,
+        invoice: Invoice | None = None,
     ) -> Payment:
         """Record what the gateway said about a payment in flight (None: it said nothing)."""
         if isinstance(answer, CheckoutSession):
@@ -729,7 +761,7 @@ class CheckoutService:
                 await uow.payments.update(payment)
             return await self._apply_session(uow, payment, answer, actor)
         if answer is not None:
-            return await self._apply_charge(uow, payment, answer, actor)
+            return await self._apply_charge(uow, payment, answer, actor, invoice=invoice)
         return payment
 
     @staticmethod
@@ -783,8 +815,11 @@ class CheckoutService:
         payment: Payment,
         result: ChargeResult | GatewayFailure,
         actor: Actor,
+        *,
+        invoice: Invoice | None = None,
     ) -> Payment:
-        """Record a definite answer from the gateway; a payment never moves backwards."""
+        """Record a definite answer from the gateway; a payment never moves backwards.
+        `invoice`: the payment's invoice if already known in this transaction."""
         if payment.status is not PaymentStatus.PROCESSING:
             return payment
         if isinstance(result, GatewayFailure):
@@ -800,8 +835,9 @@ class CheckoutService:
                 found[field] = value
         if result.status is ChargeStatus.SUCCEEDED:
             return await self._settle(
-                uow, payment, PaymentStatus.SUCCEEDED, "charge succeeded", actor, **found
-            )
+                uow, payment, PaymentStatus.SUCCEEDED, "charge succeeded", actor,
+                invoice=invoice, **found,
+            )  # fmt: skip
         if result.status is ChargeStatus.FAILED:
             failure = result.failure or GatewayFailure(GatewayError.code, "The charge failed.")
             return await self._settle(
@@ -810,6 +846,7 @@ class CheckoutService:
                 PaymentStatus.FAILED,
                 f"charge failed: {failure.code}",
                 actor,
+                invoice=invoice,
                 failure=Failure(
                     code=failure.code,
                     message=failure.message,

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryUnitOfWorkFactory
-from adapters.sandbox import Fault, SandboxFaults
+from adapters.sandbox import Fault, SandboxFaults, SandboxPaymentGateway
 from core.errors import CheckoutError
-from core.gateway import ChargeResult, ChargeStatus, GatewayEvent, GatewayEventType
+from core.gateway import ChargeRequest, ChargeResult, ChargeStatus, GatewayEvent, GatewayEventType
 from core.model import (
     Actor,
     InvoicePaymentStatus,
@@ -1212,6 +1213,66 @@ async def test_payment_intent_succeeded_event_settles_a_timed_out_payment(
     assert (await checkout.get_invoice(ENV, invoice.id)).payment_status is (
         InvoicePaymentStatus.SUCCEEDED
     )
+
+
+class _WebhookFirst:
+    """The sandbox, but each charge's webhook is handled before the charge answers."""
+
+    def __init__(self, inner: SandboxPaymentGateway, checkout: CardCheckout, clock: ManualClock):
+        self.inner, self.checkout, self.clock = inner, checkout, clock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        result = await self.inner.charge(request)
+        succeeded = result.status is ChargeStatus.SUCCEEDED
+        await self.checkout.handle_gateway_event(
+            GatewayEvent(
+                id=f"evt_{result.intent_id}",
+                type=GatewayEventType.PAYMENT_SUCCEEDED
+                if succeeded
+                else GatewayEventType.PAYMENT_FAILED,
+                created_at=self.clock.now(),
+                metadata=dict(request.metadata),
+                charge=result,
+            )
+        )
+        return result
+
+
+@pytest.mark.parametrize("card", [VISA, INSUFFICIENT_FUNDS])
+async def test_an_event_settling_the_payment_before_the_api_records_it_is_not_recorded_twice(
+    checkout: CardCheckout, clock: ManualClock, card: str
+) -> None:
+    """The API records the charge's answer over the payment as it left it, without reading it
+    again; the webhook got there first, so that write loses and is re-run on fresh reads."""
+    customer = await customer_with_card(checkout, card)
+    invoice = await finalized_invoice(checkout, customer)
+    checkout.service.gateway = _WebhookFirst(sandbox(checkout), checkout, clock)
+    if card == VISA:
+        answered = await checkout.create_payment(ENV, card_payment(invoice))
+    else:
+        error = await error_of(checkout.create_payment(ENV, card_payment(invoice)))
+
+    [payment_id] = await payments_of(checkout, invoice.id)
+    stored = await checkout.get_payment(ENV, payment_id)
+    events = await checkout.payment_events(ENV, payment_id)
+    settled = await checkout.get_invoice(ENV, invoice.id)
+    assert [(e.to_status, e.actor) for e in events][1:] == [
+        (PaymentStatus.PROCESSING, Actor.API),
+        (stored.status, Actor.WEBHOOK),
+    ]
+    if card == VISA:
+        assert answered == stored
+        assert stored.status is PaymentStatus.SUCCEEDED
+        assert str(settled.amount_paid) == "150.00"
+        assert settled.payment_status is InvoicePaymentStatus.SUCCEEDED
+    else:
+        assert error.code == "insufficient_funds"
+        assert stored.status is PaymentStatus.FAILED
+        assert str(settled.amount_paid) == "0.00"
+        assert settled.payment_status is InvoicePaymentStatus.FAILED
 
 
 async def test_late_payment_failed_event_never_moves_a_succeeded_payment_back(
