@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from datetime import datetime
-from functools import cached_property
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
@@ -394,6 +393,23 @@ class InMemoryWebhookDeliveryRepository:
 R = TypeVar("R")
 
 
+class _Opened(Generic[R]):
+    """A repository made on first use in a transaction and kept on the unit of work
+    (functools.cached_property without its lock, which cost more than the repository)."""
+
+    def __init__(self, make: Callable[[InMemoryUnitOfWork], R]) -> None:
+        self.make = make
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, uow: InMemoryUnitOfWork, owner: type | None = None) -> R:
+        repository = self.make(uow)
+        uow.__dict__[self.name] = repository  # later reads find it before this descriptor
+        return repository
+
+
 class InMemoryUnitOfWork:
     """One transaction over an `InMemoryStore`; rolls back unless committed.
 
@@ -404,49 +420,23 @@ class InMemoryUnitOfWork:
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
 
-    @cached_property
-    def environments(self) -> InMemoryEnvironmentRepository:
-        return InMemoryEnvironmentRepository(_Table(self.store.environments))
-
-    @cached_property
-    def api_keys(self) -> InMemoryApiKeyRepository:
-        return InMemoryApiKeyRepository(_Table(self.store.api_keys))
-
-    @cached_property
-    def customers(self) -> InMemoryCustomerRepository:
-        return InMemoryCustomerRepository(_Table(self.store.customers))
-
-    @cached_property
-    def invoices(self) -> InMemoryInvoiceRepository:
-        return InMemoryInvoiceRepository(_Table(self.store.invoices))
-
-    @cached_property
-    def payments(self) -> InMemoryPaymentRepository:
-        return InMemoryPaymentRepository(_Table(self.store.payments), self.store)
-
-    @cached_property
-    def refunds(self) -> InMemoryRefundRepository:
-        return InMemoryRefundRepository(_Table(self.store.refunds))
-
-    @cached_property
-    def idempotency(self) -> InMemoryIdempotencyRepository:
-        return InMemoryIdempotencyRepository(_Table(self.store.idempotency))
-
-    @cached_property
-    def outbox(self) -> InMemoryOutboxRepository:
-        return InMemoryOutboxRepository(self.store)
-
-    @cached_property
-    def gateway_events(self) -> InMemoryGatewayEventLog:
-        return InMemoryGatewayEventLog(self.store)
-
-    @cached_property
-    def webhook_endpoints(self) -> InMemoryWebhookEndpointRepository:
-        return InMemoryWebhookEndpointRepository(_Table(self.store.webhook_endpoints))
-
-    @cached_property
-    def webhook_deliveries(self) -> InMemoryWebhookDeliveryRepository:
-        return InMemoryWebhookDeliveryRepository(_Table(self.store.webhook_deliveries))
+    environments = _Opened(
+        lambda uow: InMemoryEnvironmentRepository(_Table(uow.store.environments))
+    )
+    api_keys = _Opened(lambda uow: InMemoryApiKeyRepository(_Table(uow.store.api_keys)))
+    customers = _Opened(lambda uow: InMemoryCustomerRepository(_Table(uow.store.customers)))
+    invoices = _Opened(lambda uow: InMemoryInvoiceRepository(_Table(uow.store.invoices)))
+    payments = _Opened(lambda uow: InMemoryPaymentRepository(_Table(uow.store.payments), uow.store))
+    refunds = _Opened(lambda uow: InMemoryRefundRepository(_Table(uow.store.refunds)))
+    idempotency = _Opened(lambda uow: InMemoryIdempotencyRepository(_Table(uow.store.idempotency)))
+    outbox = _Opened(lambda uow: InMemoryOutboxRepository(uow.store))
+    gateway_events = _Opened(lambda uow: InMemoryGatewayEventLog(uow.store))
+    webhook_endpoints = _Opened(
+        lambda uow: InMemoryWebhookEndpointRepository(_Table(uow.store.webhook_endpoints))
+    )
+    webhook_deliveries = _Opened(
+        lambda uow: InMemoryWebhookDeliveryRepository(_Table(uow.store.webhook_deliveries))
+    )
 
     def _opened(self, name: str, kind: type[R]) -> R | None:
         repository = self.__dict__.get(name)
@@ -459,8 +449,8 @@ class InMemoryUnitOfWork:
                 yield repository.table
 
     def _reset(self) -> None:
-        for name in _REPOSITORIES:
-            self.__dict__.pop(name, None)
+        for name in [n for n in self.__dict__ if n in _REPOSITORIES]:
+            del self.__dict__[name]
 
     async def __aenter__(self) -> Self:
         return self
@@ -563,8 +553,8 @@ class InMemoryUnitOfWork:
         store.commits += 1
 
 
-_REPOSITORIES = tuple(
-    name for name, value in vars(InMemoryUnitOfWork).items() if isinstance(value, cached_property)
+_REPOSITORIES = frozenset(
+    name for name, value in vars(InMemoryUnitOfWork).items() if isinstance(value, _Opened)
 )
 
 

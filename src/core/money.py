@@ -106,6 +106,8 @@ class Money:
 
     def __attrs_post_init__(self) -> None:
         exponent = self.amount.as_tuple().exponent
+        if exponent == -self.currency.exponent and self.currency.gateway_step == 1:
+            return  # already exact to the currency's unit (amounts read back, sums): nothing to do
         if not isinstance(exponent, int):
             raise ValidationError("An amount must be a finite number.", field="amount")
         if -exponent > self.currency.exponent and self.amount != self.amount.quantize(
