@@ -272,36 +272,42 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-async def growth(url: str, name: str, sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
-    """Create and list latency with more and more payments already stored (PostgreSQL)."""
-    key = await prepare(url)
-    figures: dict[int, dict[str, float]] = {}
-    loaded = 0
+async def growth(name: str, sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
+    """Create and list latency with each number of payments stored, one database and server
+    per size, all up at once and asked in turn, so that a machine's drift touches each alike."""
+    servers: dict[int, tuple[Server, InvoicePool]] = {}
     for size in sizes:
+        url = await pg_database(f"{name}_{size}")
+        key = await prepare(url)
         server = service(url, NOTIFY_EVERY_SECONDS="0")
-        pool = await enroll(server, key, url, 200 + WARM_UP)
-        await bulk_payments(url, size - loaded)  # for the customer just enrolled
-        loaded = size
-        headers = {"Authorization": f"Bearer {pool.key}", "X-Environment-ID": ENV}
-        creates: list[float] = []
-        lists: list[float] = []
-        async with httpx.AsyncClient(base_url=server.url, headers=headers) as client:
-            for n, invoice_id in enumerate(pool.take(200 + WARM_UP)):
-                started = time.perf_counter()
-                await client.post("/api/v1/payments", json={
-                    "amount": "10.00", "currency": "usd", "destination_id": invoice_id,
-                    "destination_type": "INVOICE", "payment_method_type": "CARD",
-                    "process_payment": True, "payment_gateway": "stripe"})  # fmt: skip
-                created = (time.perf_counter() - started) * 1000
-                started = time.perf_counter()
-                await client.get("/api/v1/payments", params={"limit": 20})
-                if n >= WARM_UP:  # a fresh server prepares its statements first
-                    creates.append(created)
-                    lists.append((time.perf_counter() - started) * 1000)
+        servers[size] = server, await enroll(server, key, url, 300 + WARM_UP)
+        await bulk_payments(url, size)  # for the customer just enrolled
+    samples: dict[int, dict[str, list[float]]] = {
+        size: {"create": [], "list": []} for size in sizes
+    }
+    clients = {size: httpx.AsyncClient(base_url=server.url, headers={
+        "Authorization": f"Bearer {pool.key}", "X-Environment-ID": ENV})
+        for size, (server, pool) in servers.items()}  # fmt: skip
+    for n in range(300 + WARM_UP):
+        for size, (_, pool) in servers.items():
+            [invoice_id] = pool.take(1)
+            started = time.perf_counter()
+            await clients[size].post("/api/v1/payments", json={
+                "amount": "10.00", "currency": "usd", "destination_id": invoice_id,
+                "destination_type": "INVOICE", "payment_method_type": "CARD",
+                "process_payment": True, "payment_gateway": "stripe"})  # fmt: skip
+            created = (time.perf_counter() - started) * 1000
+            started = time.perf_counter()
+            await clients[size].get("/api/v1/payments", params={"limit": 20})
+            if n >= WARM_UP:  # a fresh server prepares its statements first
+                samples[size]["create"].append(created)
+                samples[size]["list"].append((time.perf_counter() - started) * 1000)
+    for size, (server, _) in servers.items():
+        await clients[size].aclose()
         server.stop()
-        figures[size] = {"create_p50_ms": statistics.median(creates),
-                         "list_p50_ms": statistics.median(lists)}  # fmt: skip
-    return figures
+    return {size: {"create_p50_ms": statistics.median(taken["create"]),
+                   "list_p50_ms": statistics.median(taken["list"])}
+            for size, taken in samples.items()}  # fmt: skip
 
 
 async def bulk_payments(url: str, count: int) -> None:
@@ -446,8 +452,7 @@ async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int
                  mark(p99 <= 10)))  # fmt: skip
 
     # 6. Growth: create and list with 1,000 then 1,000,000 payments stored.
-    grown_url = await pg_database(name + "_growth")
-    grown = await growth(grown_url, name + "_growth", growth_sizes)
+    grown = await growth(name + "_growth", growth_sizes)
     small, large = grown[growth_sizes[0]], grown[growth_sizes[-1]]
     for what in ("create", "list"):
         ratio = large[f"{what}_p50_ms"] / small[f"{what}_p50_ms"]
