@@ -29,6 +29,7 @@ from core.model import (
     Notification,
     NotificationType,
     Payment,
+    PaymentEvent,
     PaymentMethodType,
     PaymentStatus,
     Role,
@@ -82,6 +83,21 @@ def payment(number: int, invoice_id: str = "inv_0001", env: str = ENV) -> Paymen
         method_type=PaymentMethodType.CARD,
     )
     return started
+
+
+def started_then_processing(
+    payment_id: str,
+) -> tuple[Payment, PaymentEvent, Payment, PaymentEvent]:
+    """A new payment of invoice 1 and its event, then the same payment processing and its event."""
+    started, created = Payment.start(
+        at=T0, id=payment_id, environment_id=ENV, invoice_id="inv_0001",
+        customer_id="cust_0001", amount=Money.of("150.00", "usd"),
+        method_type=PaymentMethodType.CARD,
+    )  # fmt: skip
+    processing, event = started.transition(
+        PaymentStatus.PROCESSING, at=T0, reason="charge started", actor=Actor.API
+    )
+    return started, created, processing, event
 
 
 def moved(p: Payment, *targets: PaymentStatus) -> Payment:
@@ -283,14 +299,7 @@ class StorageContract:
         self, units: UnitOfWorkFactory
     ) -> None:
         await self._seed(units)
-        p, created = Payment.start(
-            at=T0, id="pay_0009", environment_id=ENV, invoice_id="inv_0001",
-            customer_id="cust_0001", amount=Money.of("150.00", "usd"),
-            method_type=PaymentMethodType.CARD,
-        )  # fmt: skip
-        processing, event = p.transition(
-            PaymentStatus.PROCESSING, at=T0, reason="go", actor=Actor.API
-        )
+        p, created, processing, event = started_then_processing("pay_0009")
         async with units() as uow:
             await uow.payments.add(p)
             await uow.payments.add_event(created)
@@ -314,14 +323,7 @@ class StorageContract:
 
     async def test_events_are_kept_in_order(self, units: UnitOfWorkFactory) -> None:
         await self._seed(units)
-        p, created = Payment.start(
-            at=T0, id="pay_0009", environment_id=ENV, invoice_id="inv_0001",
-            customer_id="cust_0001", amount=Money.of("150.00", "usd"),
-            method_type=PaymentMethodType.CARD,
-        )  # fmt: skip
-        processing, event = p.transition(
-            PaymentStatus.PROCESSING, at=T0, reason="go", actor=Actor.API
-        )
+        _, created, processing, event = started_then_processing("pay_0009")
         async with units() as uow:
             await uow.payments.add(processing)
             await uow.payments.add_event(created)

@@ -12,16 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql import SqlUnitOfWorkFactory, tables
 from core.model import (
-    Actor,
     Notification,
     NotificationType,
-    Payment,
-    PaymentMethodType,
-    PaymentStatus,
 )
-from core.money import Money
 from core.ports import UnitOfWorkFactory
-from tests.storage_contract import ENV, T0, StorageContract, customer, invoice
+from tests.storage_contract import (
+    ENV,
+    T0,
+    StorageContract,
+    customer,
+    invoice,
+    started_then_processing,
+)
 
 
 class TestSqlStorage(StorageContract):
@@ -47,14 +49,7 @@ async def test_a_payment_added_then_moved_costs_one_insert_per_table(engine: Asy
         await uow.customers.add(customer())
         await uow.invoices.add(invoice())
         await uow.commit()
-    started, created = Payment.start(
-        at=T0, id="pay_0001", environment_id=ENV, invoice_id="inv_0001",
-        customer_id="cust_0001", amount=Money.of("150.00", "usd"),
-        method_type=PaymentMethodType.CARD,
-    )  # fmt: skip
-    processing, event = started.transition(
-        PaymentStatus.PROCESSING, at=T0, reason="charge started", actor=Actor.API
-    )
+    started, created, processing, event = started_then_processing("pay_0001")
     statements: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
