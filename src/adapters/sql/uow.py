@@ -56,6 +56,10 @@ def _is_unique_violation(error: IntegrityError) -> bool:
     return sqlstate == "23505" or "UNIQUE constraint failed" in str(error.orig)
 
 
+# An INSERT per table, its columns named by the values bound when it runs.
+_INSERT = {table: insert(table) for table in tables.metadata.tables.values()}
+
+
 class _Statements:
     """One table's statements by key, built once; values are bound at execution."""
 
@@ -63,7 +67,7 @@ class _Statements:
         self.table = table
         self.keys = keys
         match = [table.c[k] == bindparam(f"match_{k}") for k in keys]
-        self.insert = insert(table)
+        self.insert = _INSERT[table]
         self.get = select(table).where(*match)
         self.get_for_update = self.get.with_for_update()
         # No values(): the SET clause is made of the parameters named like columns.
@@ -155,7 +159,7 @@ class _Session:
         staged, self.staged = self.staged, {}
         for table, waiting in staged.items():
             rows_ = list(waiting.rows.values())
-            await self._run(insert(table), rows_[0] if len(rows_) == 1 else rows_,
+            await self._run(_INSERT[table], rows_[0] if len(rows_) == 1 else rows_,
                             waiting.conflict)  # fmt: skip
 
     async def execute(
@@ -481,7 +485,7 @@ class SqlGatewayEventLog:
 
     async def add(self, event_id: str, event_type: str, at: datetime) -> None:
         await self._session.execute(
-            insert(tables.gateway_events), {"id": event_id, "type": event_type, "processed_at": at}
+            _INSERT[tables.gateway_events], {"id": event_id, "type": event_type, "processed_at": at}
         )
 
 
