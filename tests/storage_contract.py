@@ -295,6 +295,40 @@ class StorageContract:
             assert stored is not None
             assert stored.status is PaymentStatus.PROCESSING
 
+    async def test_writes_without_reads_land_whole_or_not_at_all(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        """A transaction of writes only (a payment's outcome, written over the rows as read
+        before): one stale row refuses all of them."""
+        processing = moved(payment(1), PaymentStatus.PROCESSING)
+        await self._seed(units, processing)
+        async with units() as uow:
+            read = await uow.invoices.get(ENV, "inv_0001")
+            assert read is not None
+        succeeded, event = processing.transition(
+            PaymentStatus.SUCCEEDED, at=T0, reason="charge succeeded", actor=Actor.API
+        )
+        stale_invoice = attrs.evolve(read.record_payment(succeeded.amount, T0), version=5)
+        async with units() as uow:
+            await uow.payments.update(succeeded)
+            await uow.payments.add_event(event)
+            with pytest.raises(ConcurrentUpdate):
+                await _write_and_commit(uow, uow.invoices.update(stale_invoice))
+        async with units() as uow:
+            assert await uow.payments.get(ENV, "pay_0001") == processing
+            assert list(await uow.payments.events(ENV, "pay_0001")) == []
+        async with units() as uow:
+            await uow.payments.update(succeeded)
+            await uow.payments.add_event(event)
+            await uow.invoices.update(read.record_payment(succeeded.amount, T0))
+            await uow.commit()
+        async with units() as uow:
+            assert await uow.payments.get(ENV, "pay_0001") == succeeded
+            assert list(await uow.payments.events(ENV, "pay_0001")) == [event]
+            stored = await uow.invoices.get(ENV, "inv_0001")
+            assert stored is not None
+            assert stored.amount_remaining.is_zero
+
     async def test_a_row_added_then_changed_reads_back_changed_within_and_after(
         self, units: UnitOfWorkFactory
     ) -> None:
@@ -308,8 +342,9 @@ class StorageContract:
             assert await uow.payments.get(ENV, "pay_0009") == processing
             assert await uow.payments.live_for_invoice(ENV, "inv_0001") == processing
             assert list(await uow.payments.events(ENV, "pay_0009")) == [created, event]
-            with pytest.raises(ConcurrentUpdate):
+            with pytest.raises(ConcurrentUpdate):  # at once, or at commit at the latest
                 await uow.payments.update(attrs.evolve(processing, version=processing.version + 5))
+                await uow.commit()
         async with units() as uow:
             assert await uow.payments.get(ENV, "pay_0009") is None  # never committed
             await uow.payments.add(p)

@@ -555,16 +555,25 @@ class CheckoutService:
         if charge_now:
             card, refusal = await self._select_card(customer, command.payment_method_id)
 
+        # Processing a payment always writes its invoice's next version, so the first attempt
+        # may go on the invoice as read above: its versioned update fails if it changed since,
+        # and the work is re-run on a fresh, locked read.
+        as_read: list[Invoice] = [invoice] if command.process_payment else []
+
         async def record(uow: UnitOfWork) -> tuple[Payment, Invoice | None, bool]:
             if request:
                 claim = await self._claim(uow, request)
                 if isinstance(claim, Payment):
                     return claim, None, False
-            invoice = await self._invoice(
-                uow, environment_id, command.destination_id, for_update=True
-            )
-            check_payment_matches_invoice(command, invoice)
-            await self._ensure_no_live_payment(uow, invoice)
+            if as_read:
+                invoice = as_read.pop()
+            else:
+                invoice = await self._invoice(
+                    uow, environment_id, command.destination_id, for_update=True
+                )
+                check_payment_matches_invoice(command, invoice)
+            # A second live payment is refused by storage at commit (a unique index in SQL):
+            # one read fewer on every payment, and it holds across processes.
             now = self.clock.now()
             payment, created = Payment.start(
                 at=now,
@@ -593,7 +602,12 @@ class CheckoutService:
             await uow.commit()
             return payment, processing_invoice, True
 
-        payment, processing_invoice, fresh = await self._transaction(record)
+        try:
+            payment, processing_invoice, fresh = await self._transaction(record)
+        except PaymentInProgress as busy:
+            raise await self._naming_live_payment(
+                busy, environment_id, command.destination_id
+            ) from None
         if not fresh:
             return self._outcome(payment)
         return await self._after_recorded(payment, customer, request, processing_invoice)
@@ -983,10 +997,17 @@ class CheckoutService:
             )
         return invoice
 
-    async def _ensure_no_live_payment(self, uow: UnitOfWork, invoice: Invoice) -> None:
-        live = await uow.payments.live_for_invoice(invoice.environment_id, invoice.id)
-        if live is not None:
-            raise PaymentInProgress(invoice_id=invoice.id, payment_id=live.id)
+    async def _naming_live_payment(
+        self, busy: PaymentInProgress, environment_id: str, invoice_id: str
+    ) -> PaymentInProgress:
+        """Storage refused a second live payment for the invoice: say which one is live."""
+        if "payment_id" in busy.details:
+            return busy
+        async with self.uow() as uow:
+            live = await uow.payments.live_for_invoice(environment_id, invoice_id)
+        if live is None:  # it settled meanwhile; the refusal stands as it was
+            return busy
+        return PaymentInProgress(invoice_id=invoice_id, payment_id=live.id)
 
     # Refunds ---------------------------------------------------------------------------
 

@@ -1275,6 +1275,63 @@ async def test_an_event_settling_the_payment_before_the_api_records_it_is_not_re
         assert settled.payment_status is InvoicePaymentStatus.FAILED
 
 
+class _InvoiceChangesDuringCardLookUp:
+    """The sandbox, but something else changes the invoice while the card is looked up,
+    after the payment read it and before its first transaction."""
+
+    def __init__(self, inner: SandboxPaymentGateway, change: Any) -> None:
+        self.inner, self.change = inner, change
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def get_customer(self, gateway_customer_id: str) -> Any:
+        await self.change()
+        return await self.inner.get_customer(gateway_customer_id)
+
+
+async def test_an_invoice_voided_while_the_card_is_looked_up_is_not_charged(
+    checkout: CardCheckout,
+) -> None:
+    """The first transaction writes over the invoice as read before the card look-up; its
+    versioned update loses to the void, and the re-run on a fresh read refuses the payment."""
+    customer = await customer_with_card(checkout)
+    invoice = await finalized_invoice(checkout, customer)
+    checkout.service.gateway = _InvoiceChangesDuringCardLookUp(
+        sandbox(checkout), lambda: checkout.void_invoice(ENV, invoice.id)
+    )
+
+    error = await error_of(checkout.create_payment(ENV, card_payment(invoice)))
+
+    assert error.code == "invoice_voided"
+    assert await payments_of(checkout, invoice.id) == []
+    assert (await checkout.get_invoice(ENV, invoice.id)).status is InvoiceStatus.VOIDED
+    assert await sandbox(checkout).succeeded_charges() == []
+
+
+async def test_a_payment_started_while_the_card_is_looked_up_is_named_and_not_charged_twice(
+    checkout: CardCheckout,
+) -> None:
+    """An initiated payment leaves the invoice's version as it was: storage itself refuses
+    the second live payment, and the error names the first."""
+    customer = await customer_with_card(checkout)
+    invoice = await finalized_invoice(checkout, customer)
+    first: list[str] = []
+
+    async def start_another() -> None:
+        started = await checkout.create_payment(ENV, card_payment(invoice, process_payment=False))
+        first.append(started.id)
+
+    checkout.service.gateway = _InvoiceChangesDuringCardLookUp(sandbox(checkout), start_another)
+
+    error = await error_of(checkout.create_payment(ENV, card_payment(invoice)))
+
+    assert error.code == "payment_in_progress"
+    assert error.details["payment_id"] == first[0]
+    assert await payments_of(checkout, invoice.id) == first
+    assert await sandbox(checkout).succeeded_charges() == []
+
+
 async def test_late_payment_failed_event_never_moves_a_succeeded_payment_back(
     checkout: CardCheckout, clock: ManualClock
 ) -> None:

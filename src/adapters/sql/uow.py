@@ -20,7 +20,20 @@ from types import TracebackType
 from typing import Any, Self
 
 import attrs
-from sqlalchemy import Insert, Select, Table, bindparam, event, insert, select, tuple_, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    literal_column,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ColumnElement
@@ -76,11 +89,12 @@ class _Statements:
     def key(self, *values: str) -> dict[str, str]:
         return {f"match_{k}": v for k, v in zip(self.keys, values, strict=True)}
 
-    def versioned(self, values: dict[str, Any]) -> dict[str, Any]:
-        """UPDATE parameters: the new values, for the row still at the version before them."""
+    def versioned(self, values: dict[str, Any], read_version: int | None = None) -> dict[str, Any]:
+        """UPDATE parameters: the new values, for the row still at the version it was read
+        at (by default the one before them)."""
         params = {column: value for column, value in values.items() if column not in self.keys}
         params.update({f"match_{k}": values[k] for k in self.keys})
-        params["match_version"] = values["version"] - 1
+        params["match_version"] = values["version"] - 1 if read_version is None else read_version
         return params
 
 
@@ -121,13 +135,38 @@ class _Staged:
     conflict: CheckoutError | None = None
 
 
+@attrs.define
+class _StagedUpdate:
+    """A row's new values, waiting to be written over the version it was read at."""
+
+    statements: _Statements
+    values: dict[str, Any]
+    read_version: int
+    conflict: CheckoutError | None = None
+
+
 class _Session:
-    """The unit of work's connection, opened (and its transaction begun) on first use."""
+    """The unit of work's connection, opened (and its transaction begun) on first use.
+
+    Writes are staged and sent together: before a statement that must see them, and at
+    commit. On PostgreSQL they go as one statement (data-modifying CTEs, each versioned
+    UPDATE checked by `card_checkout_expect_rows`); a transaction that only writes sends
+    just that statement, which PostgreSQL commits on its own: one round trip, one commit.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.connection: AsyncConnection | None = None
-        self.staged: dict[Table, _Staged] = {}
+        self.inserts: dict[Table, _Staged] = {}
+        self.updates: dict[tuple[Table, Hashable], _StagedUpdate] = {}
+        self.combined = engine.dialect.name == "postgresql"
+
+    @property
+    def staged(self) -> bool:
+        return bool(self.inserts or self.updates)
+
+    def clear(self) -> None:
+        self.inserts, self.updates = {}, {}
 
     async def conn(self) -> AsyncConnection:
         if self.connection is None:
@@ -138,29 +177,91 @@ class _Session:
     def stage(self, table: Table, key: Hashable, values: dict[str, Any],
               conflict: CheckoutError | None = None) -> None:  # fmt: skip
         """Insert a row with the next statement, in one INSERT with its table's other rows."""
-        staged = self.staged.setdefault(table, _Staged())
+        staged = self.inserts.setdefault(table, _Staged())
         staged.rows[key] = values
         staged.conflict = conflict if len(staged.rows) == 1 else None
 
-    def restage(self, table: Table, key: Hashable, values: dict[str, Any],
-                conflict: CheckoutError | None = None) -> bool:  # fmt: skip
-        """Replace a row still waiting to be inserted; False when it is not waiting."""
-        staged = self.staged.get(table)
-        if staged is None or key not in staged.rows:
-            return False
-        if staged.rows[key]["version"] != values["version"] - 1:
+    def stage_update(self, statements: _Statements, key: Hashable, values: dict[str, Any],
+                     conflict: CheckoutError | None = None) -> None:  # fmt: skip
+        """Write a row's new values with the next statement, if it is still at the version
+        before them (else `ConcurrentUpdate`, then). A row added or changed earlier in this
+        transaction and still waiting is changed where it waits."""
+        table = statements.table
+        inserted = self.inserts.get(table)
+        waiting = inserted.rows.get(key) if inserted else None
+        if inserted is not None and waiting is not None:
+            if waiting["version"] != values["version"] - 1:
+                raise ConcurrentUpdate()
+            inserted.rows[key] = values
+            inserted.conflict = conflict if len(inserted.rows) == 1 else None
+            return
+        update_ = self.updates.get((table, key))
+        if update_ is None:
+            self.updates[(table, key)] = _StagedUpdate(
+                statements, values, values["version"] - 1, conflict
+            )
+            return
+        if update_.values["version"] != values["version"] - 1:
             raise ConcurrentUpdate()
-        staged.rows[key] = values
-        if len(staged.rows) == 1:
-            staged.conflict = conflict
-        return True
+        update_.values, update_.conflict = values, conflict
 
     async def flush(self) -> None:
-        staged, self.staged = self.staged, {}
-        for table, waiting in staged.items():
+        """Send the staged writes: inserts first (foreign keys), then updates."""
+        if not self.staged:
+            return
+        if self.combined:
+            await self._run(*self._combined_write())
+            return
+        inserts, updates = self.inserts, self.updates
+        self.clear()
+        for table, waiting in inserts.items():
             rows_ = list(waiting.rows.values())
             await self._run(_INSERT[table], rows_[0] if len(rows_) == 1 else rows_,
                             waiting.conflict)  # fmt: skip
+        for update_ in updates.values():
+            params = update_.statements.versioned(update_.values, update_.read_version)
+            result = await self._run(update_.statements.update, params, update_.conflict)
+            if result.rowcount != 1:
+                raise ConcurrentUpdate()
+
+    async def write_alone(self) -> None:
+        """Send the staged writes as the whole transaction: one statement, committed by
+        PostgreSQL as it ends (atomic: a stale row fails all of it)."""
+        statement, params, conflicts = self._combined_write()
+        connection = await self.engine.connect()
+        try:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            self.connection = connection
+            await self._run(statement, params, conflicts)
+            await connection.commit()
+        finally:
+            self.connection = None
+            await connection.close()
+
+    def _combined_write(self) -> tuple[Any, dict[str, Any], dict[str, CheckoutError | None]]:
+        """The staged writes as one statement, its parameters, and the error a unique
+        index's refusal means, by table."""
+        shape: list[tuple[Any, ...]] = []
+        params: dict[str, Any] = {}
+        conflicts: dict[str, CheckoutError | None] = {}
+        for n, (table, waiting) in enumerate(self.inserts.items()):
+            rows_ = list(waiting.rows.values())
+            columns = tuple(rows_[0])
+            shape.append(("insert", table, columns, len(rows_)))
+            for r, row in enumerate(rows_):
+                params.update({f"i{n}_{r}_{c}": row[c] for c in columns})
+            conflicts[table.name] = waiting.conflict
+        for n, update_ in enumerate(self.updates.values()):
+            statements = update_.statements
+            table = statements.table
+            columns = tuple(c for c in update_.values if c not in statements.keys)
+            shape.append(("update", table, columns, statements.keys))
+            params.update({f"u{n}_{c}": update_.values[c] for c in columns})
+            params.update({f"u{n}_match_{k}": update_.values[k] for k in statements.keys})
+            params[f"u{n}_match_version"] = update_.read_version
+            conflicts[table.name] = conflicts.get(table.name) or update_.conflict
+        self.clear()
+        return _combined_statement(tuple(shape)), params, conflicts
 
     async def execute(
         self, statement: Any, params: Any = None, conflict: CheckoutError | None = None
@@ -170,22 +271,31 @@ class _Session:
         return await self._run(statement, params, conflict)
 
     def _needs_staged(self, statement: Any) -> bool:
-        """Whether staged rows must be in first: for a statement on their table, or any
+        """Whether staged writes must be in first: for a statement on their tables, or any
         INSERT (whose foreign keys may point at them)."""
         if isinstance(statement, Insert):
             return True
         touched = (
             statement.columns_clause_froms if isinstance(statement, Select) else [statement.table]
         )
-        return any(table in self.staged for table in touched)
+        staged_tables = {*self.inserts, *(table for table, _ in self.updates)}
+        return any(table in staged_tables for table in touched)
 
-    async def _run(self, statement: Any, params: Any, conflict: CheckoutError | None) -> Any:
+    async def _run(
+        self,
+        statement: Any,
+        params: Any,
+        conflict: CheckoutError | dict[str, CheckoutError | None] | None,
+    ) -> Any:
         connection = await self.conn()
         try:
             return await connection.execute(statement, params)
         except IntegrityError as error:
             if not _is_unique_violation(error):
                 raise  # a broken foreign key or check is a bug, not a race
+            if isinstance(conflict, dict):  # one statement over several tables
+                refused = getattr(error.orig, "__cause__", None)  # asyncpg's own error
+                conflict = conflict.get(getattr(refused, "table_name", None) or "")
             raise (conflict or ConcurrentUpdate()) from error
         except OperationalError as error:
             # SQLite: another writer holds the database, or our snapshot went stale.
@@ -193,7 +303,7 @@ class _Session:
                 raise ConcurrentUpdate() from error
             raise
         except DBAPIError as error:
-            # PostgreSQL: a serialization failure or deadlock; the work is re-run.
+            # PostgreSQL: a serialization failure, a deadlock, or a versioned row that moved.
             if getattr(error.orig, "sqlstate", None) in {"40001", "40P01"}:
                 raise ConcurrentUpdate() from error
             raise
@@ -208,6 +318,58 @@ class _Session:
         result = await self.execute(statements.update, statements.versioned(values), conflict)
         if result.rowcount != 1:
             raise ConcurrentUpdate()
+
+
+# Shapes of combined writes seen lately, each built once; SQLAlchemy caches its compiled form.
+_COMBINED: dict[tuple[Any, ...], Any] = {}
+_COMBINED_LIMIT = 512
+
+
+def _combined_statement(shape: tuple[Any, ...]) -> Any:
+    """One PostgreSQL statement for a shape of staged writes: each INSERT (with all its
+    rows) and each versioned UPDATE in a CTE, and a SELECT that fails the whole statement
+    with serialization_failure unless every UPDATE matched its one row."""
+    statement = _COMBINED.get(shape)
+    if statement is not None:
+        return statement
+    ctes = []
+    checks = []
+    updates = 0
+    for n, (kind, table, columns, extra) in enumerate(shape):
+        if kind == "insert":
+            # Rows as a UNION ALL of SELECTs, in order (the outbox's sequence follows it): a
+            # multi-row VALUES has no cache key in SQLAlchemy and would compile on every call.
+            rows_ = [
+                select(
+                    *(bindparam(f"i{n}_{r}_{c}", type_=table.c[c].type).label(c) for c in columns)
+                )  # fmt: skip
+                for r in range(extra)
+            ]
+            source = rows_[0] if len(rows_) == 1 else union_all(*rows_)
+            ctes.append(insert(table).from_select(list(columns), source).cte(f"w{n}"))
+            continue
+        u = updates
+        updates += 1
+        keys = extra
+        matched = (
+            update(table)
+            .where(
+                *(table.c[k] == bindparam(f"u{u}_match_{k}") for k in keys),
+                table.c.version == bindparam(f"u{u}_match_version"),
+            )
+            .values({c: bindparam(f"u{u}_{c}", type_=table.c[c].type) for c in columns})
+            .returning(literal_column("1"))
+            .cte(f"w{n}")
+        )
+        ctes.append(matched)
+        checks.append(select(func.count()).select_from(matched).scalar_subquery())
+    found: list[Any] = [func.card_checkout_expect_rows(check, 1) for check in checks]
+    found = found or [literal_column("1")]
+    statement = select(*found).add_cte(*ctes)
+    if len(_COMBINED) >= _COMBINED_LIMIT:
+        _COMBINED.clear()
+    _COMBINED[shape] = statement
+    return statement
 
 
 def _keyset(table: Table, env: str, starting_after: str | None) -> ColumnElement[bool] | None:
@@ -299,7 +461,8 @@ class SqlInvoiceRepository:
         return rows.invoice_from(row) if row else None
 
     async def update(self, invoice: Invoice) -> None:
-        await self._session.versioned_update(_INVOICES, rows.invoice_values(invoice))
+        values = rows.invoice_values(invoice)
+        self._session.stage_update(_INVOICES, (invoice.environment_id, invoice.id), values)
 
     async def list(self, query: InvoiceQuery) -> Page[Invoice]:
         t = tables.invoices
@@ -348,8 +511,7 @@ class SqlPaymentRepository:
         key = (payment.environment_id, payment.id)
         values = rows.payment_values(payment)
         conflict = self._conflict(payment)
-        if not self._session.restage(tables.payments, key, values, conflict):
-            await self._session.versioned_update(_PAYMENTS, values, conflict)
+        self._session.stage_update(_PAYMENTS, key, values, conflict)
 
     async def live_for_invoice(self, environment_id: str, invoice_id: str) -> Payment | None:
         row = await self._session.one(
@@ -584,9 +746,12 @@ class SqlUnitOfWork:
         await self.rollback()
 
     async def commit(self) -> None:
-        if self._session.staged:
-            await self._session.flush()
-        connection = self._session.connection
+        session = self._session
+        if session.connection is None and session.combined and session.staged:
+            await session.write_alone()  # nothing was read: the writes are the transaction
+            return
+        await session.flush()
+        connection = session.connection
         if connection is None:
             return
         try:
@@ -605,7 +770,7 @@ class SqlUnitOfWork:
                 await self._close()
 
     async def _close(self) -> None:
-        self._session.staged.clear()
+        self._session.clear()
         connection, self._session.connection = self._session.connection, None
         if connection is not None:
             await connection.close()
