@@ -320,6 +320,11 @@ class _Session:
             raise ConcurrentUpdate()
 
 
+def _typed(name: str, table: Table, column: str) -> Any:
+    """A parameter of the column's type, so that its value is sent as the column takes it."""
+    return bindparam(name, type_=table.c[column].type)
+
+
 # Shapes of combined writes seen lately, each built once; SQLAlchemy caches its compiled form.
 _COMBINED: dict[tuple[Any, ...], Any] = {}
 _COMBINED_LIMIT = 512
@@ -340,9 +345,7 @@ def _combined_statement(shape: tuple[Any, ...]) -> Any:
             # Rows as a UNION ALL of SELECTs, in order (the outbox's sequence follows it): a
             # multi-row VALUES has no cache key in SQLAlchemy and would compile on every call.
             rows_ = [
-                select(
-                    *(bindparam(f"i{n}_{r}_{c}", type_=table.c[c].type).label(c) for c in columns)
-                )  # fmt: skip
+                select(*(_typed(f"i{n}_{r}_{c}", table, c).label(c) for c in columns))
                 for r in range(extra)
             ]
             source = rows_[0] if len(rows_) == 1 else union_all(*rows_)
@@ -357,7 +360,7 @@ def _combined_statement(shape: tuple[Any, ...]) -> Any:
                 *(table.c[k] == bindparam(f"u{u}_match_{k}") for k in keys),
                 table.c.version == bindparam(f"u{u}_match_version"),
             )
-            .values({c: bindparam(f"u{u}_{c}", type_=table.c[c].type) for c in columns})
+            .values({c: _typed(f"u{u}_{c}", table, c) for c in columns})
             .returning(literal_column("1"))
             .cte(f"w{n}")
         )
