@@ -342,9 +342,9 @@ class StorageContract:
             assert await uow.payments.get(ENV, "pay_0009") == processing
             assert await uow.payments.live_for_invoice(ENV, "inv_0001") == processing
             assert list(await uow.payments.events(ENV, "pay_0009")) == [created, event]
+            stale = attrs.evolve(processing, version=processing.version + 5)
             with pytest.raises(ConcurrentUpdate):  # at once, or at commit at the latest
-                await uow.payments.update(attrs.evolve(processing, version=processing.version + 5))
-                await uow.commit()
+                await _write_and_commit(uow, uow.payments.update(stale))
         async with units() as uow:
             assert await uow.payments.get(ENV, "pay_0009") is None  # never committed
             await uow.payments.add(p)
