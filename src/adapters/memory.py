@@ -417,6 +417,9 @@ class InMemoryUnitOfWork:
     commit checks and applies only those.
     """
 
+    # The instance dict holds only the repositories opened in this transaction.
+    __slots__ = ("__dict__", "store")
+
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
 
@@ -443,14 +446,14 @@ class InMemoryUnitOfWork:
         return repository if isinstance(repository, kind) else None
 
     def _opened_tables(self, *names: str) -> Iterator[_Table[Any, Any]]:
+        """The tables of these repositories that this transaction wrote to."""
         for name in names:
             repository = self.__dict__.get(name)
-            if repository is not None:
+            if repository is not None and repository.table.staged:
                 yield repository.table
 
     def _reset(self) -> None:
-        for name in [n for n in self.__dict__ if n in _REPOSITORIES]:
-            del self.__dict__[name]
+        self.__dict__.clear()
 
     async def __aenter__(self) -> Self:
         return self
@@ -551,11 +554,6 @@ class InMemoryUnitOfWork:
         if events := self._opened("gateway_events", InMemoryGatewayEventLog):
             store.gateway_events.update(events.added)
         store.commits += 1
-
-
-_REPOSITORIES = frozenset(
-    name for name, value in vars(InMemoryUnitOfWork).items() if isinstance(value, _Opened)
-)
 
 
 @attrs.define

@@ -6,30 +6,36 @@ import hashlib
 import json
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Final
 
 import attrs
 
 from core.model import InvoiceStatus, PaymentMethodType
 from core.money import Money
 
+# Sorted keys and no spaces: the same values always give the same text, hence the same hash.
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+def _plain(value: object) -> object:
+    """A command's field value as JSON can hold it."""
+    if value is None or type(value) in (str, int, bool):
+        return value  # most fields: nothing to look into
+    if isinstance(value, Money):
+        return [str(value.amount), value.currency.code]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "value") and not isinstance(value, (str, int, bool)):
+        return _plain(value.value)
+    return value
+
 
 def _fingerprint(operation: str, command: attrs.AttrsInstance) -> str:
     """A stable hash of a command's values, to tell a retry from a different request."""
-
-    def plain(value: object) -> object:
-        if isinstance(value, Money):
-            return [str(value.amount), value.currency.code]
-        if isinstance(value, Decimal):
-            return str(value)
-        if isinstance(value, Mapping):
-            return {str(k): plain(v) for k, v in value.items()}
-        if hasattr(value, "value") and not isinstance(value, (str, int, bool)):
-            return plain(value.value)
-        return value
-
-    fields = {a.name: plain(getattr(command, a.name)) for a in attrs.fields(type(command))}
-    canonical = json.dumps([operation, fields], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    fields = {a.name: _plain(getattr(command, a.name)) for a in attrs.fields(type(command))}
+    return hashlib.sha256(_CANONICAL.encode([operation, fields]).encode()).hexdigest()
 
 
 @attrs.frozen

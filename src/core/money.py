@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Final
@@ -138,7 +139,7 @@ class Money:
 
     @classmethod
     def zero(cls, cur: Currency) -> Money:
-        return cls(Decimal(0), cur)
+        return _zero(cur)
 
     @classmethod
     def from_minor_units(cls, units: int, cur: Currency) -> Money:
@@ -194,5 +195,12 @@ class Money:
         return self.amount == 0
 
 
+@functools.cache
 def _quantum(exponent: int) -> Decimal:
     return Decimal(1).scaleb(-exponent)
+
+
+@functools.cache
+def _zero(cur: Currency) -> Money:
+    # Every payment and invoice starts with zeros: one shared value per currency (it is frozen).
+    return Money(Decimal(0), cur)

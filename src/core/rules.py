@@ -58,6 +58,8 @@ def _luhn_valid(digits: str) -> bool:
 
 def looks_like_card_number(text: str) -> bool:
     """True for a 13-19 digit Luhn-valid run, with or without spaces or dashes."""
+    if len(text) < 13:  # too short to hold one (most field names and values): no regex
+        return False
     for match in _DIGITS_WITH_SEPARATORS.finditer(text):
         digits = re.sub(r"\D", "", match.group())
         if 13 <= len(digits) <= 19 and _luhn_valid(digits):
@@ -77,22 +79,23 @@ def _card_data_error(field: str) -> ValidationError:
 def reject_card_data(body: Mapping[str, object], prefix: str = "") -> None:
     """Refuse a body that carries anything shaped like card data, at any depth."""
     for key, value in body.items():
-        field = f"{prefix}{key}"
-        if isinstance(key, str) and looks_like_card_number(key):
-            # Name the enclosing object, never the key: the key is the card number.
-            raise _card_data_error(prefix.rstrip(".") or "body")
-        if isinstance(key, str) and key.strip().lower() in _CARD_FIELD_NAMES:
-            raise _card_data_error(field)
-        if isinstance(value, str) and looks_like_card_number(value):
-            raise _card_data_error(field)
-        if isinstance(value, Mapping):
-            reject_card_data(value, prefix=f"{field}.")
+        if isinstance(key, str):
+            if looks_like_card_number(key):
+                # Name the enclosing object, never the key: the key is the card number.
+                raise _card_data_error(prefix.rstrip(".") or "body")
+            if key.strip().lower() in _CARD_FIELD_NAMES:
+                raise _card_data_error(f"{prefix}{key}")
+        if isinstance(value, str):
+            if looks_like_card_number(value):
+                raise _card_data_error(f"{prefix}{key}")
+        elif isinstance(value, Mapping):
+            reject_card_data(value, prefix=f"{prefix}{key}.")
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 if isinstance(item, Mapping):
-                    reject_card_data(item, prefix=f"{field}[{index}].")
+                    reject_card_data(item, prefix=f"{prefix}{key}[{index}].")
                 elif isinstance(item, str) and looks_like_card_number(item):
-                    raise _card_data_error(f"{field}[{index}]")
+                    raise _card_data_error(f"{prefix}{key}[{index}]")
 
 
 class _Body:

@@ -75,6 +75,8 @@ from core.service import (
 
 T = TypeVar("T")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///card-checkout.sqlite3"
+# Notifications delivered per transaction.
+NOTIFICATION_BATCH = 100
 Body = Mapping[str, object]
 
 
@@ -399,9 +401,15 @@ class CardCheckout:
 
     async def deliver_notifications(self) -> int:
         delivered = 0
-        while batch := await self.service.deliver_notifications(self.notifier):
+        while True:
+            batch = await self.service.deliver_notifications(
+                self.notifier, limit=NOTIFICATION_BATCH
+            )
             delivered += batch
-        return delivered
+            # A short batch emptied the outbox (or met a failing notifier): no second look,
+            # which was one more transaction after every change.
+            if batch < NOTIFICATION_BATCH:
+                return delivered
 
     # Webhook endpoints
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from adapters.clock import ManualClock
-from adapters.memory import InMemoryUnitOfWorkFactory
+from adapters.memory import InMemoryUnitOfWork, InMemoryUnitOfWorkFactory
 from adapters.sandbox import Fault, SandboxFaults, SandboxPaymentGateway
 from core.errors import CheckoutError
 from core.gateway import ChargeRequest, ChargeResult, ChargeStatus, GatewayEvent, GatewayEventType
@@ -1498,6 +1498,31 @@ async def test_notifications_that_failed_to_deliver_are_delivered_later_in_order
         "invoice.paid",
     ]
     assert await checkout.deliver_notifications() == 0
+
+
+async def test_one_delivery_call_empties_an_outbox_longer_than_a_batch() -> None:
+    subscriber = FailingOnce()
+    store = InMemoryUnitOfWorkFactory()
+    opened = 0
+
+    def counting_uow() -> InMemoryUnitOfWork:
+        nonlocal opened
+        opened += 1
+        return store()
+
+    checkout = bootstrap(uow=counting_uow, clock=ManualClock(), notifier=subscriber)
+    customer = await customer_with_card(checkout)
+    for _ in range(30):  # 4 notifications each, none delivered while the subscriber is down
+        subscriber.failures_left = 1
+        invoice = await finalized_invoice(checkout, customer)
+        await checkout.create_payment(ENV, card_payment(invoice))
+    opened = 0
+
+    assert await checkout.deliver_notifications() == 120
+
+    assert len(subscriber.delivered) == 120
+    # A full batch and a short one, each read then marked: no third look at an empty outbox.
+    assert opened == 4
 
 
 async def test_no_default_card_error_carries_the_product_pages_message(

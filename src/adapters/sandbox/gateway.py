@@ -117,8 +117,12 @@ def test_card(number_or_token: str) -> TestCard:
 test_card.__test__ = False  # type: ignore[attr-defined]
 
 
+# One encoder for every fingerprint (json.dumps with options builds one per call).
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def _fingerprint(params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(params).encode()).hexdigest()
 
 
 @attrs.define
