@@ -219,10 +219,9 @@ class _Session:
             await self._run(_INSERT[table], rows_[0] if len(rows_) == 1 else rows_,
                             waiting.conflict)  # fmt: skip
         for update_ in updates.values():
-            params = update_.statements.versioned(update_.values, update_.read_version)
-            result = await self._run(update_.statements.update, params, update_.conflict)
-            if result.rowcount != 1:
-                raise ConcurrentUpdate()
+            await self.versioned_update(
+                update_.statements, update_.values, update_.conflict, update_.read_version
+            )
 
     async def write_alone(self) -> None:
         """Send the staged writes as the whole transaction: one statement, committed by
@@ -256,9 +255,8 @@ class _Session:
             table = statements.table
             columns = tuple(c for c in update_.values if c not in statements.keys)
             shape.append(("update", table, columns, statements.keys))
-            params.update({f"u{n}_{c}": update_.values[c] for c in columns})
-            params.update({f"u{n}_match_{k}": update_.values[k] for k in statements.keys})
-            params[f"u{n}_match_version"] = update_.read_version
+            versioned = statements.versioned(update_.values, update_.read_version)
+            params.update({f"u{n}_{name}": value for name, value in versioned.items()})
             conflicts[table.name] = conflicts.get(table.name) or update_.conflict
         self.clear()
         return _combined_statement(tuple(shape)), params, conflicts
@@ -313,9 +311,12 @@ class _Session:
         return (await self.execute(statement, params)).mappings().first()
 
     async def versioned_update(self, statements: _Statements, values: dict[str, Any],
-                               conflict: CheckoutError | None = None) -> None:  # fmt: skip
-        """UPDATE the row to `values` only if it still has the version before them."""
-        result = await self.execute(statements.update, statements.versioned(values), conflict)
+                               conflict: CheckoutError | None = None,
+                               read_version: int | None = None) -> None:  # fmt: skip
+        """UPDATE the row to `values` only if it still has the version it was read at (by
+        default the one before them)."""
+        params = statements.versioned(values, read_version)
+        result = await self.execute(statements.update, params, conflict)
         if result.rowcount != 1:
             raise ConcurrentUpdate()
 
