@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
@@ -42,6 +43,7 @@ from core.ports import (
     IdempotencyState,
     InvoiceQuery,
     PaymentQuery,
+    ReadOnlyUnitOfWork,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -213,6 +215,36 @@ class StorageContract:
             assert await uow.customers.get(ENV, "cust_0001") == customer()
             assert await uow.invoices.get(ENV, "inv_0001") == invoice()
             assert await uow.payments.get(ENV, "pay_0001") == payment(1)
+
+    async def test_an_invoice_is_read_with_its_customer(self, units: UnitOfWorkFactory) -> None:
+        await self._seed(units)
+        async with units() as uow:
+            await uow.customers.add(customer(2))
+            await uow.invoices.add(attrs.evolve(invoice(2), customer_id="cust_0002"))
+            await uow.commit()
+        async with units() as uow:
+            assert await uow.invoices.get_with_customer(ENV, "inv_0001") == (invoice(), customer())
+            assert await uow.invoices.get_with_customer(ENV, "inv_0002") == (
+                attrs.evolve(invoice(2), customer_id="cust_0002"),
+                customer(2),
+            )
+            assert await uow.invoices.get_with_customer(ENV, "inv_0404") is None
+            assert await uow.invoices.get_with_customer("env_b", "inv_0001") is None
+
+    async def test_a_read_only_unit_reads_but_never_writes(self, units: UnitOfWorkFactory) -> None:
+        await self._seed(units)
+        async with units(read_only=True) as uow:
+            assert await uow.invoices.get(ENV, "inv_0001") == invoice()
+            assert await uow.customers.get(ENV, "cust_0001") == customer()
+            with pytest.raises(ReadOnlyUnitOfWork):
+                await _write_and_commit(uow, uow.customers.add(customer(2)))
+        async with units(read_only=True) as uow:
+            paid = invoice().record_payment(invoice().amount_due, T0)
+            with pytest.raises(ReadOnlyUnitOfWork):
+                await _write_and_commit(uow, uow.invoices.update(paid))
+        async with units() as uow:
+            assert await uow.customers.get(ENV, "cust_0002") is None
+            assert await uow.invoices.get(ENV, "inv_0001") == invoice()
 
     async def test_rows_are_invisible_from_another_environment(
         self, units: UnitOfWorkFactory
@@ -444,6 +476,30 @@ class StorageContract:
             )  # fmt: skip
             assert [p.id for p in window.items] == ["pay_0003", "pay_0002"]
             assert not (await uow.payments.list(PaymentQuery("env_b"))).items
+
+    async def test_payments_list_by_status_and_invoice_each_query_its_own(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        kept = [
+            moved(payment(1, "inv_0001"), PaymentStatus.FAILED),
+            moved(payment(2, "inv_0002"), PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED),
+            moved(payment(3, "inv_0003"), PaymentStatus.PROCESSING),
+        ]
+        await self._seed(units, *kept)
+
+        async def ids(**filters: Any) -> list[str]:
+            async with units(read_only=True) as uow:
+                page = await uow.payments.list(PaymentQuery(ENV, **filters))
+            return [p.id for p in page.items]
+
+        # Queries alike but for their values, one after another: each gets its own rows.
+        assert await ids(statuses=frozenset({PaymentStatus.FAILED})) == ["pay_0001"]
+        assert await ids(statuses=frozenset({PaymentStatus.SUCCEEDED})) == ["pay_0002"]
+        both = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING})
+        assert await ids(statuses=both) == ["pay_0003", "pay_0002"]
+        assert await ids(statuses=frozenset()) == []
+        for n in (1, 2, 3):
+            assert await ids(invoice_id=f"inv_{n:04d}") == [f"pay_{n:04d}"]
 
     async def test_invoices_list_newest_first(self, units: UnitOfWorkFactory) -> None:
         async with units() as uow:

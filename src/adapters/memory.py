@@ -38,7 +38,7 @@ from core.model import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from core.ports import IdempotencyRecord, InvoiceQuery, Page, PaymentQuery
+from core.ports import IdempotencyRecord, InvoiceQuery, Page, PaymentQuery, ReadOnlyUnitOfWork
 
 
 class _Versioned(Protocol):
@@ -180,8 +180,9 @@ class InMemoryCustomerRepository:
 
 
 class InMemoryInvoiceRepository:
-    def __init__(self, table: _Table[tuple[str, str], Invoice]) -> None:
+    def __init__(self, table: _Table[tuple[str, str], Invoice], uow: InMemoryUnitOfWork) -> None:
         self.table = table
+        self.uow = uow  # for customers as this transaction sees them; dropped at its end
 
     async def add(self, invoice: Invoice) -> None:
         self.table.add((invoice.environment_id, invoice.id), invoice)
@@ -190,6 +191,16 @@ class InMemoryInvoiceRepository:
         self, environment_id: str, invoice_id: str, *, for_update: bool = False
     ) -> Invoice | None:
         return self.table.get((environment_id, invoice_id))
+
+    async def get_with_customer(
+        self, environment_id: str, invoice_id: str
+    ) -> tuple[Invoice, Customer] | None:
+        invoice = self.table.get((environment_id, invoice_id))
+        if invoice is None:
+            return None
+        customer = await self.uow.customers.get(environment_id, invoice.customer_id)
+        assert customer is not None, "an invoice's customer is never deleted"
+        return invoice, customer
 
     async def update(self, invoice: Invoice) -> None:
         self.table.update((invoice.environment_id, invoice.id), invoice)
@@ -418,17 +429,18 @@ class InMemoryUnitOfWork:
     """
 
     # The instance dict holds only the repositories opened in this transaction.
-    __slots__ = ("__dict__", "store")
+    __slots__ = ("__dict__", "read_only", "store")
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: InMemoryStore, read_only: bool = False) -> None:
         self.store = store
+        self.read_only = read_only
 
     environments = _Opened(
         lambda uow: InMemoryEnvironmentRepository(_Table(uow.store.environments))
     )
     api_keys = _Opened(lambda uow: InMemoryApiKeyRepository(_Table(uow.store.api_keys)))
     customers = _Opened(lambda uow: InMemoryCustomerRepository(_Table(uow.store.customers)))
-    invoices = _Opened(lambda uow: InMemoryInvoiceRepository(_Table(uow.store.invoices)))
+    invoices = _Opened(lambda uow: InMemoryInvoiceRepository(_Table(uow.store.invoices), uow))
     payments = _Opened(lambda uow: InMemoryPaymentRepository(_Table(uow.store.payments), uow.store))
     refunds = _Opened(lambda uow: InMemoryRefundRepository(_Table(uow.store.refunds)))
     idempotency = _Opened(lambda uow: InMemoryIdempotencyRepository(_Table(uow.store.idempotency)))
@@ -470,6 +482,9 @@ class InMemoryUnitOfWork:
         self._reset()
 
     async def commit(self) -> None:
+        if self.read_only:
+            self._reset()
+            raise ReadOnlyUnitOfWork("this unit of work was opened read-only")
         try:
             self._check()
             self._apply()
@@ -560,5 +575,5 @@ class InMemoryUnitOfWork:
 class InMemoryUnitOfWorkFactory:
     store: InMemoryStore = attrs.Factory(InMemoryStore)
 
-    def __call__(self) -> InMemoryUnitOfWork:
-        return InMemoryUnitOfWork(self.store)
+    def __call__(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.store, read_only)

@@ -186,6 +186,11 @@ class InvoiceRepository(Protocol):
         """The invoice; `for_update` also locks it until the transaction ends (if the
         storage has row locks: others check versions at commit instead)."""
 
+    async def get_with_customer(
+        self, environment_id: str, invoice_id: str
+    ) -> tuple[Invoice, Customer] | None:
+        """The invoice and its customer, read together (one statement where storage can)."""
+
     async def update(self, invoice: Invoice) -> None:
         """Store the new version; `ConcurrentUpdate` at commit if another writer got there first."""
 
@@ -316,5 +321,13 @@ class UnitOfWork(Protocol):
     async def rollback(self) -> None: ...
 
 
+class ReadOnlyUnitOfWork(RuntimeError):
+    """A write, a lock or a commit asked of a unit of work opened `read_only`: a bug."""
+
+
 class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+        """A new unit of work. `read_only`: it only reads, and each read may see its own
+        moment, so storage need not begin a transaction (a round trip fewer each way).
+        Its commit raises `ReadOnlyUnitOfWork`, and SQL storage refuses a write or a lock
+        at once (outside a transaction it could not be undone)."""

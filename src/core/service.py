@@ -261,7 +261,7 @@ class CheckoutService:
         return environment
 
     async def get_environment(self, environment_id: str) -> Environment:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             environment = await uow.environments.get(environment_id)
         if environment is None:
             raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
@@ -405,7 +405,7 @@ class CheckoutService:
             raise CustomerAlreadyExists(customer_id=existing.id)
 
     async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._customer(uow, environment_id, customer_id)
 
     async def list_payment_methods(
@@ -497,11 +497,11 @@ class CheckoutService:
         )
 
     async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._invoice(uow, environment_id, invoice_id)
 
     async def list_invoices(self, query: InvoiceQuery) -> Page[Invoice]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await uow.invoices.list(query)
 
     async def _change_invoice(
@@ -544,12 +544,16 @@ class CheckoutService:
         request = self._idempotent(
             environment_id, "create_payment", idempotency_key, command.fingerprint()
         )
+        # Not read-only, though it only reads: a transaction that rolls back is no commit,
+        # and a payment costs at most two.
         async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Payment)
-            invoice = await self._invoice(uow, environment_id, command.destination_id)
+            found = await uow.invoices.get_with_customer(environment_id, command.destination_id)
+            if found is None:
+                raise InvoiceNotFound(invoice_id=command.destination_id)
+            invoice, customer = found
             check_payment_matches_invoice(command, invoice)
-            customer = await self._customer(uow, environment_id, invoice.customer_id)
         card, refusal = None, None
         charge_now = command.process_payment and command.method_type is PaymentMethodType.CARD
         if charge_now:
@@ -650,15 +654,15 @@ class CheckoutService:
         return await self._after_recorded(payment, customer, request, processing_invoice)
 
     async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._payment(uow, environment_id, payment_id)
 
     async def list_payments(self, query: PaymentQuery) -> Page[Payment]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await uow.payments.list(query)
 
     async def payment_events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             await self._payment(uow, environment_id, payment_id)
             return await uow.payments.events(environment_id, payment_id)
 
@@ -1170,11 +1174,11 @@ class CheckoutService:
         return refund
 
     async def get_refund(self, environment_id: str, refund_id: str) -> Refund:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._refund(uow, environment_id, refund_id)
 
     async def list_refunds(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             await self._payment(uow, environment_id, payment_id)
             return await uow.refunds.for_payment(environment_id, payment_id)
 
@@ -1186,7 +1190,7 @@ class CheckoutService:
         Returns False when the event names nothing this service knows (it is still recorded,
         so a repeat is not looked at again).
         """
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             if await uow.gateway_events.seen(event.id):
                 return True
         if event.type is GatewayEventType.CHECKOUT_COMPLETED and event.session is not None:
@@ -1353,7 +1357,7 @@ class CheckoutService:
         The transaction that marks notifications delivered also queues one webhook delivery
         per endpoint that wants each, so no event is lost between the two.
         """
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             pending = await uow.outbox.undelivered(limit)
         delivered: list[Notification] = []
         for notification in pending:
@@ -1420,12 +1424,12 @@ class CheckoutService:
         return endpoint
 
     async def list_webhook_endpoints(self, environment_id: str) -> Sequence[WebhookEndpoint]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             endpoints = await uow.webhook_endpoints.list(environment_id)
         return [e for e in endpoints if e.deleted_at is None]
 
     async def get_webhook_endpoint(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._webhook_endpoint(uow, environment_id, endpoint_id)
 
     async def delete_webhook_endpoint(

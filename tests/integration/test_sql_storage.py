@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event as event_module
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql import SqlUnitOfWorkFactory, tables
+from adapters.sql import SqlUnitOfWorkFactory, create_engine_from_url, tables
 from core.model import (
     Actor,
     InvoicePaymentStatus,
@@ -19,6 +21,7 @@ from core.model import (
     PaymentStatus,
 )
 from core.ports import UnitOfWorkFactory
+from tests.integration.conftest import _admin, _plain
 from tests.storage_contract import (
     ENV,
     T0,
@@ -44,17 +47,42 @@ async def test_the_migrated_schema_is_exactly_the_models(engine: AsyncEngine) ->
         assert await connection.run_sync(differences) == []
 
 
-def _recording(engine: AsyncEngine) -> tuple[list[tuple[str, str]], Any]:
-    """Statements sent from now on: their first words and the connection's isolation level."""
-    statements: list[tuple[str, str]] = []
+def _recording(engine: AsyncEngine) -> tuple[list[str], Any]:
+    """The first words of each statement sent from now on (on PostgreSQL, as asyncpg sends
+    them, transaction control included)."""
+    statements: list[str] = []
 
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        level = conn.get_execution_options().get("isolation_level", "transaction")
-        statements.append((" ".join(statement.split()[:3]), level))
+    def heading(statement: str) -> str:
+        return " ".join(statement.split()[:3])
 
-    event_module.listen(engine.sync_engine, "before_cursor_execute", record)
-    return statements, lambda: event_module.remove(engine.sync_engine, "before_cursor_execute",
-                                                   record)  # fmt: skip
+    if engine.dialect.name != "postgresql":
+
+        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(heading(statement))
+
+        event_module.listen(engine.sync_engine, "before_cursor_execute", record)
+        return statements, lambda: event_module.remove(
+            engine.sync_engine, "before_cursor_execute", record
+        )
+
+    logged: list[Any] = []
+
+    def log(query: Any) -> None:
+        statements.append(heading(query.query))
+
+    def watch(dbapi_connection: Any, *_: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver not in logged:
+            driver.add_query_logger(log)
+            logged.append(driver)
+
+    def stop() -> None:
+        event_module.remove(engine.sync_engine, "checkout", watch)
+        for driver in logged:
+            driver.remove_query_logger(log)
+
+    event_module.listen(engine.sync_engine, "checkout", watch)
+    return statements, stop
 
 
 async def test_a_payments_writes_cost_one_statement_on_postgresql_one_per_table_on_sqlite(
@@ -83,6 +111,7 @@ async def test_a_payments_writes_cost_one_statement_on_postgresql_one_per_table_
             charging = read.with_payment_status(InvoicePaymentStatus.PROCESSING, T0)
             await uow.invoices.update(charging)
             await uow.commit()
+        await asyncio.sleep(0)  # asyncpg hands its query log over on the next turn
         first = list(statements)
         statements.clear()
         succeeded, settled = processing.transition(
@@ -93,22 +122,23 @@ async def test_a_payments_writes_cost_one_statement_on_postgresql_one_per_table_
             await uow.payments.add_event(settled)
             await uow.invoices.update(charging.record_payment(succeeded.amount, T0))
             await uow.commit()
+        await asyncio.sleep(0)
         second = list(statements)
     finally:
         stop()
     if engine.dialect.name == "postgresql":
-        assert first == [("SELECT invoices.environment_id, invoices.id,", "transaction"),
-                         ("WITH w0 AS", "transaction")]  # fmt: skip
-        assert second == [("WITH w0 AS", "AUTOCOMMIT")]
+        assert first == ["BEGIN;", "SELECT invoices.environment_id, invoices.id,", "WITH w0 AS",
+                         "COMMIT;"]  # fmt: skip
+        assert second == ["WITH w0 AS"]  # no BEGIN: it commits as it ends
     else:
-        assert [head for head, _ in first] == [
+        assert first == [
             "SELECT invoices.environment_id, invoices.id,",
             "INSERT INTO payments",
             "INSERT INTO payment_events",
             "INSERT INTO outbox",
             "UPDATE invoices SET",
         ]
-        assert [head for head, _ in second] == [
+        assert second == [
             "INSERT INTO payment_events",
             "UPDATE payments SET",
             "UPDATE invoices SET",
@@ -124,3 +154,80 @@ async def test_a_payments_writes_cost_one_statement_on_postgresql_one_per_table_
 
 def _notification(number: int) -> Notification:
     return Notification(f"evt_{number}", ENV, NotificationType.PAYMENT_PROCESSING, T0, {})
+
+
+async def _backend_pids(url: str) -> set[int]:
+    """Server processes connected to this test's database, other than the asking one."""
+    admin = await asyncpg.connect(_plain(url))
+    try:
+        rows = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return {row["pid"] for row in rows}
+    finally:
+        await admin.close()
+
+
+async def test_a_connection_the_server_dropped_is_not_lent_again(clean_postgres_url: str) -> None:
+    engine = create_engine_from_url(clean_postgres_url, pool_size=1)
+    units = SqlUnitOfWorkFactory(engine)
+    try:
+        async with units() as uow:
+            await uow.customers.add(customer())
+            await uow.commit()
+        for pid in await _backend_pids(clean_postgres_url):
+            await _admin(f"SELECT pg_terminate_backend({pid})")
+
+        # The next unit fails on the dead connection, or finds it closed in the pool and
+        # borrows a new one: which, depends on when the client hears of the termination.
+        try:
+            async with units() as uow:
+                found = await uow.customers.get(ENV, "cust_0001")
+            assert found == customer()
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.InternalClientError, OSError):  # fmt: skip
+            pass
+        for _ in range(3):  # never the dead one again
+            async with units() as uow:
+                assert await uow.customers.get(ENV, "cust_0001") == customer()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_unit_left_by_an_error_gives_its_connection_back_rolled_back(
+    clean_postgres_url: str,
+) -> None:
+    engine = create_engine_from_url(clean_postgres_url, pool_size=1)
+    units = SqlUnitOfWorkFactory(engine)
+    try:
+        async with units() as uow:
+            await uow.customers.add(customer())
+            await uow.invoices.add(invoice())
+            await uow.commit()
+
+        async def give_up_holding_a_lock() -> None:
+            async with units() as uow:
+                await uow.invoices.get(ENV, "inv_0001", for_update=True)
+                raise LookupError("the use case gave up")
+
+        with pytest.raises(LookupError):
+            await give_up_holding_a_lock()
+
+        # The pool's only connection again: no transaction left open on it, no lock held.
+        async with units() as uow:
+            locked = await uow.invoices.get(ENV, "inv_0001", for_update=True)
+            assert locked == invoice()
+            await uow.invoices.update(locked.record_payment(locked.amount_due, T0))
+            await uow.commit()
+        assert len(await _backend_pids(clean_postgres_url)) == 1
+    finally:
+        await engine.dispose()
+    elsewhere = create_engine_from_url(clean_postgres_url)
+    try:  # committed for every other connection to see, not just within a lingering transaction
+        async with SqlUnitOfWorkFactory(elsewhere)(read_only=True) as uow:
+            paid = await uow.invoices.get(ENV, "inv_0001")
+            assert paid is not None
+            assert paid.amount_remaining.is_zero
+    finally:
+        await elsewhere.dispose()

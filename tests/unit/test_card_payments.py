@@ -1505,10 +1505,10 @@ async def test_one_delivery_call_empties_an_outbox_longer_than_a_batch() -> None
     store = InMemoryUnitOfWorkFactory()
     opened = 0
 
-    def counting_uow() -> InMemoryUnitOfWork:
+    def counting_uow(*, read_only: bool = False) -> InMemoryUnitOfWork:
         nonlocal opened
         opened += 1
-        return store()
+        return store(read_only=read_only)
 
     checkout = bootstrap(uow=counting_uow, clock=ManualClock(), notifier=subscriber)
     customer = await customer_with_card(checkout)

@@ -14,31 +14,42 @@ binds values (building `insert(t).values(...)` per call cost more CPU than the r
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
+import asyncpg
 import attrs
+from asyncpg.transaction import Transaction
 from sqlalchemy import (
+    ARRAY,
     Insert,
     Select,
+    String,
     Table,
+    any_,
     bindparam,
-    event,
+    false,
     func,
     insert,
     literal_column,
+    or_,
     select,
     tuple_,
     union_all,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.util import greenlet_spawn
 
 from adapters.sql import rows, tables
+from adapters.sql.direct import Binder, Bound, rows_written
+from adapters.sql.rows import Row
 from core.errors import (
     CheckoutError,
     ConcurrentUpdate,
@@ -61,12 +72,17 @@ from core.model import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from core.ports import IdempotencyRecord, InvoiceQuery, Page, PaymentQuery
+from core.ports import IdempotencyRecord, InvoiceQuery, Page, PaymentQuery, ReadOnlyUnitOfWork
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    return sqlstate == "23505" or "UNIQUE constraint failed" in str(error.orig)
+    return "UNIQUE constraint failed" in str(error.orig)  # SQLite's words
+
+
+def _any_of(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values` as ORed equalities: one cached statement per count of values,
+    where an IN list's values are spliced into the SQL as it runs (compiled each time)."""
+    return or_(false(), *(column == value for value in values))  # none: matches nothing
 
 
 # An INSERT per table, its columns named by the values bound when it runs.
@@ -109,6 +125,19 @@ _CUSTOMER_BY_EXTERNAL_ID = select(tables.customers).where(
     tables.customers.c.external_id == bindparam("external_id"),
 )
 _INVOICES = _Statements(tables.invoices, "environment_id", "id")
+_CUSTOMER_LABELS = {column.name: f"customer__{column.name}" for column in tables.customers.c}
+_INVOICE_WITH_CUSTOMER = (
+    select(
+        tables.invoices,
+        *(tables.customers.c[name].label(label) for name, label in _CUSTOMER_LABELS.items()),
+    )
+    .join(
+        tables.customers,
+        (tables.customers.c.environment_id == tables.invoices.c.environment_id)
+        & (tables.customers.c.id == tables.invoices.c.customer_id),
+    )
+    .where(*(tables.invoices.c[k] == bindparam(f"match_{k}") for k in _INVOICES.keys))
+)
 _PAYMENTS = _Statements(tables.payments, "environment_id", "id")
 _PAYMENT_BY_TRACKING_ID = select(tables.payments).where(
     tables.payments.c.gateway_tracking_id == bindparam("tracking_id")
@@ -116,7 +145,11 @@ _PAYMENT_BY_TRACKING_ID = select(tables.payments).where(
 _LIVE_PAYMENT = select(tables.payments).where(
     tables.payments.c.environment_id == bindparam("environment_id"),
     tables.payments.c.invoice_id == bindparam("invoice_id"),
-    tables.payments.c.status.in_([s.value for s in LIVE_STATUSES]),
+    _any_of(tables.payments.c.status, [s.value for s in LIVE_STATUSES]),
+)
+# An IN list would be a new statement (compiled and prepared again) for each count of ids.
+_MARK_DELIVERED_ANY = update(tables.outbox).where(
+    tables.outbox.c.id == any_(bindparam("ids", type_=ARRAY(String)))
 )
 _REFUNDS = _Statements(tables.refunds, "environment_id", "id")
 _IDEMPOTENCY = _Statements(tables.idempotency_records, "environment_id", "key")
@@ -145,6 +178,17 @@ class _StagedUpdate:
     conflict: CheckoutError | None = None
 
 
+@attrs.frozen
+class _Result:
+    """What a statement gave: its rows (mappings by column name) and the count written."""
+
+    records: Sequence[Row]
+    rowcount: int
+
+    def first(self) -> Row | None:
+        return self.records[0] if self.records else None
+
+
 class _Session:
     """The unit of work's connection, opened (and its transaction begun) on first use.
 
@@ -152,14 +196,21 @@ class _Session:
     commit. On PostgreSQL they go as one statement (data-modifying CTEs, each versioned
     UPDATE checked by `card_checkout_expect_rows`); a transaction that only writes sends
     just that statement, which PostgreSQL commits on its own: one round trip, one commit.
+    On PostgreSQL every statement runs on the asyncpg connection itself (`direct`), which
+    also begins and ends the transaction; SQLAlchemy's pool lends the connection.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, binder: Binder | None, read_only: bool) -> None:
         self.engine = engine
-        self.connection: AsyncConnection | None = None
+        self.binder = binder  # PostgreSQL: statements bound for asyncpg
+        self.read_only = read_only
+        self.connection: AsyncConnection | None = None  # SQLite
+        self.raw: PoolProxiedConnection | None = None  # PostgreSQL: the pool's own record
+        self.driver: asyncpg.Connection | None = None  # ... and asyncpg's connection in it
+        self.transaction: Transaction | None = None
         self.inserts: dict[Table, _Staged] = {}
         self.updates: dict[tuple[Table, Hashable], _StagedUpdate] = {}
-        self.combined = engine.dialect.name == "postgresql"
+        self.combined = binder is not None
 
     @property
     def staged(self) -> bool:
@@ -168,15 +219,85 @@ class _Session:
     def clear(self) -> None:
         self.inserts, self.updates = {}, {}
 
-    async def conn(self) -> AsyncConnection:
-        if self.connection is None:
+    @property
+    def opened(self) -> bool:
+        return self.connection is not None or self.raw is not None
+
+    async def open(self, *, transaction: bool = True) -> None:
+        """Borrow a connection and, unless read-only or told not to, begin a transaction
+        (outside one, PostgreSQL commits each statement as it ends)."""
+        transaction = transaction and not self.read_only
+        if self.binder is None:
             self.connection = await self.engine.connect()
-            await self.connection.begin()
-        return self.connection
+            if transaction:
+                await self.connection.begin()
+            return
+        # Straight from the pool: no SQLAlchemy Connection, which would cost more CPU than
+        # the statements it would not run.
+        raw = await self.engine.raw_connection()
+        while raw.driver_connection is None or raw.driver_connection.is_closed():
+            await greenlet_spawn(raw.invalidate)  # the server closed it while it was pooled
+            raw = await self.engine.raw_connection()
+        driver = cast(asyncpg.Connection, raw.driver_connection)  # not None: seen above
+        self.raw, self.driver = raw, driver
+        if transaction:
+            begun = driver.transaction()
+            with _discarded_unless_reported(driver):
+                await begun.start()
+            self.transaction = begun
+
+    async def commit(self) -> bool:
+        """Commit the open transaction; False if none was open."""
+        if not self.opened:
+            return False
+        try:
+            if self.transaction is not None and self.driver is not None:
+                transaction, self.transaction = self.transaction, None
+                with _discarded_unless_reported(self.driver):
+                    await transaction.commit()  # ended either way: nothing to roll back
+            elif self.connection is not None:
+                await self.connection.commit()
+            else:
+                return False
+        except IntegrityError as error:  # deferred checks, e.g. SQLite foreign keys
+            raise ConcurrentUpdate() from error
+        finally:
+            await self.close()
+        return True
+
+    async def close(self) -> None:
+        """Give the connection back, its transaction rolled back if still open."""
+        self.clear()
+        connection, raw, driver = self.connection, self.raw, self.driver
+        transaction = self.transaction
+        self.connection, self.raw, self.driver, self.transaction = None, None, None, None
+        if connection is not None:
+            try:
+                await connection.rollback()
+            finally:
+                await connection.close()
+        if raw is None or driver is None:
+            return
+        try:
+            if transaction is not None and not driver.is_closed():
+                await transaction.rollback()
+        except BaseException:
+            await greenlet_spawn(raw.invalidate)  # never lend one out in a transaction
+            raise
+        # Invalidating gives it back too; either may close a connection, which awaits.
+        if driver.is_closed():
+            await greenlet_spawn(raw.invalidate)  # the pool must not lend it again
+        else:
+            await greenlet_spawn(raw.close)
+
+    def refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise ReadOnlyUnitOfWork("this unit of work was opened read-only")
 
     def stage(self, table: Table, key: Hashable, values: dict[str, Any],
               conflict: CheckoutError | None = None) -> None:  # fmt: skip
         """Insert a row with the next statement, in one INSERT with its table's other rows."""
+        self.refuse_if_read_only()
         staged = self.inserts.setdefault(table, _Staged())
         staged.rows[key] = values
         staged.conflict = conflict if len(staged.rows) == 1 else None
@@ -186,6 +307,7 @@ class _Session:
         """Write a row's new values with the next statement, if it is still at the version
         before them (else `ConcurrentUpdate`, then). A row added or changed earlier in this
         transaction and still waiting is changed where it waits."""
+        self.refuse_if_read_only()
         table = statements.table
         inserted = self.inserts.get(table)
         waiting = inserted.rows.get(key) if inserted else None
@@ -227,15 +349,11 @@ class _Session:
         """Send the staged writes as the whole transaction: one statement, committed by
         PostgreSQL as it ends (atomic: a stale row fails all of it)."""
         statement, params, conflicts = self._combined_write()
-        connection = await self.engine.connect()
+        await self.open(transaction=False)
         try:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            self.connection = connection
             await self._run(statement, params, conflicts)
-            await connection.commit()
         finally:
-            self.connection = None
-            await connection.close()
+            await self.close()
 
     def _combined_write(self) -> tuple[Any, dict[str, Any], dict[str, CheckoutError | None]]:
         """The staged writes as one statement, its parameters, and the error a unique
@@ -263,7 +381,7 @@ class _Session:
 
     async def execute(
         self, statement: Any, params: Any = None, conflict: CheckoutError | None = None
-    ) -> Any:
+    ) -> _Result:
         if self.staged and self._needs_staged(statement):
             await self.flush()
         return await self._run(statement, params, conflict)
@@ -284,31 +402,64 @@ class _Session:
         statement: Any,
         params: Any,
         conflict: CheckoutError | dict[str, CheckoutError | None] | None,
-    ) -> Any:
-        connection = await self.conn()
+    ) -> _Result:
+        # Outside a transaction a write could not be undone, nor a lock held.
+        if self.read_only and not (
+            isinstance(statement, Select) and statement._for_update_arg is None
+        ):
+            self.refuse_if_read_only()
+        if not self.opened:
+            await self.open()
+        if self.binder is not None:
+            assert self.driver is not None
+            return await self._run_direct(self.binder, self.driver, statement, params, conflict)
+        assert self.connection is not None
         try:
-            return await connection.execute(statement, params)
+            result = await self.connection.execute(statement, params)
+            found = list(result.mappings()) if result.returns_rows else []
+            return _Result(cast(list[Row], found), result.rowcount)
         except IntegrityError as error:
             if not _is_unique_violation(error):
                 raise  # a broken foreign key or check is a bug, not a race
-            if isinstance(conflict, dict):  # one statement over several tables
-                refused = getattr(error.orig, "__cause__", None)  # asyncpg's own error
-                conflict = conflict.get(getattr(refused, "table_name", None) or "")
+            assert not isinstance(conflict, dict), "combined writes are PostgreSQL's"
             raise (conflict or ConcurrentUpdate()) from error
         except OperationalError as error:
             # SQLite: another writer holds the database, or our snapshot went stale.
             if "locked" in str(error.orig) or "busy" in str(error.orig):
                 raise ConcurrentUpdate() from error
             raise
-        except DBAPIError as error:
-            # PostgreSQL: a serialization failure, a deadlock, or a versioned row that moved.
-            if getattr(error.orig, "sqlstate", None) in {"40001", "40P01"}:
-                raise ConcurrentUpdate() from error
-            raise
 
-    async def one(self, statement: Any, params: dict[str, Any]) -> Any:
-        """The first row of a query as a mapping, or None."""
-        return (await self.execute(statement, params)).mappings().first()
+    async def _run_direct(
+        self,
+        binder: Binder,
+        driver: asyncpg.Connection,
+        statement: Any,
+        params: Any,
+        conflict: CheckoutError | dict[str, CheckoutError | None] | None,
+    ) -> _Result:
+        bound = binder.bind(statement, params)
+        try:
+            with _discarded_unless_reported(driver):
+                return await self._fetch_or_execute(driver, bound)
+        except asyncpg.UniqueViolationError as error:
+            if isinstance(conflict, dict):  # one statement over several tables
+                conflict = conflict.get(error.table_name or "")
+            raise (conflict or ConcurrentUpdate()) from error
+        except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError) as error:
+            # A serialization failure, a deadlock, or a versioned row that moved.
+            raise ConcurrentUpdate() from error
+
+    @staticmethod
+    async def _fetch_or_execute(driver: asyncpg.Connection, bound: Bound) -> _Result:
+        if bound.returns_rows:
+            found = await driver.fetch(bound.sql, *bound.arguments)
+            return _Result(cast(list[Row], found), len(found))  # records map by name
+        status = await driver.execute(bound.sql, *bound.arguments)
+        return _Result([], rows_written(status))
+
+    async def one(self, statement: Any, params: dict[str, Any]) -> Row | None:
+        """The first row of a query, or None."""
+        return (await self.execute(statement, params)).first()
 
     async def versioned_update(self, statements: _Statements, values: dict[str, Any],
                                conflict: CheckoutError | None = None,
@@ -319,6 +470,20 @@ class _Session:
         result = await self.execute(statements.update, params, conflict)
         if result.rowcount != 1:
             raise ConcurrentUpdate()
+
+
+@contextmanager
+def _discarded_unless_reported(driver: asyncpg.Connection) -> Iterator[None]:
+    """A call that fails other than by the server's report (the connection lost, a timeout,
+    a cancelled task) leaves the connection in a state unknown: it is closed here, and the
+    session's `close` then drops it from the pool instead of lending it again."""
+    try:
+        yield
+    except BaseException as error:
+        reported = isinstance(error, asyncpg.PostgresError)
+        if not reported or isinstance(error, asyncpg.PostgresConnectionError):
+            driver.terminate()
+        raise
 
 
 def _typed(name: str, table: Table, column: str) -> Any:
@@ -367,7 +532,9 @@ def _combined_statement(shape: tuple[Any, ...]) -> Any:
         )
         ctes.append(matched)
         checks.append(select(func.count()).select_from(matched).scalar_subquery())
-    found: list[Any] = [func.card_checkout_expect_rows(check, 1) for check in checks]
+    # A literal 1, not a parameter: every value is then one given at execution.
+    expected: Any = literal_column("1")
+    found: list[Any] = [func.card_checkout_expect_rows(check, expected) for check in checks]
     found = found or [literal_column("1")]
     statement = select(*found).add_cte(*ctes)
     if len(_COMBINED) >= _COMBINED_LIMIT:
@@ -392,7 +559,7 @@ def _keyset(table: Table, env: str, starting_after: str | None) -> ColumnElement
 
 async def _page(session: _Session, statement: Any, limit: int, convert: Any) -> Page[Any]:
     result = await session.execute(statement.limit(limit + 1))
-    found = [convert(row) for row in result.mappings()]
+    found = [convert(row) for row in result.records]
     return Page(items=found[:limit], has_more=len(found) > limit)
 
 
@@ -464,6 +631,17 @@ class SqlInvoiceRepository:
         row = await self._session.one(statement, _INVOICES.key(environment_id, invoice_id))
         return rows.invoice_from(row) if row else None
 
+    async def get_with_customer(
+        self, environment_id: str, invoice_id: str
+    ) -> tuple[Invoice, Customer] | None:
+        row = await self._session.one(
+            _INVOICE_WITH_CUSTOMER, _INVOICES.key(environment_id, invoice_id)
+        )
+        if row is None:
+            return None
+        customer = {column: row[label] for column, label in _CUSTOMER_LABELS.items()}
+        return rows.invoice_from(row), rows.customer_from(customer)
+
     async def update(self, invoice: Invoice) -> None:
         values = rows.invoice_values(invoice)
         self._session.stage_update(_INVOICES, (invoice.environment_id, invoice.id), values)
@@ -474,7 +652,7 @@ class SqlInvoiceRepository:
         if query.customer_id is not None:
             statement = statement.where(t.c.customer_id == query.customer_id)
         if query.statuses is not None:
-            statement = statement.where(t.c.status.in_([s.value for s in query.statuses]))
+            statement = statement.where(_any_of(t.c.status, [s.value for s in query.statuses]))
         after = _keyset(t, query.environment_id, query.starting_after)
         if after is not None:
             statement = statement.where(after)
@@ -531,7 +709,7 @@ class SqlPaymentRepository:
             if value is not None:
                 statement = statement.where(column == value)
         if query.statuses is not None:
-            statement = statement.where(t.c.status.in_([s.value for s in query.statuses]))
+            statement = statement.where(_any_of(t.c.status, [s.value for s in query.statuses]))
         if query.created_gte is not None:
             statement = statement.where(t.c.created_at >= query.created_gte)
         if query.created_lt is not None:
@@ -550,7 +728,7 @@ class SqlPaymentRepository:
             .order_by(t.c.updated_at)
             .limit(limit)
         )
-        return [rows.payment_from(row) for row in result.mappings()]
+        return [rows.payment_from(row) for row in result.records]
 
     async def add_event(self, event: PaymentEvent) -> None:
         key = (event.payment_id, event.sequence)
@@ -563,7 +741,7 @@ class SqlPaymentRepository:
             .where(t.c.payment_id == payment_id, t.c.environment_id == environment_id)
             .order_by(t.c.sequence)
         )
-        return [rows.event_from(row) for row in result.mappings()]
+        return [rows.event_from(row) for row in result.records]
 
 
 class SqlRefundRepository:
@@ -587,7 +765,7 @@ class SqlRefundRepository:
             .where(t.c.environment_id == environment_id, t.c.payment_id == payment_id)
             .order_by(t.c.created_at, t.c.id)
         )
-        return [rows.refund_from(row) for row in result.mappings()]
+        return [rows.refund_from(row) for row in result.records]
 
     async def pending(self, not_updated_since: datetime, limit: int) -> Sequence[Refund]:
         t = tables.refunds
@@ -597,7 +775,7 @@ class SqlRefundRepository:
             .order_by(t.c.updated_at)
             .limit(limit)
         )
-        return [rows.refund_from(row) for row in result.mappings()]
+        return [rows.refund_from(row) for row in result.records]
 
 
 class SqlIdempotencyRepository:
@@ -632,9 +810,13 @@ class SqlOutboxRepository:
         result = await self._session.execute(
             select(t).where(t.c.delivered_at.is_(None)).order_by(t.c.sequence).limit(limit)
         )
-        return [rows.notification_from(row) for row in result.mappings()]
+        return [rows.notification_from(row) for row in result.records]
 
     async def mark_delivered(self, notification_ids: Sequence[str], at: datetime) -> None:
+        if self._session.binder is not None:  # PostgreSQL: one statement for any count
+            params = {"ids": list(notification_ids), "delivered_at": at}
+            await self._session.execute(_MARK_DELIVERED_ANY, params)
+            return
         t = tables.outbox
         await self._session.execute(
             update(t).where(t.c.id.in_(list(notification_ids))).values(delivered_at=at)
@@ -675,7 +857,7 @@ class SqlWebhookEndpointRepository:
         result = await self._session.execute(
             select(t).where(t.c.environment_id == environment_id).order_by(t.c.created_at, t.c.id)
         )
-        return [rows.webhook_endpoint_from(row) for row in result.mappings()]
+        return [rows.webhook_endpoint_from(row) for row in result.records]
 
     async def update(self, endpoint: WebhookEndpoint) -> None:
         values = rows.webhook_endpoint_values(endpoint)
@@ -704,7 +886,7 @@ class SqlWebhookDeliveryRepository:
             .order_by(t.c.next_attempt_at, t.c.created_at, t.c.id)
             .limit(limit)
         )
-        return [rows.webhook_delivery_from(row) for row in result.mappings()]
+        return [rows.webhook_delivery_from(row) for row in result.records]
 
     async def update(self, delivery: WebhookDelivery) -> None:
         values = rows.webhook_delivery_values(delivery)
@@ -720,12 +902,13 @@ class SqlWebhookDeliveryRepository:
             .order_by(t.c.created_at.desc(), t.c.id.desc())
             .limit(limit)
         )
-        return [rows.webhook_delivery_from(row) for row in result.mappings()]
+        return [rows.webhook_delivery_from(row) for row in result.records]
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._session = _Session(engine)
+    def __init__(self, factory: SqlUnitOfWorkFactory, read_only: bool) -> None:
+        self._factory = factory
+        self._session = _Session(factory.engine, factory.binder, read_only)
         self.environments = SqlEnvironmentRepository(self._session)
         self.api_keys = SqlApiKeyRepository(self._session)
         self.customers = SqlCustomerRepository(self._session)
@@ -751,45 +934,30 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         session = self._session
-        if session.connection is None and session.combined and session.staged:
+        if session.read_only:
+            await self.rollback()
+            session.refuse_if_read_only()
+        if not session.opened and session.combined and session.staged:
             await session.write_alone()  # nothing was read: the writes are the transaction
+            self._factory.commits += 1
             return
         await session.flush()
-        connection = session.connection
-        if connection is None:
-            return
-        try:
-            await connection.commit()
-        except IntegrityError as error:  # deferred checks, e.g. SQLite foreign keys
-            raise ConcurrentUpdate() from error
-        finally:
-            await self._close()
+        if await session.commit():
+            self._factory.commits += 1
 
     async def rollback(self) -> None:
-        connection = self._session.connection
-        if connection is not None:
-            try:
-                await connection.rollback()
-            finally:
-                await self._close()
-
-    async def _close(self) -> None:
-        self._session.clear()
-        connection, self._session.connection = self._session.connection, None
-        if connection is not None:
-            await connection.close()
+        await self._session.close()
 
 
 @attrs.define
 class SqlUnitOfWorkFactory:
     engine: AsyncEngine
-    commits: int = 0  # committed transactions, counted by the engine
+    commits: int = 0  # transactions committed by its units of work
+    binder: Binder | None = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        def count(_: Any) -> None:
-            self.commits += 1
+        dialect = self.engine.dialect
+        self.binder = Binder(dialect) if dialect.name == "postgresql" else None
 
-        event.listen(self.engine.sync_engine, "commit", count)
-
-    def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine)
+    def __call__(self, *, read_only: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self, read_only)
