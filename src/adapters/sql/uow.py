@@ -8,8 +8,10 @@ events and notifications go in one statement per table. The transaction begins o
 statement, so a unit of work that only reads never holds a connection longer than its reads,
 and it rolls back unless committed.
 
-Every statement is built once, at import: SQLAlchemy caches its compiled form, so a call only
-binds values (building `insert(t).values(...)` per call cost more CPU than the round trip).
+Every statement is built once, at import, and compiled once (by SQLAlchemy's cache on SQLite,
+by `direct.Binder` on PostgreSQL), so a call only binds values (building
+`insert(t).values(...)` per call cost more CPU than the round trip). On PostgreSQL statements
+run on the asyncpg connection itself, which also begins and ends the transaction.
 """
 
 from __future__ import annotations
