@@ -544,8 +544,8 @@ class CheckoutService:
         request = self._idempotent(
             environment_id, "create_payment", idempotency_key, command.fingerprint()
         )
-        # Not read-only, though it only reads: a transaction that rolls back is no commit,
-        # and a payment costs at most two.
+        # Not read-only, though it only reads: PostgreSQL counts even a lone SELECT as a
+        # committed transaction; this one rolls back, so a payment still costs two commits.
         async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Payment)
