@@ -356,7 +356,7 @@ class CheckoutService:
         self, environment_id: str, command: CreateCustomer, *, idempotency_key: str | None = None
     ) -> Customer:
         request = self._idempotent(
-            environment_id, "create_customer", idempotency_key, command.fingerprint()
+            environment_id, "create_customer", idempotency_key, command.fingerprint
         )
         async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
@@ -442,7 +442,7 @@ class CheckoutService:
         self, environment_id: str, command: CreateInvoice, *, idempotency_key: str | None = None
     ) -> Invoice:
         request = self._idempotent(
-            environment_id, "create_invoice", idempotency_key, command.fingerprint()
+            environment_id, "create_invoice", idempotency_key, command.fingerprint
         )
         async with self.uow() as uow:
             if request:
@@ -513,7 +513,7 @@ class CheckoutService:
         idempotency_key: str | None,
     ) -> Invoice:
         """Change an invoice in one transaction, with its idempotency record if keyed."""
-        request = self._idempotent(environment_id, operation, idempotency_key, invoice_id)
+        request = self._idempotent(environment_id, operation, idempotency_key, lambda: invoice_id)
 
         async def apply(uow: UnitOfWork) -> Invoice:
             if request:
@@ -542,7 +542,7 @@ class CheckoutService:
         recorded and failed.
         """
         request = self._idempotent(
-            environment_id, "create_payment", idempotency_key, command.fingerprint()
+            environment_id, "create_payment", idempotency_key, command.fingerprint
         )
         # Not read-only, though it only reads: PostgreSQL counts even a lone SELECT as a
         # committed transaction; this one rolls back, so a payment still costs two commits.
@@ -620,7 +620,9 @@ class CheckoutService:
         self, environment_id: str, payment_id: str, *, idempotency_key: str | None = None
     ) -> Payment:
         """Charge a payment left `initiated` (same outcomes as `create_payment`)."""
-        request = self._idempotent(environment_id, "process_payment", idempotency_key, payment_id)
+        request = self._idempotent(
+            environment_id, "process_payment", idempotency_key, lambda: payment_id
+        )
         async with self.uow() as uow:
             if request and (done := await self._find_replay(uow, request)):
                 return self._replay(done, Payment)
@@ -1020,7 +1022,7 @@ class CheckoutService:
     ) -> Refund:
         """Refund all (the default) or part of a succeeded payment, never more than paid."""
         request = self._idempotent(
-            environment_id, "refund_payment", idempotency_key, command.fingerprint()
+            environment_id, "refund_payment", idempotency_key, command.fingerprint
         )
 
         async def reserve(uow: UnitOfWork) -> tuple[Refund, bool]:
@@ -1654,13 +1656,19 @@ class CheckoutService:
     # Idempotency -----------------------------------------------------------------------
 
     def _idempotent(
-        self, environment_id: str, operation: str, key: str | None, fingerprint: str
+        self,
+        environment_id: str,
+        operation: str,
+        key: str | None,
+        fingerprint: Callable[[], str],
     ) -> IdempotentRequest | None:
+        """The request an idempotency key names, if one was given (the fingerprint of its
+        body is computed only then)."""
         _replayed.set(False)
         if key is None:
             return None
         return IdempotentRequest(
-            environment_id, validate_idempotency_key(key), operation, fingerprint
+            environment_id, validate_idempotency_key(key), operation, fingerprint()
         )
 
     async def _find_replay(
