@@ -1009,7 +1009,7 @@ class CheckoutService:
         """Storage refused a second live payment for the invoice: say which one is live."""
         if "payment_id" in busy.details:
             return busy
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             live = await uow.payments.live_for_invoice(environment_id, invoice_id)
         if live is None:  # it settled meanwhile; the refusal stands as it was
             return busy

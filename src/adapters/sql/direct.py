@@ -57,13 +57,13 @@ class Binder:
         # private name, so the binder's tests pin its behaviour.
         cache_key = statement._generate_cache_key()
         if cache_key is None:  # a statement SQLAlchemy would not cache either
-            return self._bind_once(statement, params)
+            return self._bind_expanded(self._compile(statement, params), params)
         key = (cache_key.key, tuple(params))
         entry = self.cache.get(key)
         if entry is None:
             compiled = self._compile(statement, params, cache_key=cache_key)
-            if compiled.post_compile_params:
-                return self._bind_once(statement, params)
+            if compiled.post_compile_params:  # compiled from this very statement: its values
+                return self._bind_expanded(compiled, params)
             entry = self._entry(compiled, params)
             self.cache[key] = entry
         if entry.given_only:
@@ -81,9 +81,9 @@ class Binder:
             for name, processor in zip(entry.names, entry.processors, strict=True)
         ]
 
-    def _bind_once(self, statement: ClauseElement, params: Mapping[str, Any]) -> Bound:
-        """For a statement with expanding parameters (`IN` a list): compiled for this call."""
-        compiled = self._compile(statement, params)
+    def _bind_expanded(self, compiled: SQLCompiler, params: Mapping[str, Any]) -> Bound:
+        """A statement compiled for this call only (one with an `IN` list, whose values are
+        spliced into its SQL), bound with the values it was compiled with."""
         state = compiled.construct_expanded_state(params, escape_names=False)
         names = state.positiontup or ()
         arguments = [

@@ -212,7 +212,11 @@ class _Session:
         self.transaction: Transaction | None = None
         self.inserts: dict[Table, _Staged] = {}
         self.updates: dict[tuple[Table, Hashable], _StagedUpdate] = {}
-        self.combined = binder is not None
+
+    @property
+    def postgresql(self) -> bool:
+        """PostgreSQL: writes combined into one statement, statements run on asyncpg."""
+        return self.binder is not None
 
     @property
     def staged(self) -> bool:
@@ -333,7 +337,7 @@ class _Session:
         """Send the staged writes: inserts first (foreign keys), then updates."""
         if not self.staged:
             return
-        if self.combined:
+        if self.postgresql:
             await self._run(*self._combined_write())
             return
         inserts, updates = self.inserts, self.updates
@@ -815,7 +819,7 @@ class SqlOutboxRepository:
         return [rows.notification_from(row) for row in result.records]
 
     async def mark_delivered(self, notification_ids: Sequence[str], at: datetime) -> None:
-        if self._session.binder is not None:  # PostgreSQL: one statement for any count
+        if self._session.postgresql:  # one statement for any count
             params = {"ids": list(notification_ids), "delivered_at": at}
             await self._session.execute(_MARK_DELIVERED_ANY, params)
             return
@@ -939,7 +943,7 @@ class SqlUnitOfWork:
         if session.read_only:
             await self.rollback()
             session.refuse_if_read_only()
-        if not session.opened and session.combined and session.staged:
+        if not session.opened and session.postgresql and session.staged:
             await session.write_alone()  # nothing was read: the writes are the transaction
             self._factory.commits += 1
             return
