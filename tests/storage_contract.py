@@ -451,7 +451,7 @@ class StorageContract:
             await uow.commit()
         async with units() as uow:
             assert list(await uow.outbox.undelivered(2)) == notes[:2]
-            await uow.outbox.mark_delivered(["evt_0", "evt_1"], T0)
+            await uow.outbox.remove_delivered(["evt_0", "evt_1"])
             await uow.commit()
         async with units() as uow:
             assert list(await uow.outbox.undelivered(10)) == notes[2:]

@@ -330,7 +330,7 @@ class InMemoryOutboxRepository:
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
         self.added: list[Notification] = []
-        self.delivered: dict[str, datetime] = {}
+        self.delivered: list[str] = []
 
     async def add(self, notification: Notification) -> None:
         self.added.append(notification)
@@ -339,8 +339,8 @@ class InMemoryOutboxRepository:
         pending = iter(self._store.outbox.values())
         return [n for _, n in zip(range(limit), pending, strict=False)]
 
-    async def mark_delivered(self, notification_ids: Sequence[str], at: datetime) -> None:
-        self.delivered.update(dict.fromkeys(notification_ids, at))
+    async def remove_delivered(self, notification_ids: Sequence[str]) -> None:
+        self.delivered.extend(notification_ids)
 
 
 class InMemoryGatewayEventLog:

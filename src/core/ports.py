@@ -234,7 +234,8 @@ class IdempotencyRepository(Protocol):
 class OutboxRepository(Protocol):
     async def add(self, notification: Notification) -> None: ...
     async def undelivered(self, limit: int) -> Sequence[Notification]: ...
-    async def mark_delivered(self, notification_ids: Sequence[str], at: datetime) -> None: ...
+    async def remove_delivered(self, notification_ids: Sequence[str]) -> None:
+        """Delivered notifications leave the outbox: it holds only what is left to send."""
 
 
 class GatewayEventLog(Protocol):

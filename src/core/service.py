@@ -1356,7 +1356,7 @@ class CheckoutService:
     async def deliver_notifications(self, notifier: Notifier, *, limit: int = 100) -> int:
         """Deliver what the outbox holds, at least once; returns how many were delivered.
 
-        The transaction that marks notifications delivered also queues one webhook delivery
+        The transaction that removes delivered notifications also queues one webhook delivery
         per endpoint that wants each, so no event is lost between the two.
         """
         async with self.uow(read_only=True) as uow:
@@ -1372,7 +1372,7 @@ class CheckoutService:
             return 0
         try:
             async with self.uow() as uow:
-                await uow.outbox.mark_delivered([n.id for n in delivered], self.clock.now())
+                await uow.outbox.remove_delivered([n.id for n in delivered])
                 await self._queue_webhooks(uow, delivered)
                 await uow.commit()
         except ConcurrentUpdate:

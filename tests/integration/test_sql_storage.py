@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event as event_module
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql import SqlUnitOfWorkFactory, create_engine_from_url, tables
+from adapters.sql.migrate import alembic_config, migrate
 from core.model import (
     Actor,
     InvoicePaymentStatus,
@@ -152,6 +158,20 @@ async def test_a_payments_writes_cost_one_statement_on_postgresql_one_per_table_
         assert paid.amount_remaining.is_zero
 
 
+async def test_a_delivered_notification_leaves_the_outbox_table(engine: AsyncEngine) -> None:
+    units = SqlUnitOfWorkFactory(engine)
+    async with units() as uow:
+        for number in range(3):
+            await uow.outbox.add(_notification(number))
+        await uow.commit()
+    async with units() as uow:
+        await uow.outbox.remove_delivered(["evt_0", "evt_2"])
+        await uow.commit()
+    async with engine.connect() as connection:
+        left = await connection.execute(select(tables.outbox.c.id))
+        assert left.scalars().all() == ["evt_1"]  # deleted, not marked: no row to rewrite
+
+
 def _notification(number: int) -> Notification:
     return Notification(f"evt_{number}", ENV, NotificationType.PAYMENT_PROCESSING, T0, {})
 
@@ -231,3 +251,56 @@ async def test_a_unit_left_by_an_error_gives_its_connection_back_rolled_back(
             assert paid.amount_remaining.is_zero
     finally:
         await elsewhere.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def unmigrated_engine(
+    request: pytest.FixtureRequest, tmp_path: Any
+) -> AsyncIterator[AsyncEngine]:
+    """An empty database of its own: a migration test moves its schema back and forth."""
+    if request.param == "sqlite":
+        engine = create_engine_from_url(f"sqlite+aiosqlite:///{tmp_path / 'migrations.sqlite3'}")
+        yield engine
+        await engine.dispose()
+        return
+    postgres_url = request.getfixturevalue("postgres_url")  # skips (or fails in CI) if down
+    name = f"card_checkout_migrations_{os.getpid()}"
+    await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await _admin(f"CREATE DATABASE {name}")
+    engine = create_engine_from_url(str(make_url(postgres_url).set(database=name)))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def test_the_outbox_migration_keeps_what_is_left_to_deliver_and_goes_back(
+    unmigrated_engine: AsyncEngine,
+) -> None:
+    await migrate(unmigrated_engine, "0005")
+    insert_row = text(
+        "INSERT INTO outbox (id, environment_id, type, occurred_at, data, delivered_at) "
+        "VALUES (:id, 'env_1', 'payment.created', :at, '{}', :delivered_at)"
+    )
+    async with unmigrated_engine.begin() as connection:
+        await connection.execute(insert_row, {"id": "evt_sent", "at": T0, "delivered_at": T0})
+        await connection.execute(insert_row, {"id": "evt_due", "at": T0, "delivered_at": None})
+    await migrate(unmigrated_engine)
+    async with unmigrated_engine.connect() as connection:
+        left = await connection.execute(select(tables.outbox.c.id))
+        assert left.scalars().all() == ["evt_due"]
+    units = SqlUnitOfWorkFactory(unmigrated_engine)
+    async with units() as uow:
+        assert [n.id for n in await uow.outbox.undelivered(10)] == ["evt_due"]
+
+    def downgrade(connection: Any) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+
+    async with unmigrated_engine.begin() as connection:
+        await connection.run_sync(downgrade)
+    async with unmigrated_engine.connect() as connection:
+        due = await connection.execute(text("SELECT id FROM outbox WHERE delivered_at IS NULL"))
+        assert due.scalars().all() == ["evt_due"]

@@ -262,10 +262,6 @@ outbox = Table(
     Column("type", String(40), nullable=False),
     Column("occurred_at", _when(), nullable=False),
     Column("data", JSON, nullable=False),
-    Column("delivered_at", _when()),
-    Index("ix_outbox_undelivered", "sequence",
-          sqlite_where=text("delivered_at IS NULL"),
-          postgresql_where=text("delivered_at IS NULL")),
 )  # fmt: skip
 
 webhook_endpoints = Table(

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    delete,
     false,
     func,
     insert,
@@ -150,7 +151,7 @@ _LIVE_PAYMENT = select(tables.payments).where(
     _any_of(tables.payments.c.status, [s.value for s in LIVE_STATUSES]),
 )
 # An IN list would be a new statement (compiled and prepared again) for each count of ids.
-_MARK_DELIVERED_ANY = update(tables.outbox).where(
+_REMOVE_DELIVERED_ANY = delete(tables.outbox).where(
     tables.outbox.c.id == any_(bindparam("ids", type_=ARRAY(String)))
 )
 _REFUNDS = _Statements(tables.refunds, "environment_id", "id")
@@ -813,20 +814,15 @@ class SqlOutboxRepository:
 
     async def undelivered(self, limit: int) -> Sequence[Notification]:
         t = tables.outbox
-        result = await self._session.execute(
-            select(t).where(t.c.delivered_at.is_(None)).order_by(t.c.sequence).limit(limit)
-        )
+        result = await self._session.execute(select(t).order_by(t.c.sequence).limit(limit))
         return [rows.notification_from(row) for row in result.records]
 
-    async def mark_delivered(self, notification_ids: Sequence[str], at: datetime) -> None:
+    async def remove_delivered(self, notification_ids: Sequence[str]) -> None:
         if self._session.postgresql:  # one statement for any count
-            params = {"ids": list(notification_ids), "delivered_at": at}
-            await self._session.execute(_MARK_DELIVERED_ANY, params)
+            await self._session.execute(_REMOVE_DELIVERED_ANY, {"ids": list(notification_ids)})
             return
         t = tables.outbox
-        await self._session.execute(
-            update(t).where(t.c.id.in_(list(notification_ids))).values(delivered_at=at)
-        )
+        await self._session.execute(delete(t).where(t.c.id.in_(list(notification_ids))))
 
 
 class SqlGatewayEventLog:
