@@ -1492,10 +1492,21 @@ class CheckoutService:
             async with gate:
                 return await self._send_to_endpoint(sender, endpoints[key], by_endpoint[key])
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(to_endpoint(key)) for key in by_endpoint]
-        for task in tasks:
-            report += task.result()
+        # Not a TaskGroup: one endpoint's failure to record must not cancel the others' sends
+        # half-way, and the caller gets the error itself, not a group.
+        outcomes = await asyncio.gather(
+            *(to_endpoint(key) for key in by_endpoint), return_exceptions=True
+        )
+        errors: list[BaseException] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                errors.append(outcome)
+            else:
+                report += outcome
+        if errors:
+            if len(errors) > 1:
+                errors[0].add_note(f"{len(errors) - 1} other endpoint(s) failed in this pass too")
+            raise errors[0]
         return report
 
     async def _lease_due_deliveries(

@@ -13,7 +13,7 @@ from adapters.clock import ManualClock
 from adapters.memory import InMemoryUnitOfWorkFactory
 from core.errors import NotFound, ValidationError
 from core.model import Notification, NotificationType, WebhookDelivery, WebhookEndpoint
-from core.service import WebhookPolicy
+from core.service import CheckoutService, WebhookPolicy
 from entrypoints.bootstrap import CardCheckout, bootstrap
 from tests.helpers import (
     DECLINED,
@@ -372,3 +372,25 @@ async def test_without_a_sender_deliveries_wait(checkout: CardCheckout) -> None:
     await declined_payment(checkout)
     assert (await checkout.send_webhooks()).delivered == 0
     assert all(d.pending for d in await checkout.webhook_deliveries(ENV, every.id))
+
+
+async def test_an_outcome_that_cannot_be_recorded_fails_the_pass_alone_and_plainly(
+    checkout: CardCheckout, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = await endpoint_for(checkout, "payment.failed")
+    fine = await endpoint_for(checkout, "payment.failed")
+    await declined_payment(checkout)
+    record = CheckoutService._record_webhook_sent
+
+    async def record_unless_broken(self: CheckoutService, delivery: WebhookDelivery) -> None:
+        if delivery.endpoint_id == broken.id:
+            await asyncio.sleep(0)  # the other endpoint's send is under way meanwhile
+            raise OSError("the database went away")
+        await asyncio.sleep(0.01)  # still sending when the broken one fails
+        await record(self, delivery)
+
+    monkeypatch.setattr(CheckoutService, "_record_webhook_sent", record_unless_broken)
+    with pytest.raises(OSError, match="the database went away"):  # not an ExceptionGroup
+        await checkout.service.send_webhooks(sender)
+    assert (await only_delivery(checkout, fine)).delivered_at is not None  # not cancelled
+    assert (await only_delivery(checkout, broken)).delivered_at is None  # sent again later
