@@ -414,8 +414,9 @@ async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int
     sqlite_url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
     pg_url = await pg_database(name)
     for label, url in (("sqlite", sqlite_url), ("postgresql", pg_url)):
+        key = await prepare(url)  # migrated before the server's background work starts
         server = service(url)
-        pool = await enroll(server, await prepare(url), url, 120_000)
+        pool = await enroll(server, key, url, 120_000)
         for connections in CONCURRENCY:
             curves[label][connections] = wrk(server, pool, connections, seconds, 2000)
         server.stop()
@@ -444,9 +445,10 @@ async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int
     record(rows, ("3 commits per failed payment (PostgreSQL)", f"{failed:.2f}", "-", ""))
 
     # 4. A slow gateway: 250 ms per charge, 128 clients, a small pool of 4 connections.
+    slow_key = await prepare(pg_url)
     slow = service(pg_url, SANDBOX_LATENCY_MS="250", SANDBOX_LATENCY_ON="charge",
                    DATABASE_POOL_SIZE="4")  # fmt: skip
-    slow_pool = await enroll(slow, await prepare(pg_url), pg_url, 20_000)
+    slow_pool = await enroll(slow, slow_key, pg_url, 20_000)
     slow_result = wrk(slow, slow_pool, 128, seconds, 520)
     ideal = 128 / 0.25
     figures["slow_gateway"] = {**slow_result, "ideal_rps": ideal}
