@@ -248,7 +248,7 @@ async def open_loop(server: Server, pool: InvoicePool, rate: float, seconds: flo
 
     The first `warm_up` seconds are sent but not recorded: they open the connections the
     measured ones reuse, as a client's pool would be open in steady traffic (measured from
-    a cold start, the client's p99 was 15 to 20 ms above the one the server logged).
+    a cold start, the client's p99 was 5 to 21 ms above the one the server logged).
 
     aiohttp, not httpx: under this load httpx's connection pool (httpcore 1.0.9) was seen to
     hold requests for seconds before giving them a connection (traced: 4.8 s on average from
