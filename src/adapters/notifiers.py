@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 import attrs
 
@@ -13,15 +14,29 @@ logger = logging.getLogger("card_checkout.notifications")
 
 @attrs.define
 class RecordingNotifier:
-    """Keeps every delivered notification, in order (tests, the library demo)."""
+    """Keeps the latest `keep` delivered notifications, in order (tests, the library demo).
 
-    delivered: list[Notification] = attrs.Factory(list)
+    The library delivers to one by default, so what it keeps is bounded: keeping every
+    notification grew a long-running process without end (four per payment).
+    """
+
+    keep: int = 1_000
+    _kept: deque[Notification] = attrs.field(init=False)
+
+    @_kept.default
+    def _empty(self) -> deque[Notification]:
+        return deque(maxlen=self.keep)
+
+    @property
+    def delivered(self) -> list[Notification]:
+        """The notifications kept, oldest first."""
+        return list(self._kept)
 
     async def notify(self, notification: Notification) -> None:
-        self.delivered.append(notification)
+        self._kept.append(notification)
 
     def of_type(self, kind: str) -> list[Notification]:
-        return [n for n in self.delivered if n.type.value == kind]
+        return [n for n in self._kept if n.type.value == kind]
 
 
 class LoggingNotifier:

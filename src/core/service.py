@@ -715,7 +715,7 @@ class CheckoutService:
         moved = await self._move(
             uow, payment, PaymentStatus.PROCESSING, "charge started", Actor.API, **changes
         )
-        processing = invoice.with_payment_status(InvoicePaymentStatus.PROCESSING, self.clock.now())
+        processing = invoice.with_payment_status(InvoicePaymentStatus.PROCESSING, moved.updated_at)
         await uow.invoices.update(processing)
         return moved, processing
 
@@ -896,7 +896,7 @@ class CheckoutService:
         invoice = invoice or await self._invoice(
             uow, payment.environment_id, payment.invoice_id, for_update=True
         )
-        now = self.clock.now()
+        now = moved.updated_at  # the invoice changes at the same moment as its payment
         if target is PaymentStatus.SUCCEEDED:
             paid = invoice.record_payment(moved.amount, now)
             await uow.invoices.update(paid)
@@ -904,6 +904,7 @@ class CheckoutService:
                 uow,
                 NotificationType.INVOICE_PAID,
                 paid.environment_id,
+                now,
                 invoice_id=paid.id,
                 payment_id=moved.id,
                 customer_id=paid.customer_id,
@@ -936,6 +937,7 @@ class CheckoutService:
             uow,
             NOTIFICATION_FOR_STATUS[event.to_status],
             payment.environment_id,
+            event.occurred_at,
             payment_id=payment.id,
             invoice_id=payment.invoice_id,
             customer_id=payment.customer_id,
@@ -947,14 +949,20 @@ class CheckoutService:
         )
 
     async def _notify(
-        self, uow: UnitOfWork, kind: NotificationType, environment_id: str, **data: str | None
+        self,
+        uow: UnitOfWork,
+        kind: NotificationType,
+        environment_id: str,
+        at: datetime,
+        **data: str | None,
     ) -> None:
+        """Queue a notification of a change made `at` (in this transaction's outbox)."""
         await uow.outbox.add(
             Notification(
                 id=self.ids.new_id("evt"),
                 environment_id=environment_id,
                 type=kind,
-                occurred_at=self.clock.now(),
+                occurred_at=at,
                 data=data,
             )
         )

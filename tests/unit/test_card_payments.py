@@ -17,6 +17,7 @@ import pytest
 
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryUnitOfWork, InMemoryUnitOfWorkFactory
+from adapters.notifiers import RecordingNotifier
 from adapters.sandbox import Fault, SandboxFaults, SandboxPaymentGateway
 from core.errors import CheckoutError
 from core.gateway import ChargeRequest, ChargeResult, ChargeStatus, GatewayEvent, GatewayEventType
@@ -1426,6 +1427,46 @@ async def test_successful_payment_notifies_created_processing_succeeded_and_invo
     [invoice_paid] = notifier(checkout).of_type("invoice.paid")
     assert invoice_paid.data["amount_paid"] == "150.00"
     assert invoice_paid.data["customer_id"] == customer.id
+
+
+async def test_the_invoice_changes_and_is_notified_at_its_payments_moment() -> None:
+    checkout = bootstrap()  # a running clock: separate readings would differ
+    customer = await customer_with_card(checkout)
+    invoice = await finalized_invoice(checkout, customer)
+
+    payment = await checkout.create_payment(ENV, card_payment(invoice))
+
+    paid = await checkout.get_invoice(ENV, invoice.id)
+    [succeeded] = notifier(checkout).of_type("payment.succeeded")
+    [invoice_paid] = notifier(checkout).of_type("invoice.paid")
+    assert invoice_paid.occurred_at == succeeded.occurred_at == payment.succeeded_at
+    assert paid.paid_at == paid.updated_at == payment.succeeded_at
+    [created, processing, _] = await checkout.payment_events(ENV, payment.id)
+    assert [n.occurred_at for n in notifier(checkout).delivered[:2]] == [
+        created.occurred_at,
+        processing.occurred_at,
+    ]
+
+
+async def test_the_default_notifier_keeps_only_the_latest_notifications() -> None:
+    checkout = bootstrap(notifier=RecordingNotifier(keep=5))
+    customer = await customer_with_card(checkout)
+    first = await checkout.create_payment(
+        ENV, card_payment(await finalized_invoice(checkout, customer))
+    )
+    second = await checkout.create_payment(
+        ENV, card_payment(await finalized_invoice(checkout, customer))
+    )
+
+    kept = notifier(checkout).delivered
+    assert [(n.type.value, n.data["payment_id"]) for n in kept] == [
+        ("invoice.paid", first.id),
+        ("payment.created", second.id),
+        ("payment.processing", second.id),
+        ("payment.succeeded", second.id),
+        ("invoice.paid", second.id),
+    ]
+    assert RecordingNotifier().keep == 1_000
 
 
 async def test_declined_payment_notifies_payment_failed_with_its_code(
