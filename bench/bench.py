@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -185,6 +186,7 @@ def wrk(server: Server, pool: InvoicePool, connections: int, seconds: float,
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     os.unlink(invoices)
+    os.rmdir(os.path.dirname(invoices))
     match = re.search(r"WRK_RESULT (\{.*\})", result.stdout)
     if match is None:
         raise RuntimeError(f"wrk said: {result.stdout} {result.stderr}")
@@ -199,13 +201,25 @@ def wrk(server: Server, pool: InvoicePool, connections: int, seconds: float,
     }
 
 
+# The databases this run made, dropped when it ends (the growth one holds about 1 GB).
+CREATED: list[str] = []
+
+
 async def pg_database(name: str) -> str:
     """A fresh database."""
     admin = await asyncpg.connect(POSTGRES)
     await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     await admin.execute(f"CREATE DATABASE {name}")
     await admin.close()
+    CREATED.append(name)
     return POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_databases() -> None:
+    admin = await asyncpg.connect(POSTGRES)
+    while CREATED:
+        await admin.execute(f"DROP DATABASE IF EXISTS {CREATED.pop()} WITH (FORCE)")
+    await admin.close()
 
 
 async def analyze(url: str) -> None:
@@ -412,6 +426,13 @@ def mark(ok: bool) -> str:
 
 
 async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int) -> None:
+    try:
+        await measure(seconds, growth_sizes, library_count)
+    finally:
+        await drop_databases()
+
+
+async def measure(seconds: float, growth_sizes: tuple[int, ...], library_count: int) -> None:
     RESULTS.mkdir(exist_ok=True)
     figures: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "seconds": seconds}
     rows: list[tuple[str, str, str, str]] = []
@@ -424,7 +445,8 @@ async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int
     for connections in CONCURRENCY:
         curves["ceiling"][connections] = wrk(bare, bare_pool, connections, seconds, 20_000)
     bare.stop()
-    sqlite_url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+    sqlite_dir = tempfile.mkdtemp()
+    sqlite_url = f"sqlite+aiosqlite:///{sqlite_dir}/bench.sqlite3"
     pg_url = await pg_database(name)
     for label, url in (("sqlite", sqlite_url), ("postgresql", pg_url)):
         key = await prepare(url)  # migrated before the server's background work starts
@@ -436,6 +458,7 @@ async def main(seconds: float, growth_sizes: tuple[int, ...], library_count: int
         for connections in CONCURRENCY:
             curves[label][connections] = wrk(server, pool, connections, seconds, 2000)
         server.stop()
+    shutil.rmtree(sqlite_dir)
     figures["curves"] = curves
     top = max(CONCURRENCY)
     ceiling_rps = max(c["rps"] for c in curves["ceiling"].values())
