@@ -1448,7 +1448,7 @@ async def test_the_invoice_changes_and_is_notified_at_its_payments_moment() -> N
     ]
 
 
-async def test_the_default_notifier_keeps_only_the_latest_notifications() -> None:
+async def test_the_recording_notifier_keeps_only_the_latest_notifications() -> None:
     checkout = bootstrap(notifier=RecordingNotifier(keep=5))
     customer = await customer_with_card(checkout)
     first = await checkout.create_payment(
@@ -1466,7 +1466,8 @@ async def test_the_default_notifier_keeps_only_the_latest_notifications() -> Non
         ("payment.succeeded", second.id),
         ("invoice.paid", second.id),
     ]
-    assert RecordingNotifier().keep == 1_000
+    # The library's default notifier is one, with a bound of 1,000.
+    assert bootstrap().notifier == RecordingNotifier(keep=1_000)
 
 
 async def test_declined_payment_notifies_payment_failed_with_its_code(
