@@ -16,6 +16,7 @@ run on the asyncpg connection itself, which also begins and ends the transaction
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -318,11 +319,10 @@ class _Session:
         table = statements.table
         inserted = self.inserts.get(table)
         waiting = inserted.rows.get(key) if inserted else None
-        if inserted is not None and waiting is not None:
+        if waiting is not None:
             if waiting["version"] != values["version"] - 1:
                 raise ConcurrentUpdate()
-            inserted.rows[key] = values
-            inserted.conflict = conflict if len(inserted.rows) == 1 else None
+            self.stage(table, key, values, conflict)  # inserted as changed
             return
         update_ = self.updates.get((table, key))
         if update_ is None:
@@ -499,17 +499,11 @@ def _typed(name: str, table: Table, column: str) -> Any:
 
 
 # Shapes of combined writes seen lately, each built once; SQLAlchemy caches its compiled form.
-_COMBINED: dict[tuple[Any, ...], Any] = {}
-_COMBINED_LIMIT = 512
-
-
+@functools.lru_cache(maxsize=512)
 def _combined_statement(shape: tuple[Any, ...]) -> Any:
     """One PostgreSQL statement for a shape of staged writes: each INSERT (with all its
     rows) and each versioned UPDATE in a CTE, and a SELECT that fails the whole statement
     with serialization_failure unless every UPDATE matched its one row."""
-    statement = _COMBINED.get(shape)
-    if statement is not None:
-        return statement
     ctes = []
     checks = []
     updates = 0
@@ -543,11 +537,7 @@ def _combined_statement(shape: tuple[Any, ...]) -> Any:
     expected: Any = literal_column("1")
     found: list[Any] = [func.card_checkout_expect_rows(check, expected) for check in checks]
     found = found or [literal_column("1")]
-    statement = select(*found).add_cte(*ctes)
-    if len(_COMBINED) >= _COMBINED_LIMIT:
-        _COMBINED.clear()
-    _COMBINED[shape] = statement
-    return statement
+    return select(*found).add_cte(*ctes)
 
 
 def _keyset(table: Table, env: str, starting_after: str | None) -> ColumnElement[bool] | None:
