@@ -80,6 +80,46 @@ def test_rows_come_back_from_selects_and_returning_writes_only(binder: Binder) -
     assert not binder.bind(update(invoices).values(status="PAID"), {}).returns_rows
 
 
+def test_a_statement_bound_before_is_bound_again_without_its_cache_key(
+    binder: Binder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statement = select(invoices.c.id).where(invoices.c.id == bindparam("match_id"))
+    first = binder.bind(statement, {"match_id": "inv_1"})
+
+    def refuse() -> None:
+        raise AssertionError("keyed again")
+
+    monkeypatch.setattr(statement, "_generate_cache_key", refuse)
+    again = binder.bind(statement, {"match_id": "inv_2"})
+
+    assert (again.sql, again.arguments) == (first.sql, ["inv_2"])
+
+
+def test_a_known_statement_given_other_names_is_compiled_for_them(binder: Binder) -> None:
+    statement = update(invoices).where(invoices.c.id == bindparam("match_id"))
+    binder.bind(statement, {"match_id": "inv_1", "status": "PAID"})
+
+    bound = binder.bind(statement, {"match_id": "inv_1", "amount_paid": 500})
+
+    assert bound.sql.startswith("UPDATE invoices SET amount_paid=$1")
+    assert bound.arguments == [500, "inv_1"]
+
+
+def test_statements_built_per_call_do_not_grow_the_binder_past_its_size() -> None:
+    binder = Binder(asyncpg_dialect(), size=8)
+    statements = [
+        select(invoices.c.id).where(invoices.c.id == bindparam("match_id")) for _ in range(20)
+    ]
+
+    bound = [
+        binder.bind(statement, {"match_id": f"inv_{n}"}) for n, statement in enumerate(statements)
+    ]
+
+    assert len(binder.known) <= 8
+    assert [b.arguments for b in bound] == [[f"inv_{n}"] for n in range(20)]
+    assert len(binder.cache) == 1  # one shape, compiled once
+
+
 @pytest.mark.parametrize(
     ("status", "count"),
     [("UPDATE 3", 3), ("INSERT 0 1", 1), ("DELETE 0", 0), ("BEGIN", 0), ("SELECT 12", 12)],

@@ -161,6 +161,13 @@ _GATEWAY_EVENT_SEEN = select(tables.gateway_events.c.id).where(
     tables.gateway_events.c.id == bindparam("event_id")
 )
 _WEBHOOK_ENDPOINTS = _Statements(tables.webhook_endpoints, "environment_id", "id")
+# Built once, as the dispatcher runs them after every payment: values are bound per call.
+_UNDELIVERED = select(tables.outbox).order_by(tables.outbox.c.sequence).limit(bindparam("limit"))
+_ENDPOINTS_OF_ENVIRONMENT = (
+    select(tables.webhook_endpoints)
+    .where(tables.webhook_endpoints.c.environment_id == bindparam("environment_id"))
+    .order_by(tables.webhook_endpoints.c.created_at, tables.webhook_endpoints.c.id)
+)
 _WEBHOOK_DELIVERIES = _Statements(tables.webhook_deliveries, "environment_id", "id")
 
 
@@ -803,8 +810,7 @@ class SqlOutboxRepository:
         self._session.stage(tables.outbox, notification.id, values)
 
     async def undelivered(self, limit: int) -> Sequence[Notification]:
-        t = tables.outbox
-        result = await self._session.execute(select(t).order_by(t.c.sequence).limit(limit))
+        result = await self._session.execute(_UNDELIVERED, {"limit": limit})
         return [rows.notification_from(row) for row in result.records]
 
     async def remove_delivered(self, notification_ids: Sequence[str]) -> None:
@@ -845,9 +851,8 @@ class SqlWebhookEndpointRepository:
         return rows.webhook_endpoint_from(row) if row else None
 
     async def list(self, environment_id: str) -> Sequence[WebhookEndpoint]:
-        t = tables.webhook_endpoints
         result = await self._session.execute(
-            select(t).where(t.c.environment_id == environment_id).order_by(t.c.created_at, t.c.id)
+            _ENDPOINTS_OF_ENVIRONMENT, {"environment_id": environment_id}
         )
         return [rows.webhook_endpoint_from(row) for row in result.records]
 
