@@ -24,6 +24,8 @@ class CheckoutError(Exception):
 
     code: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "Something went wrong on our side."
+    # True when this is a keyed request's stored answer, raised again for a retry.
+    replayed: bool = False
 
     def __init__(self, message: str | None = None, **details: object) -> None:
         self.message = message or self.default_message

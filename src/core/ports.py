@@ -56,6 +56,15 @@ class Notifier(Protocol):
         """Deliver one outbound event; raise to have it retried later."""
 
 
+class ApiKeyLookup(Protocol):
+    """Finds the stored API key for a key's hash (an adapter may remember live keys a while)."""
+
+    async def find(self, key_hash: str) -> ApiKey | None: ...
+
+    def forget(self, key: ApiKey) -> None:
+        """The key changed (revoked): never answer it from memory again."""
+
+
 class WebhookSender(Protocol):
     async def send(self, endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> None:
         """Sign and send one delivery to the endpoint; raise unless the endpoint took it."""

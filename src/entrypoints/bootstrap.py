@@ -7,14 +7,12 @@ built at import time.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import TypeVar
+from collections.abc import Mapping
+from datetime import timedelta
 
 import attrs
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.api_keys import CachedApiKeyLookup
 from adapters.clock import SystemClock
 from adapters.ids import UlidIdGenerator
 from adapters.memory import InMemoryUnitOfWorkFactory
@@ -26,58 +24,22 @@ from adapters.sandbox import (
     SandboxStore,
 )
 from adapters.sql import SqlSandboxStore, SqlUnitOfWorkFactory, create_engine_from_url
-from adapters.sql.migrate import migrate
 from adapters.stripe_gateway import StripePaymentGateway
-from adapters.webhooks import DEFAULT_TIMEOUT_SECONDS, HttpWebhookSender
-from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
-from core.errors import NotFound, ValidationError
-from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
-from core.model import (
-    ApiKey,
-    Customer,
-    Environment,
-    Invoice,
-    InvoiceStatus,
-    Payment,
-    PaymentEvent,
-    PaymentStatus,
-    Refund,
-    Role,
-    WebhookDelivery,
-    WebhookEndpoint,
-)
+from adapters.webhooks import DEFAULT_TIMEOUT_SECONDS
 from core.ports import (
     Clock,
     IdGenerator,
-    InvoiceQuery,
     Notifier,
-    Page,
     PaymentGateway,
-    PaymentQuery,
     UnitOfWorkFactory,
     WebhookSender,
 )
-from core.rules import (
-    parse_create_customer,
-    parse_create_invoice,
-    parse_create_payment,
-    parse_create_webhook_endpoint,
-    parse_refund,
-    parse_setup_card,
-)
-from core.service import (
-    ApiKeyCache,
-    CheckoutService,
-    ReconcileReport,
-    WebhookPolicy,
-    WebhookReport,
-)
+from core.usecases import Deps, Policies, WebhookPolicy
+from entrypoints.library import CardCheckout
 
-T = TypeVar("T")
+__all__ = ["DEFAULT_DATABASE_URL", "CardCheckout", "Settings", "bootstrap"]
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///card-checkout.sqlite3"
-# Notifications delivered per transaction.
-NOTIFICATION_BATCH = 100
-Body = Mapping[str, object]
 
 
 @attrs.frozen
@@ -142,337 +104,6 @@ class Settings:
         )
 
 
-def _parsed(body: T | Body, parse: Callable[[object], T], kind: type[T]) -> T:
-    return body if isinstance(body, kind) else parse(body)
-
-
-def _limit(limit: int) -> int:
-    if not 1 <= limit <= 100:
-        raise ValidationError("limit must be between 1 and 100.", field="limit")
-    return limit
-
-
-def _payment_statuses(status: str | None) -> frozenset[PaymentStatus] | None:
-    if status is None:
-        return None
-    try:
-        return frozenset({PaymentStatus(status.lower())})
-    except ValueError:
-        raise ValidationError(
-            f"payment_status must be one of {', '.join(s.value for s in PaymentStatus)}.",
-            field="payment_status",
-        ) from None
-
-
-@attrs.define
-class CardCheckout:
-    """The in-process library: each async method is one route of the HTTP API.
-
-    Bodies may be plain mappings (as parsed from JSON, with Decimal numbers) or commands.
-    Errors are the core's exceptions, each with the contract's `code`.
-    """
-
-    service: CheckoutService
-    gateway: PaymentGateway
-    notifier: Notifier
-    # Deliver outbound notifications right after each change (the library's default; the
-    # server runs a dispatcher instead).
-    dispatch_inline: bool = True
-    engine: AsyncEngine | None = None
-    sandbox_engine: AsyncEngine | None = None
-    # Sends the outbound webhooks that are due (None: they wait in the database).
-    webhook_sender: WebhookSender | None = None
-
-    @property
-    def sandbox(self) -> SandboxPaymentGateway | None:
-        return self.gateway if isinstance(self.gateway, SandboxPaymentGateway) else None
-
-    async def _changed(self, work: Awaitable[T]) -> T:
-        try:
-            return await work
-        finally:
-            if self.dispatch_inline:
-                await self.deliver_notifications()
-
-    # Environments and API keys
-
-    async def create_environment(
-        self, tenant_id: str, name: str, *, environment_id: str | None = None
-    ) -> Environment:
-        return await self.service.create_environment(tenant_id, name, environment_id=environment_id)
-
-    async def get_environment(self, environment_id: str) -> Environment:
-        return await self.service.get_environment(environment_id)
-
-    async def set_webhook_secrets(self, environment_id: str, secrets: Sequence[str]) -> Environment:
-        return await self.service.set_webhook_secrets(environment_id, secrets)
-
-    async def webhook_secrets(self, environment_id: str, fallback: Sequence[str]) -> list[str]:
-        """The environment's own webhook secrets, or `fallback` when it has none."""
-        try:
-            own = (await self.service.get_environment(environment_id)).webhook_secrets
-        except NotFound:
-            own = ()
-        return list(own or fallback)
-
-    async def create_api_key(
-        self, tenant_id: str, environment_ids: Sequence[str], role: str | Role
-    ) -> tuple[ApiKey, str]:
-        """A new key: returns what is stored and the key itself, which is never shown again."""
-        try:
-            parsed = Role(role)
-        except ValueError:
-            raise ValidationError("role must be read, write or admin.", field="role") from None
-        return await self.service.create_api_key(tenant_id, environment_ids, parsed)
-
-    async def revoke_api_key(self, key_id: str) -> ApiKey:
-        return await self.service.revoke_api_key(key_id)
-
-    async def authorize(
-        self, raw_key: str | None, environment_id: str | None, needs: Role
-    ) -> ApiKey:
-        return await self.service.authorize(raw_key, environment_id, needs)
-
-    # Customers
-
-    async def create_customer(
-        self,
-        environment_id: str,
-        body: CreateCustomer | Body,
-        *,
-        idempotency_key: str | None = None,
-    ) -> Customer:
-        command = _parsed(body, parse_create_customer, CreateCustomer)
-        return await self.service.create_customer(
-            environment_id, command, idempotency_key=idempotency_key
-        )
-
-    async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
-        return await self.service.get_customer(environment_id, customer_id)
-
-    async def list_payment_methods(
-        self, environment_id: str, customer_id: str
-    ) -> Sequence[GatewayPaymentMethod]:
-        return await self.service.list_payment_methods(environment_id, customer_id)
-
-    async def setup_card(
-        self,
-        environment_id: str,
-        customer_id: str,
-        body: Body | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> CheckoutSession:
-        command = parse_setup_card(customer_id, body)
-        return await self.service.setup_card(
-            environment_id, command, idempotency_key=idempotency_key
-        )
-
-    # Invoices
-
-    async def create_invoice(
-        self, environment_id: str, body: CreateInvoice | Body, *, idempotency_key: str | None = None
-    ) -> Invoice:
-        command = _parsed(body, parse_create_invoice, CreateInvoice)
-        return await self.service.create_invoice(
-            environment_id, command, idempotency_key=idempotency_key
-        )
-
-    async def finalize_invoice(
-        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
-    ) -> Invoice:
-        return await self.service.finalize_invoice(
-            environment_id, invoice_id, idempotency_key=idempotency_key
-        )
-
-    async def void_invoice(
-        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
-    ) -> Invoice:
-        return await self.service.void_invoice(
-            environment_id, invoice_id, idempotency_key=idempotency_key
-        )
-
-    async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
-        return await self.service.get_invoice(environment_id, invoice_id)
-
-    async def list_invoices(
-        self,
-        environment_id: str,
-        *,
-        customer_id: str | None = None,
-        invoice_status: str | None = None,
-        limit: int = 20,
-        starting_after: str | None = None,
-    ) -> Page[Invoice]:
-        statuses = None
-        if invoice_status is not None:
-            try:
-                statuses = frozenset({InvoiceStatus(invoice_status.upper())})
-            except ValueError:
-                raise ValidationError(
-                    "invoice_status must be DRAFT, FINALIZED or VOIDED.", field="invoice_status"
-                ) from None
-        return await self.service.list_invoices(
-            InvoiceQuery(
-                environment_id=environment_id,
-                customer_id=customer_id,
-                statuses=statuses,
-                limit=_limit(limit),
-                starting_after=starting_after,
-            )
-        )
-
-    # Payments
-
-    async def create_payment(
-        self, environment_id: str, body: CreatePayment | Body, *, idempotency_key: str | None = None
-    ) -> Payment:
-        command = _parsed(body, parse_create_payment, CreatePayment)
-        return await self._changed(
-            self.service.create_payment(environment_id, command, idempotency_key=idempotency_key)
-        )
-
-    async def process_payment(
-        self, environment_id: str, payment_id: str, *, idempotency_key: str | None = None
-    ) -> Payment:
-        return await self._changed(
-            self.service.process_payment(
-                environment_id, payment_id, idempotency_key=idempotency_key
-            )
-        )
-
-    async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
-        return await self.service.get_payment(environment_id, payment_id)
-
-    async def list_payments(
-        self,
-        environment_id: str,
-        *,
-        destination_id: str | None = None,
-        customer_id: str | None = None,
-        payment_status: str | None = None,
-        created_gte: datetime | None = None,
-        created_lt: datetime | None = None,
-        limit: int = 20,
-        starting_after: str | None = None,
-    ) -> Page[Payment]:
-        return await self.service.list_payments(
-            PaymentQuery(
-                environment_id=environment_id,
-                invoice_id=destination_id,
-                customer_id=customer_id,
-                statuses=_payment_statuses(payment_status),
-                created_gte=created_gte,
-                created_lt=created_lt,
-                limit=_limit(limit),
-                starting_after=starting_after,
-            )
-        )
-
-    async def payment_events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
-        return await self.service.payment_events(environment_id, payment_id)
-
-    async def refund_payment(
-        self,
-        environment_id: str,
-        payment_id: str,
-        body: RefundPayment | Body | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> Refund:
-        command = body if isinstance(body, RefundPayment) else parse_refund(payment_id, body)
-        return await self._changed(
-            self.service.refund_payment(environment_id, command, idempotency_key=idempotency_key)
-        )
-
-    async def list_refunds(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
-        return await self.service.list_refunds(environment_id, payment_id)
-
-    # Gateway events, reconciliation, notifications
-
-    async def handle_gateway_event(self, event: GatewayEvent) -> bool:
-        """Apply a verified gateway event; False when it names nothing known here."""
-        return await self._changed(self.service.handle_gateway_event(event))
-
-    async def reconcile(
-        self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 100
-    ) -> ReconcileReport:
-        return await self._changed(self.service.reconcile(older_than=older_than, limit=limit))
-
-    async def deliver_notifications(self) -> int:
-        delivered = 0
-        while True:
-            batch = await self.service.deliver_notifications(
-                self.notifier, limit=NOTIFICATION_BATCH
-            )
-            delivered += batch
-            # A short batch emptied the outbox (or met a failing notifier): no second look,
-            # which was one more transaction after every change.
-            if batch < NOTIFICATION_BATCH:
-                return delivered
-
-    # Webhook endpoints
-
-    async def create_webhook_endpoint(self, environment_id: str, body: Body) -> WebhookEndpoint:
-        """A new endpoint (`url`, `events`); its `secret` is shown to the caller here only."""
-        url, events = parse_create_webhook_endpoint(body)
-        return await self.service.create_webhook_endpoint(environment_id, url, events)
-
-    async def list_webhook_endpoints(self, environment_id: str) -> Sequence[WebhookEndpoint]:
-        return await self.service.list_webhook_endpoints(environment_id)
-
-    async def get_webhook_endpoint(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint:
-        return await self.service.get_webhook_endpoint(environment_id, endpoint_id)
-
-    async def delete_webhook_endpoint(
-        self, environment_id: str, endpoint_id: str
-    ) -> WebhookEndpoint:
-        return await self.service.delete_webhook_endpoint(environment_id, endpoint_id)
-
-    async def webhook_deliveries(
-        self, environment_id: str, endpoint_id: str, *, limit: int = 20
-    ) -> Sequence[WebhookDelivery]:
-        return await self.service.webhook_deliveries(
-            environment_id, endpoint_id, limit=_limit(limit)
-        )
-
-    async def send_webhooks(self, *, limit: int = 100) -> WebhookReport:
-        """One pass over the webhook deliveries that are due (none without a sender)."""
-        if self.webhook_sender is None:
-            return WebhookReport()
-        return await self.service.send_webhooks(self.webhook_sender, limit=limit)
-
-    async def complete_sandbox_checkout(self, session_id: str, card_number: str) -> GatewayEvent:
-        """Play a customer typing `card_number` on a sandbox hosted page."""
-        if self.sandbox is None:
-            raise ValidationError("Hosted pages are completed by the customer at Stripe.")
-        return await self.sandbox.complete_checkout_session(session_id, card_number)
-
-    async def ping(self) -> None:
-        """Raise unless the storage answers."""
-        if self.engine is not None:
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-
-    async def migrate(self) -> None:
-        """Bring the database to the newest schema (nothing to do in memory)."""
-        for engine in (self.engine, self.sandbox_engine):
-            if engine is not None:
-                await migrate(engine)
-
-    async def aclose(self) -> None:
-        """Release what the adapters hold (connections, clients)."""
-        if self.sandbox is not None:
-            await self.sandbox.drain_events()
-        if isinstance(self.gateway, StripePaymentGateway):
-            await self.gateway.aclose()
-        if isinstance(self.webhook_sender, HttpWebhookSender):
-            await self.webhook_sender.aclose()
-        for engine in (self.engine, self.sandbox_engine):
-            if engine is not None:
-                await engine.dispose()
-
-
 def bootstrap(
     settings: Settings | None = None,
     *,
@@ -525,17 +156,20 @@ def bootstrap(
             base_url=settings.public_base_url,
             emit_charge_events=settings.sandbox_charge_events,
         )
-    webhooks = WebhookPolicy(retry_base=timedelta(seconds=settings.webhook_retry_base))
-    checkout = CardCheckout(
-        service=CheckoutService(
-            uow=storage,
-            gateway=gateway,
-            clock=clock,
-            ids=ids,
-            webhooks=webhooks,
-            api_keys=ApiKeyCache(ttl=timedelta(seconds=settings.api_key_cache_seconds)),
-        ),
+    deps = Deps(
+        uow=storage,
         gateway=gateway,
+        clock=clock,
+        ids=ids,
+        api_keys=CachedApiKeyLookup(
+            storage, clock, ttl=timedelta(seconds=settings.api_key_cache_seconds)
+        ),
+        policies=Policies(
+            webhooks=WebhookPolicy(retry_base=timedelta(seconds=settings.webhook_retry_base))
+        ),
+    )
+    checkout = CardCheckout(
+        deps=deps,
         notifier=notifier or RecordingNotifier(),
         dispatch_inline=dispatch_inline,
         engine=engine,

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from adapters.api_keys import CachedApiKeyLookup
 from adapters.clock import ManualClock
 from core.errors import CheckoutError
 from core.model import ApiKey, Role
@@ -72,10 +73,12 @@ async def test_a_key_revoked_by_another_process_is_refused_once_trust_expires(
     env = await checkout.create_environment("tenant-1", "test")
     key, raw = await checkout.create_api_key("tenant-1", [env.id], "write")
     assert await _code(checkout, raw, env.id, Role.WRITE) == "ok"
-    async with checkout.service.uow() as uow:  # as another server would, past this one's cache
+    async with checkout.deps.uow() as uow:  # as another server would, past this one's cache
         await uow.api_keys.update(key.revoked(clock.now()))
         await uow.commit()
-    clock.advance(checkout.service.api_keys.ttl - timedelta(milliseconds=1))
+    lookup = checkout.deps.api_keys
+    assert isinstance(lookup, CachedApiKeyLookup)
+    clock.advance(lookup.ttl - timedelta(milliseconds=1))
     assert await _code(checkout, raw, env.id, Role.WRITE) == "ok"
     clock.advance(timedelta(milliseconds=1))
     assert await _code(checkout, raw, env.id, Role.WRITE) == "unauthorized"

@@ -13,6 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 
 from adapters.clock import ManualClock
@@ -1250,7 +1251,9 @@ async def test_an_event_settling_the_payment_before_the_api_records_it_is_not_re
     again; the webhook got there first, so that write loses and is re-run on fresh reads."""
     customer = await customer_with_card(checkout, card)
     invoice = await finalized_invoice(checkout, customer)
-    checkout.service.gateway = _WebhookFirst(sandbox(checkout), checkout, clock)
+    checkout.deps = attrs.evolve(
+        checkout.deps, gateway=_WebhookFirst(sandbox(checkout), checkout, clock)
+    )
     if card == VISA:
         answered = await checkout.create_payment(ENV, card_payment(invoice))
     else:
@@ -1298,8 +1301,12 @@ async def test_an_invoice_voided_while_the_card_is_looked_up_is_not_charged(
     versioned update loses to the void, and the re-run on a fresh read refuses the payment."""
     customer = await customer_with_card(checkout)
     invoice = await finalized_invoice(checkout, customer)
-    checkout.service.gateway = _InvoiceChangesDuringCardLookUp(
-        sandbox(checkout), lambda: checkout.void_invoice(ENV, invoice.id)
+    gateway = sandbox(checkout)
+    checkout.deps = attrs.evolve(
+        checkout.deps,
+        gateway=_InvoiceChangesDuringCardLookUp(
+            gateway, lambda: checkout.void_invoice(ENV, invoice.id)
+        ),
     )
 
     error = await error_of(checkout.create_payment(ENV, card_payment(invoice)))
@@ -1307,7 +1314,7 @@ async def test_an_invoice_voided_while_the_card_is_looked_up_is_not_charged(
     assert error.code == "invoice_voided"
     assert await payments_of(checkout, invoice.id) == []
     assert (await checkout.get_invoice(ENV, invoice.id)).status is InvoiceStatus.VOIDED
-    assert await sandbox(checkout).succeeded_charges() == []
+    assert await gateway.succeeded_charges() == []
 
 
 async def test_a_payment_started_while_the_card_is_looked_up_is_named_and_not_charged_twice(
@@ -1323,14 +1330,17 @@ async def test_a_payment_started_while_the_card_is_looked_up_is_named_and_not_ch
         started = await checkout.create_payment(ENV, card_payment(invoice, process_payment=False))
         first.append(started.id)
 
-    checkout.service.gateway = _InvoiceChangesDuringCardLookUp(sandbox(checkout), start_another)
+    gateway = sandbox(checkout)
+    checkout.deps = attrs.evolve(
+        checkout.deps, gateway=_InvoiceChangesDuringCardLookUp(gateway, start_another)
+    )
 
     error = await error_of(checkout.create_payment(ENV, card_payment(invoice)))
 
     assert error.code == "payment_in_progress"
     assert error.details["payment_id"] == first[0]
     assert await payments_of(checkout, invoice.id) == first
-    assert await sandbox(checkout).succeeded_charges() == []
+    assert await gateway.succeeded_charges() == []
 
 
 async def test_late_payment_failed_event_never_moves_a_succeeded_payment_back(

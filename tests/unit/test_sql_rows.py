@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import attrs
+
 import json
 from datetime import UTC, datetime
 
@@ -24,8 +26,8 @@ def _through_json(values: dict[str, object]) -> dict[str, object]:
 
 
 failed = moved(payment(1), PaymentStatus.FAILED)
-failed = failed.updated(
-    at=T0, failure=Failure("card_declined", "Declined.", "card_declined", "generic_decline"),
+failed = attrs.evolve(
+    failed, failure=Failure("card_declined", "Declined.", "card_declined", "generic_decline"),
     metadata={"order": "42"},
 )  # fmt: skip
 

@@ -12,8 +12,12 @@ from hypothesis import strategies as st
 
 from core.errors import CheckoutError, InvalidStateTransition
 from core.model import (
+    PAYMENT_STATUS_TRANSITIONS,
     Actor,
+    ChargeDetails,
+    Failure,
     Invoice,
+    InvoicePaymentStatus,
     InvoiceStatus,
     Payment,
     PaymentMethodType,
@@ -127,9 +131,38 @@ def test_a_transition_carries_other_changes_along() -> None:
         at=T1,
         reason="charging",
         actor=Actor.API,
-        gateway_tracking_id="pi_123",
+        details=ChargeDetails(tracking_id="pi_123", card_brand="visa", card_last4="4242"),
     )
-    assert moved.gateway_tracking_id == "pi_123"
+    assert (moved.gateway_tracking_id, moved.card_brand, moved.card_last4) == (
+        "pi_123",
+        "visa",
+        "4242",
+    )
+
+
+def test_a_failure_is_recorded_only_by_the_move_to_failed() -> None:
+    failure = Failure("card_declined", "Declined.", "card_declined", "generic_decline")
+    failed, _ = payment("processing").transition(
+        PaymentStatus.FAILED, at=T1, reason="r", actor=Actor.API, failure=failure
+    )
+    assert failed.failure == failure
+    error = failed.failure_error()
+    assert error is not None
+    assert (error.code, error.details["decline_code"]) == ("card_declined", "generic_decline")
+    assert payment("processing").failure_error() is None
+
+
+def test_named_changes_keep_the_status_and_take_the_next_version() -> None:
+    before = payment("processing", version=3)
+    told = before.with_details(ChargeDetails(tracking_id="pi_9"), T1)
+    assert (told.status, told.version, told.gateway_tracking_id) == (before.status, 4, "pi_9")
+    assert told.with_details(ChargeDetails(tracking_id="pi_9"), T1) is told  # nothing new
+    linked = before.with_checkout("cs_1", "https://pay.example/cs_1", T1)
+    assert (linked.status, linked.version, linked.payment_url) == (
+        before.status,
+        4,
+        "https://pay.example/cs_1",
+    )
 
 
 def test_start_records_the_creation_as_the_first_event() -> None:
@@ -252,8 +285,41 @@ def test_only_a_finalized_invoice_with_something_left_is_payable(
 
 
 def test_recording_a_payment_leaves_nothing_remaining() -> None:
-    paid = invoice(InvoiceStatus.FINALIZED).record_payment(Money.of("150.00", "usd"), T1)
+    charging = invoice(InvoiceStatus.FINALIZED).with_payment_status(
+        InvoicePaymentStatus.PROCESSING, T1
+    )
+    paid = charging.record_payment(Money.of("150.00", "usd"), T1)
     assert paid.amount_remaining.is_zero
     assert paid.amount_paid == Money.of("150.00", "usd")
     assert paid.payment_status == "succeeded"
     assert paid.paid_at == T1
+
+
+INVOICE_MOVES = sorted(
+    (source.value, target.value)
+    for source, targets in PAYMENT_STATUS_TRANSITIONS.items()
+    for target in targets
+)
+
+
+@pytest.mark.parametrize("source", [s.value for s in InvoicePaymentStatus])
+@pytest.mark.parametrize("target", [s.value for s in InvoicePaymentStatus])
+def test_an_invoices_payments_move_only_along_their_table(source: str, target: str) -> None:
+    before = attrs.evolve(
+        invoice(InvoiceStatus.FINALIZED), payment_status=InvoicePaymentStatus(source)
+    )
+    if (source, target) in INVOICE_MOVES:
+        moved = before.with_payment_status(InvoicePaymentStatus(target), T1)
+        assert (moved.payment_status, moved.version) == (target, before.version + 1)
+        return
+    with pytest.raises(CheckoutError) as error:
+        before.with_payment_status(InvoicePaymentStatus(target), T1)
+    expected = (
+        "payment_in_progress" if source == target == "processing" else ("invalid_state_transition")
+    )
+    assert error.value.code == expected
+
+
+def test_a_pending_invoice_cannot_be_paid_without_a_payment_in_flight() -> None:
+    with pytest.raises(InvalidStateTransition):
+        invoice(InvoiceStatus.FINALIZED).record_payment(Money.of("150.00", "usd"), T1)

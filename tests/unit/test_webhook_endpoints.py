@@ -13,7 +13,7 @@ from adapters.clock import ManualClock
 from adapters.memory import InMemoryUnitOfWorkFactory
 from core.errors import NotFound, ValidationError
 from core.model import Notification, NotificationType, WebhookDelivery, WebhookEndpoint
-from core.service import CheckoutService, WebhookPolicy
+from core.usecases import Deps, WebhookPolicy, outbox, webhook_delivery, webhook_endpoints
 from entrypoints.bootstrap import CardCheckout, bootstrap
 from tests.helpers import (
     DECLINED,
@@ -130,10 +130,12 @@ async def test_a_bad_endpoint_is_refused_naming_the_field(
 
 async def test_the_service_checks_url_and_events_itself(checkout: CardCheckout) -> None:
     with pytest.raises(ValidationError) as caught:
-        await checkout.service.create_webhook_endpoint(ENV, "https://example.com", ["nope"])
+        await webhook_endpoints.create_webhook_endpoint(
+            checkout.deps, ENV, "https://example.com", ["nope"]
+        )
     assert caught.value.field == "events"
     with pytest.raises(ValidationError) as caught:
-        await checkout.service.create_webhook_endpoint(ENV, "javascript:alert(1)")
+        await webhook_endpoints.create_webhook_endpoint(checkout.deps, ENV, "javascript:alert(1)")
     assert caught.value.field == "url"
 
 
@@ -214,15 +216,14 @@ async def test_two_dispatchers_queue_a_notification_once_per_endpoint(
         async def notify(self, notification: Notification) -> None:
             await asyncio.sleep(0)
 
-    service = checkout.service
     counts = await asyncio.gather(
-        service.deliver_notifications(YieldingNotifier()),
-        service.deliver_notifications(YieldingNotifier()),
+        outbox.deliver_notifications(checkout.deps, YieldingNotifier()),
+        outbox.deliver_notifications(checkout.deps, YieldingNotifier()),
     )
     assert sorted(counts) == [0, 3]
     deliveries = await checkout.webhook_deliveries(ENV, every.id)
     assert len({d.notification.id for d in deliveries}) == len(deliveries) == 3
-    assert await service.deliver_notifications(YieldingNotifier()) == 0
+    assert await outbox.deliver_notifications(checkout.deps, YieldingNotifier()) == 0
 
 
 # Retries -----------------------------------------------------------------------------------
@@ -335,7 +336,7 @@ async def test_deleting_an_endpoint_gives_up_what_was_pending_for_it(
     assert isinstance(await error_of(checkout.delete_webhook_endpoint(ENV, gone.id)), NotFound)
     report = await checkout.send_webhooks()
     assert (report.given_up, report.delivered, sender.calls) == (3, 0, [])
-    async with checkout.service.uow() as uow:
+    async with checkout.deps.uow() as uow:
         left = await uow.webhook_deliveries.for_endpoint(ENV, gone.id, 10)
     assert {d.last_error for d in left} == {"The webhook endpoint was deleted."}
 
@@ -355,7 +356,7 @@ async def test_a_delivery_in_flight_is_not_sent_twice_and_a_crash_only_delays_it
             started.set()
             await never.wait()
 
-    stuck = asyncio.create_task(checkout.service.send_webhooks(StuckSender()))
+    stuck = asyncio.create_task(webhook_delivery.send_webhooks(checkout.deps, StuckSender()))
     await started.wait()
     assert (await checkout.send_webhooks()).delivered == 0  # another dispatcher: leased
     stuck.cancel()  # the first dispatcher dies mid-send
@@ -380,17 +381,17 @@ async def test_an_outcome_that_cannot_be_recorded_fails_the_pass_alone_and_plain
     broken = await endpoint_for(checkout, "payment.failed")
     fine = await endpoint_for(checkout, "payment.failed")
     await declined_payment(checkout)
-    record = CheckoutService._record_webhook_sent
+    record = webhook_delivery.record_sent
 
-    async def record_unless_broken(self: CheckoutService, delivery: WebhookDelivery) -> None:
+    async def record_unless_broken(deps: Deps, delivery: WebhookDelivery) -> None:
         if delivery.endpoint_id == broken.id:
             await asyncio.sleep(0)  # the other endpoint's send is under way meanwhile
             raise OSError("the database went away")
         await asyncio.sleep(0.01)  # still sending when the broken one fails
-        await record(self, delivery)
+        await record(deps, delivery)
 
-    monkeypatch.setattr(CheckoutService, "_record_webhook_sent", record_unless_broken)
+    monkeypatch.setattr(webhook_delivery, "record_sent", record_unless_broken)
     with pytest.raises(OSError, match="the database went away"):  # not an ExceptionGroup
-        await checkout.service.send_webhooks(sender)
+        await webhook_delivery.send_webhooks(checkout.deps, sender)
     assert (await only_delivery(checkout, fine)).delivered_at is not None  # not cancelled
     assert (await only_delivery(checkout, broken)).delivered_at is None  # sent again later

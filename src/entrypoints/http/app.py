@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from adapters.stripe_gateway.webhooks import parse_webhook
 from core.errors import CheckoutError, ValidationError
 from core.model import Payment, PaymentMethodType, PaymentStatus, Role
-from core.service import replayed
+from core.usecases import Answer
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import wire
 from entrypoints.http.auth import environment_of
@@ -48,8 +48,8 @@ def payment_status_code(payment: Payment) -> int:
     return 201
 
 
-def _replay_headers() -> dict[str, str]:
-    return {"Idempotent-Replayed": "true"} if replayed() else {}
+def _replay_headers(replayed: bool) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if replayed else {}
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -89,26 +89,32 @@ class Api:
         self.webhook_secrets = tuple(webhook_secrets)
 
     async def _answer(
-        self, work: Awaitable[Any], render: Callable[[Any], wire.Json], status: int = 201
+        self,
+        work: Awaitable[Answer[Any]],
+        render: Callable[[Any], wire.Json],
+        status: int = 201,
     ) -> Response:
         """Run an idempotent use case; a replay answers with what the first answered."""
         try:
-            result = await work
+            answer = await work
         except CheckoutError as error:
-            return error_response(error, headers=_replay_headers())
-        return JSONResponse(render(result), status_code=status, headers=_replay_headers())
+            return error_response(error, headers=_replay_headers(error.replayed))
+        return JSONResponse(
+            render(answer.value), status_code=status, headers=_replay_headers(answer.replayed)
+        )
 
-    async def _payment_answer(self, work: Awaitable[Payment]) -> Response:
+    async def _payment_answer(self, work: Awaitable[Answer[Payment]]) -> Response:
         try:
-            payment = await work
+            answer = await work
         except CheckoutError as error:
             self.metrics.payments.labels(error.code).inc()
-            return error_response(error, headers=_replay_headers())
+            return error_response(error, headers=_replay_headers(error.replayed))
+        payment = answer.value
         self.metrics.payments.labels(payment.status.value).inc()
         return JSONResponse(
             wire.payment_json(payment),
             status_code=payment_status_code(payment),
-            headers=_replay_headers(),
+            headers=_replay_headers(answer.replayed),
         )
 
     # Payments
@@ -118,7 +124,7 @@ class Api:
         body = await json_body(request)
         assert body is not None
         return await self._payment_answer(
-            self.checkout.create_payment(
+            self.checkout.create_payment_answer(
                 environment, body, idempotency_key=_idempotency_key(request)
             )
         )
@@ -127,7 +133,7 @@ class Api:
         environment = await environment_of(self.checkout, request)
         await json_body(request, optional=True)
         return await self._payment_answer(
-            self.checkout.process_payment(
+            self.checkout.process_payment_answer(
                 environment,
                 request.path_params["payment_id"],
                 idempotency_key=_idempotency_key(request),
@@ -163,7 +169,7 @@ class Api:
         environment = await environment_of(self.checkout, request)
         body = await json_body(request, optional=True)
         return await self._answer(
-            self.checkout.refund_payment(
+            self.checkout.refund_payment_answer(
                 environment,
                 request.path_params["payment_id"],
                 body,
@@ -184,7 +190,7 @@ class Api:
         body = await json_body(request)
         assert body is not None
         return await self._answer(
-            self.checkout.create_customer(
+            self.checkout.create_customer_answer(
                 environment, body, idempotency_key=_idempotency_key(request)
             ),
             wire.customer_json,
@@ -220,7 +226,7 @@ class Api:
         body = await json_body(request)
         assert body is not None
         return await self._answer(
-            self.checkout.create_invoice(
+            self.checkout.create_invoice_answer(
                 environment, body, idempotency_key=_idempotency_key(request)
             ),
             wire.invoice_json,
@@ -246,7 +252,7 @@ class Api:
         environment = await environment_of(self.checkout, request)
         await json_body(request, optional=True)
         return await self._answer(
-            self.checkout.finalize_invoice(
+            self.checkout.finalize_invoice_answer(
                 environment,
                 request.path_params["invoice_id"],
                 idempotency_key=_idempotency_key(request),
@@ -259,7 +265,7 @@ class Api:
         environment = await environment_of(self.checkout, request)
         await json_body(request, optional=True)
         return await self._answer(
-            self.checkout.void_invoice(
+            self.checkout.void_invoice_answer(
                 environment,
                 request.path_params["invoice_id"],
                 idempotency_key=_idempotency_key(request),

@@ -1,0 +1,116 @@
+"""What every use case stands on: its dependencies, transactions, gateway calls, look-ups."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+import attrs
+
+from core.errors import (
+    ConcurrentUpdate,
+    CustomerNotFound,
+    CustomerNotLinked,
+    GatewayError,
+    InvoiceNotFound,
+    NotFound,
+    PaymentNotFound,
+)
+from core.gateway import GatewayUnavailable
+from core.model import Customer, Invoice, Payment, Refund
+from core.ports import (
+    ApiKeyLookup,
+    Clock,
+    IdGenerator,
+    PaymentGateway,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from core.usecases.policies import Policies
+
+R = TypeVar("R")
+K = TypeVar("K")
+
+# A transaction that lost a race is re-run from a fresh read this many times.
+MAX_ATTEMPTS: Final = 3
+
+
+@attrs.frozen
+class Deps:
+    """The one set of dependencies every use case takes."""
+
+    uow: UnitOfWorkFactory
+    gateway: PaymentGateway
+    clock: Clock
+    ids: IdGenerator
+    api_keys: ApiKeyLookup
+    policies: Policies = attrs.Factory(Policies)
+
+
+async def transaction(deps: Deps, work: Callable[[UnitOfWork], Awaitable[R]]) -> R:
+    """Run `work` in a fresh unit of work, re-running it if it lost a race."""
+    return await optimistic(deps, None, lambda uow, _: work(uow))
+
+
+async def optimistic(
+    deps: Deps, known: K | None, work: Callable[[UnitOfWork, K | None], Awaitable[R]]
+) -> R:
+    """Run `work` with what an earlier transaction read (`known`), re-running it without
+    that, on fresh reads, if a versioned update shows it changed since."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            async with deps.uow() as uow:
+                return await work(uow, known if attempt == 1 else None)
+        except ConcurrentUpdate:
+            if attempt == MAX_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def gateway_call(call: Awaitable[R]) -> R:
+    """A gateway call that charges nothing: an unknown outcome is just a gateway error."""
+    try:
+        return await call
+    except GatewayUnavailable:
+        raise GatewayError(
+            "The payment gateway did not answer in time; nothing was charged."
+        ) from None
+
+
+def gateway_customer_id(customer: Customer) -> str:
+    if customer.gateway_customer_id is None:
+        raise CustomerNotLinked(customer_id=customer.id)
+    return customer.gateway_customer_id
+
+
+async def invoice_of(
+    uow: UnitOfWork, environment_id: str, invoice_id: str, *, for_update: bool = False
+) -> Invoice:
+    """The invoice; `for_update` locks its row until the transaction ends, where it can."""
+    invoice = await uow.invoices.get(environment_id, invoice_id, for_update=for_update)
+    if invoice is None:
+        raise InvoiceNotFound(invoice_id=invoice_id)
+    return invoice
+
+
+async def customer_of(uow: UnitOfWork, environment_id: str, customer_id: str) -> Customer:
+    customer = await uow.customers.get(environment_id, customer_id)
+    if customer is None:
+        raise CustomerNotFound(customer_id=customer_id)
+    return customer
+
+
+async def payment_of(
+    uow: UnitOfWork, environment_id: str, payment_id: str, *, for_update: bool = False
+) -> Payment:
+    payment = await uow.payments.get(environment_id, payment_id, for_update=for_update)
+    if payment is None:
+        raise PaymentNotFound(payment_id=payment_id)
+    return payment
+
+
+async def refund_of(uow: UnitOfWork, environment_id: str, refund_id: str) -> Refund:
+    refund = await uow.refunds.get(environment_id, refund_id)
+    if refund is None:
+        raise NotFound(f"No refund {refund_id} exists in this environment.", refund_id=refund_id)
+    return refund

@@ -1,0 +1,96 @@
+"""Customers: created here and at the gateway, their saved cards, and the page that saves one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.commands import CreateCustomer, SetupCard
+from core.errors import CustomerAlreadyExists
+from core.gateway import CheckoutMode, CheckoutSession, CheckoutSessionRequest, GatewayPaymentMethod
+from core.model import Customer
+from core.ports import UnitOfWork
+from core.usecases.common import Deps, customer_of, gateway_call, gateway_customer_id
+from core.usecases.idempotency import Answer, Idempotency, idempotent
+
+
+async def create_customer(
+    deps: Deps, environment_id: str, command: CreateCustomer, idempotency_key: str | None = None
+) -> Answer[Customer]:
+    """A customer, created at the gateway too unless it names its gateway customer."""
+
+    async def run(idempotency: Idempotency) -> Customer:
+        async with deps.uow(read_only=True) as uow:
+            await idempotency.replay_if_done(uow)
+            await _ensure_new(uow, environment_id, command.external_id)
+        customer_id = deps.ids.new_id("cust")
+        gateway_id = command.gateway_customer_id
+        if gateway_id is None:
+            gateway_id = await gateway_call(
+                deps.gateway.create_customer(
+                    customer_id=customer_id,
+                    environment_id=environment_id,
+                    name=command.name,
+                    email=command.email,
+                    idempotency_key=f"{customer_id}:customer",
+                )
+            )
+        else:
+            await gateway_call(deps.gateway.get_customer(gateway_id))
+        customer = Customer(
+            id=customer_id,
+            environment_id=environment_id,
+            external_id=command.external_id,
+            name=command.name,
+            email=command.email,
+            gateway_customer_id=gateway_id,
+            created_at=deps.clock.now(),
+        )
+        async with deps.uow() as uow:
+            await idempotency.claim(uow)
+            await _ensure_new(uow, environment_id, command.external_id)
+            await uow.customers.add(customer)
+            await idempotency.finish(uow, customer)
+            await uow.commit()
+        return customer
+
+    request = (environment_id, "create_customer", command.fingerprint)
+    return await idempotent(deps.clock, idempotency_key, request, Customer, run)
+
+
+async def _ensure_new(uow: UnitOfWork, environment_id: str, external_id: str) -> None:
+    existing = await uow.customers.get_by_external_id(environment_id, external_id)
+    if existing is not None:
+        raise CustomerAlreadyExists(customer_id=existing.id)
+
+
+async def get_customer(deps: Deps, environment_id: str, customer_id: str) -> Customer:
+    async with deps.uow(read_only=True) as uow:
+        return await customer_of(uow, environment_id, customer_id)
+
+
+async def list_payment_methods(
+    deps: Deps, environment_id: str, customer_id: str
+) -> Sequence[GatewayPaymentMethod]:
+    customer = await get_customer(deps, environment_id, customer_id)
+    return await gateway_call(deps.gateway.list_payment_methods(gateway_customer_id(customer)))
+
+
+async def setup_card(
+    deps: Deps, environment_id: str, command: SetupCard, idempotency_key: str | None = None
+) -> CheckoutSession:
+    """A hosted page that saves a card and makes it the customer's default."""
+    customer = await get_customer(deps, environment_id, command.customer_id)
+    key = idempotency_key or deps.ids.new_id("setup")
+    return await gateway_call(
+        deps.gateway.create_checkout_session(
+            CheckoutSessionRequest(
+                mode=CheckoutMode.SETUP,
+                gateway_customer_id=gateway_customer_id(customer),
+                idempotency_key=f"{environment_id}:{customer.id}:setup:{key}",
+                save_card_and_make_default=True,
+                success_url=command.success_url,
+                cancel_url=command.cancel_url,
+                metadata={"environment_id": environment_id, "customer_id": customer.id},
+            )
+        )
+    )

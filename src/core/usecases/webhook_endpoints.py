@@ -1,0 +1,83 @@
+"""Subscribers' webhook endpoints: registered, listed, deleted, and their deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from core.errors import NotFound, ValidationError
+from core.model import WebhookDelivery, WebhookEndpoint
+from core.ports import UnitOfWork
+from core.rules import check_webhook_events, check_webhook_url
+from core.usecases.common import Deps, transaction
+
+MAX_WEBHOOK_ENDPOINTS: Final = 16  # per environment, not counting deleted ones
+
+
+async def create_webhook_endpoint(
+    deps: Deps, environment_id: str, url: str, events: Iterable[str] = ()
+) -> WebhookEndpoint:
+    """A new endpoint for the environment's events (none named: all of them)."""
+    endpoint = WebhookEndpoint(
+        id=deps.ids.new_id("we"),
+        environment_id=environment_id,
+        url=check_webhook_url(url),
+        events=check_webhook_events(events),
+        secret=deps.ids.new_secret("whsec"),
+        created_at=deps.clock.now(),
+    )
+    async with deps.uow() as uow:
+        existing = await uow.webhook_endpoints.list(environment_id)
+        if sum(e.deleted_at is None for e in existing) >= MAX_WEBHOOK_ENDPOINTS:
+            raise ValidationError(
+                f"An environment may have at most {MAX_WEBHOOK_ENDPOINTS} webhook endpoints.",
+                field="url",
+            )
+        await uow.webhook_endpoints.add(endpoint)
+        await uow.commit()
+    return endpoint
+
+
+async def list_webhook_endpoints(deps: Deps, environment_id: str) -> Sequence[WebhookEndpoint]:
+    async with deps.uow(read_only=True) as uow:
+        endpoints = await uow.webhook_endpoints.list(environment_id)
+    return [e for e in endpoints if e.deleted_at is None]
+
+
+async def get_webhook_endpoint(
+    deps: Deps, environment_id: str, endpoint_id: str
+) -> WebhookEndpoint:
+    async with deps.uow(read_only=True) as uow:
+        return await _endpoint(uow, environment_id, endpoint_id)
+
+
+async def delete_webhook_endpoint(
+    deps: Deps, environment_id: str, endpoint_id: str
+) -> WebhookEndpoint:
+    """Stop sending to the endpoint; what was still pending for it is given up."""
+
+    async def delete(uow: UnitOfWork) -> WebhookEndpoint:
+        endpoint = await _endpoint(uow, environment_id, endpoint_id)
+        deleted = endpoint.deleted(deps.clock.now())
+        await uow.webhook_endpoints.update(deleted)
+        await uow.commit()
+        return deleted
+
+    return await transaction(deps, delete)
+
+
+async def webhook_deliveries(
+    deps: Deps, environment_id: str, endpoint_id: str, *, limit: int = 20
+) -> Sequence[WebhookDelivery]:
+    """The endpoint's deliveries, newest first, each with its attempts."""
+    async with deps.uow(read_only=True) as uow:
+        await _endpoint(uow, environment_id, endpoint_id)
+        return await uow.webhook_deliveries.for_endpoint(environment_id, endpoint_id, limit)
+
+
+async def _endpoint(uow: UnitOfWork, environment_id: str, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = await uow.webhook_endpoints.get(environment_id, endpoint_id)
+    if endpoint is None or endpoint.deleted_at is not None:
+        raise NotFound(f"No webhook endpoint {endpoint_id} exists in this environment.",
+                       endpoint_id=endpoint_id)  # fmt: skip
+    return endpoint

@@ -1,0 +1,425 @@
+"""The one facade: `CardCheckout`, whose async methods are the routes of the HTTP API.
+
+Both the in-process library and the HTTP routes call it. It parses bodies (plain mappings as
+parsed from JSON, or commands), calls the use case, and delivers notifications inline when
+asked. Errors are the core's exceptions, each with the contract's `code`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Concatenate, ParamSpec, TypeVar
+
+import attrs
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.sandbox import SandboxPaymentGateway
+from adapters.sql.migrate import migrate
+from adapters.stripe_gateway import StripePaymentGateway
+from adapters.webhooks import HttpWebhookSender
+from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
+from core.errors import NotFound, ValidationError
+from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
+from core.model import (
+    ApiKey,
+    Customer,
+    Environment,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentEvent,
+    PaymentStatus,
+    Refund,
+    Role,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from core.ports import InvoiceQuery, Notifier, Page, PaymentGateway, PaymentQuery, WebhookSender
+from core.rules import (
+    parse_create_customer,
+    parse_create_invoice,
+    parse_create_payment,
+    parse_create_webhook_endpoint,
+    parse_refund,
+    parse_setup_card,
+)
+from core.usecases import (
+    Answer,
+    Deps,
+    ReconcileReport,
+    WebhookReport,
+    access,
+    customers,
+    gateway_events,
+    invoices,
+    outbox,
+    payments,
+    reconciliation,
+    refunds,
+    webhook_delivery,
+    webhook_endpoints,
+)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Body = Mapping[str, object]
+# Notifications delivered per transaction.
+NOTIFICATION_BATCH = 100
+
+
+def _value_of(
+    answered: Callable[Concatenate[CardCheckout, P], Awaitable[Answer[T]]],
+) -> Callable[Concatenate[CardCheckout, P], Awaitable[T]]:
+    """The library's spelling of a keyed call: the answer's value alone."""
+
+    async def value(checkout: CardCheckout, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return (await answered(checkout, *args, **kwargs)).value
+
+    value.__name__ = answered.__name__.removesuffix("_answer")
+    value.__doc__ = answered.__doc__
+    return value
+
+
+def _parsed(body: T | Body, parse: Callable[[object], T], kind: type[T]) -> T:
+    return body if isinstance(body, kind) else parse(body)
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= 100:
+        raise ValidationError("limit must be between 1 and 100.", field="limit")
+    return limit
+
+
+def _payment_statuses(status: str | None) -> frozenset[PaymentStatus] | None:
+    if status is None:
+        return None
+    try:
+        return frozenset({PaymentStatus(status.lower())})
+    except ValueError:
+        raise ValidationError(
+            f"payment_status must be one of {', '.join(s.value for s in PaymentStatus)}.",
+            field="payment_status",
+        ) from None
+
+
+@attrs.define
+class CardCheckout:
+    """The in-process library: each async method is one route of the HTTP API.
+
+    Methods named `..._answer` take an idempotency key and answer whether they replayed the
+    key's stored answer; the same method without the suffix gives the value alone.
+    """
+
+    deps: Deps
+    notifier: Notifier
+    # Deliver outbound notifications right after each change (the library's default; the
+    # server runs a dispatcher instead).
+    dispatch_inline: bool = True
+    engine: AsyncEngine | None = None
+    sandbox_engine: AsyncEngine | None = None
+    # Sends the outbound webhooks that are due (None: they wait in the database).
+    webhook_sender: WebhookSender | None = None
+
+    @property
+    def gateway(self) -> PaymentGateway:
+        return self.deps.gateway
+
+    @property
+    def sandbox(self) -> SandboxPaymentGateway | None:
+        gateway = self.deps.gateway
+        return gateway if isinstance(gateway, SandboxPaymentGateway) else None
+
+    async def _changed(self, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        finally:
+            if self.dispatch_inline:
+                await self.deliver_notifications()
+
+    # Environments and API keys
+
+    async def create_environment(
+        self, tenant_id: str, name: str, *, environment_id: str | None = None
+    ) -> Environment:
+        return await access.create_environment(
+            self.deps, tenant_id, name, environment_id=environment_id
+        )
+
+    async def get_environment(self, environment_id: str) -> Environment:
+        return await access.get_environment(self.deps, environment_id)
+
+    async def set_webhook_secrets(self, environment_id: str, secrets: Sequence[str]) -> Environment:
+        return await access.set_webhook_secrets(self.deps, environment_id, secrets)
+
+    async def webhook_secrets(self, environment_id: str, fallback: Sequence[str]) -> list[str]:
+        """The environment's own webhook secrets, or `fallback` when it has none."""
+        try:
+            own = (await access.get_environment(self.deps, environment_id)).webhook_secrets
+        except NotFound:
+            own = ()
+        return list(own or fallback)
+
+    async def create_api_key(
+        self, tenant_id: str, environment_ids: Sequence[str], role: str | Role
+    ) -> tuple[ApiKey, str]:
+        """A new key: returns what is stored and the key itself, which is never shown again."""
+        try:
+            parsed = Role(role)
+        except ValueError:
+            raise ValidationError("role must be read, write or admin.", field="role") from None
+        return await access.create_api_key(self.deps, tenant_id, environment_ids, parsed)
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey:
+        return await access.revoke_api_key(self.deps, key_id)
+
+    async def authorize(
+        self, raw_key: str | None, environment_id: str | None, needs: Role
+    ) -> ApiKey:
+        return await access.authorize(self.deps, raw_key, environment_id, needs)
+
+    # Customers
+
+    async def create_customer_answer(
+        self, environment_id: str, body: CreateCustomer | Body, *,
+        idempotency_key: str | None = None,
+    ) -> Answer[Customer]:  # fmt: skip
+        command = _parsed(body, parse_create_customer, CreateCustomer)
+        return await customers.create_customer(self.deps, environment_id, command, idempotency_key)
+
+    create_customer = _value_of(create_customer_answer)
+
+    async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
+        return await customers.get_customer(self.deps, environment_id, customer_id)
+
+    async def list_payment_methods(
+        self, environment_id: str, customer_id: str
+    ) -> Sequence[GatewayPaymentMethod]:
+        return await customers.list_payment_methods(self.deps, environment_id, customer_id)
+
+    async def setup_card(
+        self,
+        environment_id: str,
+        customer_id: str,
+        body: Body | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> CheckoutSession:
+        command = parse_setup_card(customer_id, body)
+        return await customers.setup_card(self.deps, environment_id, command, idempotency_key)
+
+    # Invoices
+
+    async def create_invoice_answer(
+        self, environment_id: str, body: CreateInvoice | Body, *, idempotency_key: str | None = None
+    ) -> Answer[Invoice]:
+        command = _parsed(body, parse_create_invoice, CreateInvoice)
+        return await invoices.create_invoice(self.deps, environment_id, command, idempotency_key)
+
+    create_invoice = _value_of(create_invoice_answer)
+
+    async def finalize_invoice_answer(
+        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
+    ) -> Answer[Invoice]:
+        return await invoices.finalize_invoice(
+            self.deps, environment_id, invoice_id, idempotency_key
+        )
+
+    finalize_invoice = _value_of(finalize_invoice_answer)
+
+    async def void_invoice_answer(
+        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
+    ) -> Answer[Invoice]:
+        return await invoices.void_invoice(self.deps, environment_id, invoice_id, idempotency_key)
+
+    void_invoice = _value_of(void_invoice_answer)
+
+    async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
+        return await invoices.get_invoice(self.deps, environment_id, invoice_id)
+
+    async def list_invoices(
+        self,
+        environment_id: str,
+        *,
+        customer_id: str | None = None,
+        invoice_status: str | None = None,
+        limit: int = 20,
+        starting_after: str | None = None,
+    ) -> Page[Invoice]:
+        statuses = None
+        if invoice_status is not None:
+            try:
+                statuses = frozenset({InvoiceStatus(invoice_status.upper())})
+            except ValueError:
+                raise ValidationError(
+                    "invoice_status must be DRAFT, FINALIZED or VOIDED.", field="invoice_status"
+                ) from None
+        query = InvoiceQuery(
+            environment_id=environment_id,
+            customer_id=customer_id,
+            statuses=statuses,
+            limit=_limit(limit),
+            starting_after=starting_after,
+        )
+        return await invoices.list_invoices(self.deps, query)
+
+    # Payments
+
+    async def create_payment_answer(
+        self, environment_id: str, body: CreatePayment | Body, *, idempotency_key: str | None = None
+    ) -> Answer[Payment]:
+        command = _parsed(body, parse_create_payment, CreatePayment)
+        return await self._changed(
+            payments.create_payment(self.deps, environment_id, command, idempotency_key)
+        )
+
+    create_payment = _value_of(create_payment_answer)
+
+    async def process_payment_answer(
+        self, environment_id: str, payment_id: str, *, idempotency_key: str | None = None
+    ) -> Answer[Payment]:
+        return await self._changed(
+            payments.process_payment(self.deps, environment_id, payment_id, idempotency_key)
+        )
+
+    process_payment = _value_of(process_payment_answer)
+
+    async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
+        return await payments.get_payment(self.deps, environment_id, payment_id)
+
+    async def list_payments(
+        self,
+        environment_id: str,
+        *,
+        destination_id: str | None = None,
+        customer_id: str | None = None,
+        payment_status: str | None = None,
+        created_gte: datetime | None = None,
+        created_lt: datetime | None = None,
+        limit: int = 20,
+        starting_after: str | None = None,
+    ) -> Page[Payment]:
+        query = PaymentQuery(
+            environment_id=environment_id,
+            invoice_id=destination_id,
+            customer_id=customer_id,
+            statuses=_payment_statuses(payment_status),
+            created_gte=created_gte,
+            created_lt=created_lt,
+            limit=_limit(limit),
+            starting_after=starting_after,
+        )
+        return await payments.list_payments(self.deps, query)
+
+    async def payment_events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
+        return await payments.payment_events(self.deps, environment_id, payment_id)
+
+    async def refund_payment_answer(
+        self,
+        environment_id: str,
+        payment_id: str,
+        body: RefundPayment | Body | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Answer[Refund]:
+        command = body if isinstance(body, RefundPayment) else parse_refund(payment_id, body)
+        return await self._changed(
+            refunds.refund_payment(self.deps, environment_id, command, idempotency_key)
+        )
+
+    refund_payment = _value_of(refund_payment_answer)
+
+    async def list_refunds(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
+        return await refunds.list_refunds(self.deps, environment_id, payment_id)
+
+    # Gateway events, reconciliation, notifications
+
+    async def handle_gateway_event(self, event: GatewayEvent) -> bool:
+        """Apply a verified gateway event; False when it names nothing known here."""
+        return await self._changed(gateway_events.handle_gateway_event(self.deps, event))
+
+    async def reconcile(
+        self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 100
+    ) -> ReconcileReport:
+        return await self._changed(
+            reconciliation.reconcile(self.deps, older_than=older_than, limit=limit)
+        )
+
+    async def deliver_notifications(self) -> int:
+        delivered = 0
+        while True:
+            batch = await outbox.deliver_notifications(
+                self.deps, self.notifier, limit=NOTIFICATION_BATCH
+            )
+            delivered += batch
+            # A short batch emptied the outbox (or met a failing notifier): no second look.
+            if batch < NOTIFICATION_BATCH:
+                return delivered
+
+    # Webhook endpoints
+
+    async def create_webhook_endpoint(self, environment_id: str, body: Body) -> WebhookEndpoint:
+        """A new endpoint (`url`, `events`); its `secret` is shown to the caller here only."""
+        url, events = parse_create_webhook_endpoint(body)
+        return await webhook_endpoints.create_webhook_endpoint(
+            self.deps, environment_id, url, events
+        )
+
+    async def list_webhook_endpoints(self, environment_id: str) -> Sequence[WebhookEndpoint]:
+        return await webhook_endpoints.list_webhook_endpoints(self.deps, environment_id)
+
+    async def get_webhook_endpoint(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint:
+        return await webhook_endpoints.get_webhook_endpoint(self.deps, environment_id, endpoint_id)
+
+    async def delete_webhook_endpoint(
+        self, environment_id: str, endpoint_id: str
+    ) -> WebhookEndpoint:
+        return await webhook_endpoints.delete_webhook_endpoint(
+            self.deps, environment_id, endpoint_id
+        )
+
+    async def webhook_deliveries(
+        self, environment_id: str, endpoint_id: str, *, limit: int = 20
+    ) -> Sequence[WebhookDelivery]:
+        return await webhook_endpoints.webhook_deliveries(
+            self.deps, environment_id, endpoint_id, limit=_limit(limit)
+        )
+
+    async def send_webhooks(self, *, limit: int = 100) -> WebhookReport:
+        """One pass over the webhook deliveries that are due (none without a sender)."""
+        if self.webhook_sender is None:
+            return WebhookReport()
+        return await webhook_delivery.send_webhooks(self.deps, self.webhook_sender, limit=limit)
+
+    # The sandbox and the process
+
+    async def complete_sandbox_checkout(self, session_id: str, card_number: str) -> GatewayEvent:
+        """Play a customer typing `card_number` on a sandbox hosted page."""
+        if self.sandbox is None:
+            raise ValidationError("Hosted pages are completed by the customer at Stripe.")
+        return await self.sandbox.complete_checkout_session(session_id, card_number)
+
+    async def ping(self) -> None:
+        """Raise unless the storage answers."""
+        if self.engine is not None:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+
+    async def migrate(self) -> None:
+        """Bring the database to the newest schema (nothing to do in memory)."""
+        for engine in (self.engine, self.sandbox_engine):
+            if engine is not None:
+                await migrate(engine)
+
+    async def aclose(self) -> None:
+        """Release what the adapters hold (connections, clients)."""
+        if self.sandbox is not None:
+            await self.sandbox.drain_events()
+        if isinstance(self.deps.gateway, StripePaymentGateway):
+            await self.deps.gateway.aclose()
+        if isinstance(self.webhook_sender, HttpWebhookSender):
+            await self.webhook_sender.aclose()
+        for engine in (self.engine, self.sandbox_engine):
+            if engine is not None:
+                await engine.dispose()
