@@ -130,11 +130,17 @@ class CheckoutSession:
 
 
 class GatewayEventType(StrEnum):
-    PAYMENT_SUCCEEDED = "payment_intent.succeeded"
-    PAYMENT_FAILED = "payment_intent.payment_failed"
-    REFUND_UPDATED = "refund.updated"
-    CHECKOUT_COMPLETED = "checkout.session.completed"
-    CHECKOUT_EXPIRED = "checkout.session.expired"
+    """What a gateway event tells, in the core's words: each adapter maps its gateway's names.
+
+    The value is written to the gateway event log, which is never read back (a repeat is
+    found by the event's id); rows older than these words hold the gateway's own names.
+    """
+
+    PAYMENT_SUCCEEDED = "payment_succeeded"
+    PAYMENT_FAILED = "payment_failed"
+    REFUND_UPDATED = "refund_updated"
+    CHECKOUT_COMPLETED = "checkout_completed"
+    CHECKOUT_EXPIRED = "checkout_expired"
 
 
 @attrs.frozen
@@ -151,21 +157,3 @@ class GatewayEvent:
     charge: ChargeResult | None = None
     session: CheckoutSession | None = None
     refund: GatewayRefund | None = None
-
-
-# The contract's decline codes that keep their own name; every other decline is card_declined.
-_NAMED_DECLINES = ("insufficient_funds", "expired_card", "authentication_required")
-
-
-def classify_card_error(
-    gateway_code: str | None, decline_code: str | None, message: str
-) -> GatewayFailure:
-    """Map a Stripe card error (its `code` and `decline_code`) to the core's failure code."""
-    code = "card_declined"
-    for candidate in (decline_code, gateway_code):
-        if candidate in _NAMED_DECLINES:
-            code = candidate
-            break
-    return GatewayFailure(
-        code=code, message=message, gateway_code=gateway_code, decline_code=decline_code
-    )

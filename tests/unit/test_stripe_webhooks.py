@@ -10,6 +10,7 @@ import time
 import pytest
 
 from adapters.stripe_gateway import parse_webhook
+from adapters.stripe_gateway.webhooks import STRIPE_EVENT_TYPES
 from core.errors import ValidationError
 from core.gateway import ChargeStatus, CheckoutMode, GatewayEventType, RefundOutcome
 
@@ -133,3 +134,60 @@ def test_a_completed_checkout_and_a_refund_are_parsed() -> None:
 def test_events_the_service_does_not_act_on_are_none() -> None:
     payload = event("customer.updated", {"id": "cus_1", "object": "customer"})
     assert parse_webhook(payload, signed(payload, OLD), [OLD]) is None
+
+
+def test_every_event_the_core_knows_has_a_stripe_name_and_the_core_keeps_its_own_words() -> None:
+    assert set(STRIPE_EVENT_TYPES.values()) == set(GatewayEventType)
+    for kind in GatewayEventType:
+        assert kind.value not in STRIPE_EVENT_TYPES
+        assert "." not in kind.value
+    assert STRIPE_EVENT_TYPES["payment_intent.succeeded"].value == "payment_succeeded"
+    assert STRIPE_EVENT_TYPES["checkout.session.completed"].value == "checkout_completed"
+
+
+@pytest.mark.parametrize(
+    ("stripe_kind", "expected"),
+    [
+        ("checkout.session.expired", GatewayEventType.CHECKOUT_EXPIRED),
+        ("refund.created", GatewayEventType.REFUND_UPDATED),
+        ("charge.refund.updated", GatewayEventType.REFUND_UPDATED),
+    ],
+)
+def test_stripes_names_map_to_the_cores(stripe_kind: str, expected: GatewayEventType) -> None:
+    obj = {
+        "id": "cs_1" if stripe_kind.startswith("checkout") else "re_1",
+        "object": "checkout.session" if stripe_kind.startswith("checkout") else "refund",
+        "mode": "payment",
+        "status": "expired" if stripe_kind.startswith("checkout") else "pending",
+        "payment_status": "unpaid",
+        "customer": "cus_1",
+        "url": None,
+        "payment_intent": None,
+        "metadata": {"payment_id": "pay_1", "refund_id": "re_ours", "environment_id": "env_a"},
+    }
+    payload = event(stripe_kind, obj)
+    parsed = parse_webhook(payload, signed(payload, OLD), [OLD])
+    assert parsed is not None
+    assert parsed.type is expected
+
+
+def test_a_charge_refunded_event_names_the_latest_of_our_refunds() -> None:
+    charge = {
+        "id": "ch_1",
+        "object": "charge",
+        "refunds": {
+            "data": [
+                {"id": "re_2", "status": "succeeded", "metadata": {"refund_id": "re_ours"}},
+                {"id": "re_1", "status": "succeeded", "metadata": {}},
+            ]
+        },
+    }
+    payload = event("charge.refunded", charge)
+    parsed = parse_webhook(payload, signed(payload, OLD), [OLD])
+    assert parsed is not None
+    assert parsed.type is GatewayEventType.REFUND_UPDATED
+    assert parsed.refund is not None
+    assert parsed.refund.id == "re_2"
+    assert parsed.metadata == {"refund_id": "re_ours"}
+    unrelated = event("charge.refunded", {**charge, "refunds": {"data": []}})
+    assert parse_webhook(unrelated, signed(unrelated, OLD), [OLD]) is None

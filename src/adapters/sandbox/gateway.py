@@ -20,6 +20,7 @@ import attrs
 
 from adapters.sandbox.faults import SandboxFaults
 from adapters.sandbox.store import Document, InMemorySandboxStore, SandboxStore
+from adapters.stripe_vocabulary import classify_card_error
 from core.errors import CustomerNotLinked, GatewayError, ValidationError, payment_failure
 from core.gateway import (
     ChargeRequest,
@@ -38,7 +39,6 @@ from core.gateway import (
     GatewayUnavailable,
     RefundOutcome,
     RefundRequest,
-    classify_card_error,
 )
 from core.money import CURRENCIES, Money
 from core.ports import Clock, IdGenerator

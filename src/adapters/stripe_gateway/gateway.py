@@ -14,6 +14,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import stripe
 
+from adapters.stripe_vocabulary import classify_card_error
 from core.errors import CustomerNotLinked, GatewayError
 from core.gateway import (
     ChargeRequest,
@@ -30,7 +31,6 @@ from core.gateway import (
     GatewayUnavailable,
     RefundOutcome,
     RefundRequest,
-    classify_card_error,
 )
 
 T = TypeVar("T")

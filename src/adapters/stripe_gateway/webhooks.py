@@ -14,14 +14,23 @@ from core.errors import ValidationError
 from core.gateway import GatewayEvent, GatewayEventType, GatewayRefund, RefundOutcome
 
 SIGNATURE_TOLERANCE_SECONDS: Final = 300
-_INTENT_EVENTS: Final = {
+# The Stripe events this service acts on, each with what it tells the core. (Until the core
+# had its own words, the gateway event log was written with Stripe's names: its older rows
+# hold payment_intent.succeeded, payment_intent.payment_failed, checkout.session.completed,
+# checkout.session.expired and refund.updated.)
+STRIPE_EVENT_TYPES: Final = {
     "payment_intent.succeeded": GatewayEventType.PAYMENT_SUCCEEDED,
     "payment_intent.payment_failed": GatewayEventType.PAYMENT_FAILED,
-}
-_SESSION_EVENTS: Final = {
     "checkout.session.completed": GatewayEventType.CHECKOUT_COMPLETED,
     "checkout.session.expired": GatewayEventType.CHECKOUT_EXPIRED,
+    "refund.updated": GatewayEventType.REFUND_UPDATED,
+    "refund.created": GatewayEventType.REFUND_UPDATED,
+    "charge.refund.updated": GatewayEventType.REFUND_UPDATED,
+    # A charge's refunds: the latest of ours among them.
+    "charge.refunded": GatewayEventType.REFUND_UPDATED,
 }
+_CHARGE_EVENTS: Final = (GatewayEventType.PAYMENT_SUCCEEDED, GatewayEventType.PAYMENT_FAILED)
+_SESSION_EVENTS: Final = (GatewayEventType.CHECKOUT_COMPLETED, GatewayEventType.CHECKOUT_EXPIRED)
 
 
 def verify_signature(payload: bytes, signature: str | None, secrets: Sequence[str]) -> None:
@@ -49,35 +58,29 @@ def parse_webhook(
     verify_signature(payload, signature, secrets)
     try:
         event = json.loads(payload)
-        kind, obj = event["type"], event["data"]["object"]
+        stripe_kind, obj = str(event["type"]), event["data"]["object"]
         created = datetime.fromtimestamp(int(event["created"]), tz=UTC)
         event_id = str(event["id"])
     except (ValueError, KeyError, TypeError):
         raise ValidationError("The event is not a Stripe event.", field="body") from None
+    kind = STRIPE_EVENT_TYPES.get(stripe_kind)
+    if kind is None:
+        return None
     metadata = {str(k): str(v) for k, v in (obj.get("metadata") or {}).items()}
-    if kind in _INTENT_EVENTS:
+    if kind in _CHARGE_EVENTS:
         charge = StripePaymentGateway.intent_result(obj)
-        return GatewayEvent(event_id, _INTENT_EVENTS[kind], created, metadata, charge=charge)
+        return GatewayEvent(event_id, kind, created, metadata, charge=charge)
     if kind in _SESSION_EVENTS:
         session = StripePaymentGateway.session_from(obj)
-        return GatewayEvent(
-            event_id, _SESSION_EVENTS[kind], created, dict(session.metadata), session=session
-        )
-    if kind in ("refund.updated", "refund.created", "charge.refund.updated"):
-        return GatewayEvent(
-            event_id, GatewayEventType.REFUND_UPDATED, created, metadata, refund=_refund(obj)
-        )
-    if kind == "charge.refunded":
-        refunds = (obj.get("refunds") or {}).get("data") or []
-        events = [r for r in refunds if (r.get("metadata") or {}).get("refund_id")]
-        if not events:
-            return None
+        return GatewayEvent(event_id, kind, created, dict(session.metadata), session=session)
+    if stripe_kind != "charge.refunded":
+        return GatewayEvent(event_id, kind, created, metadata, refund=_refund(obj))
+    refunds = (obj.get("refunds") or {}).get("data") or []
+    events = [r for r in refunds if (r.get("metadata") or {}).get("refund_id")]
+    if events:
         latest = events[0]
         refund_metadata = {str(k): str(v) for k, v in latest["metadata"].items()}
-        return GatewayEvent(
-            event_id, GatewayEventType.REFUND_UPDATED, created, refund_metadata,
-            refund=_refund(latest),
-        )  # fmt: skip
+        return GatewayEvent(event_id, kind, created, refund_metadata, refund=_refund(latest))
     return None
 
 
