@@ -70,8 +70,14 @@ async def begin_processing(
         details = ChargeDetails(
             payment_method_id=card.id, card_brand=card.brand, card_last4=card.last4
         )
-    moved = await move(deps, uow, payment, PaymentStatus.PROCESSING, "charge started", Actor.API,
-                       details=details)  # fmt: skip
+    started = payment.transition(
+        PaymentStatus.PROCESSING,
+        at=deps.clock.now(),
+        reason="charge started",
+        actor=Actor.API,
+        details=details,
+    )
+    moved = await move(deps, uow, started)
     processing = invoice.with_payment_status(InvoicePaymentStatus.PROCESSING, moved.updated_at)
     await uow.invoices.update(processing)
     return moved, processing

@@ -32,7 +32,6 @@ from core.model import (
     PaymentEvent,
     PaymentStatus,
 )
-from core.money import Money
 from core.ports import UnitOfWork
 from core.usecases.common import Deps, invoice_of
 
@@ -60,33 +59,13 @@ def outcome(payment: Payment) -> Payment:
     return payment
 
 
-async def move(
-    deps: Deps,
-    uow: UnitOfWork,
-    payment: Payment,
-    target: PaymentStatus,
-    reason: str,
-    actor: Actor,
-    *,
-    details: ChargeDetails | None = None,
-    failure: Failure | None = None,
-    amount_refunded: Money | None = None,
-    refund_reserved: Money | None = None,
-) -> Payment:
-    """Move the payment along its table and record the event with its notification."""
-    moved, event = payment.transition(
-        target,
-        at=deps.clock.now(),
-        reason=reason,
-        actor=actor,
-        details=details,
-        failure=failure,
-        amount_refunded=amount_refunded,
-        refund_reserved=refund_reserved,
-    )
-    await uow.payments.update(moved)
-    await record_event(deps, uow, moved, event)
-    return moved
+async def move(deps: Deps, uow: UnitOfWork, moved: tuple[Payment, PaymentEvent]) -> Payment:
+    """Store a payment's move (as `Payment.transition` made it) with its event and
+    notification."""
+    payment, event = moved
+    await uow.payments.update(payment)
+    await record_event(deps, uow, payment, event)
+    return payment
 
 
 async def record_event(deps: Deps, uow: UnitOfWork, payment: Payment, event: PaymentEvent) -> None:
@@ -142,7 +121,14 @@ async def settle(
     """Succeed (no `failure`) or fail a payment, and reconcile its invoice in the same
     transaction. `invoice`: the payment's invoice if this transaction already holds it."""
     target = PaymentStatus.SUCCEEDED if failure is None else PaymentStatus.FAILED
-    moved = await move(deps, uow, payment, target, reason, actor, details=details, failure=failure)
+    at = deps.clock.now()
+    moved = await move(
+        deps,
+        uow,
+        payment.transition(
+            target, at=at, reason=reason, actor=actor, details=details, failure=failure
+        ),
+    )
     invoice = invoice or await invoice_of(
         uow, payment.environment_id, payment.invoice_id, for_update=True
     )

@@ -149,8 +149,16 @@ async def apply_refund(
     refunded = payment.amount_refunded + refund.amount
     fully = refunded == payment.amount
     target = PaymentStatus.REFUNDED if fully else PaymentStatus.PARTIALLY_REFUNDED
-    await move(deps, uow, payment, target, f"refund {refund.id} of {refund.amount}", actor,
-               amount_refunded=refunded, refund_reserved=released)  # fmt: skip
+    reason = f"refund {refund.id} of {refund.amount}"
+    refunding = payment.transition(
+        target,
+        at=now,
+        reason=reason,
+        actor=actor,
+        amount_refunded=refunded,
+        refund_reserved=released,
+    )
+    await move(deps, uow, refunding)
     invoice = await invoice_of(uow, refund.environment_id, refund.invoice_id, for_update=True)
     await uow.invoices.update(invoice.record_refund(refund.amount, fully_refunded=fully, at=now))
     return settled
