@@ -33,6 +33,8 @@ from core.model import (
     PaymentEvent,
     PaymentMethodType,
     PaymentStatus,
+    Refund,
+    RefundStatus,
     Role,
     WebhookDelivery,
     WebhookEndpoint,
@@ -74,6 +76,13 @@ def invoice(number: int = 1, env: str = ENV, amount: str = "150.00") -> Invoice:
     )
 
 
+def paid(i: Invoice) -> Invoice:
+    """The invoice's next version, paid in full (storage checks no rule of the model's)."""
+    return attrs.evolve(
+        i, amount_paid=i.amount_due, paid_at=T0, updated_at=T0, version=i.version + 1
+    )
+
+
 def payment(number: int, invoice_id: str = "inv_0001", env: str = ENV) -> Payment:
     started, _ = Payment.start(
         at=T0 + timedelta(seconds=number),
@@ -106,6 +115,23 @@ def moved(p: Payment, *targets: PaymentStatus) -> Payment:
     for target in targets:
         p, _ = p.transition(target, at=T0, reason="test", actor=Actor.API)
     return p
+
+
+def refund(number: int, payment_id: str = "pay_0001", env: str = ENV) -> Refund:
+    return Refund(
+        id=f"re_{number:04d}",
+        environment_id=env,
+        payment_id=payment_id,
+        invoice_id="inv_0001",
+        amount=Money.of("50.00", "usd"),
+        status=RefundStatus.PENDING,
+        created_at=T0 + timedelta(seconds=number),
+        updated_at=T0 + timedelta(seconds=number),
+    )
+
+
+def settled(r: Refund, status: RefundStatus) -> Refund:
+    return attrs.evolve(r, status=status, updated_at=T0 + timedelta(hours=1), version=r.version + 1)
 
 
 def record(key: str = "k", version: int = 1) -> IdempotencyRecord:
@@ -239,9 +265,8 @@ class StorageContract:
             with pytest.raises(ReadOnlyUnitOfWork):
                 await _write_and_commit(uow, uow.customers.add(customer(2)))
         async with units(read_only=True) as uow:
-            paid = invoice().record_payment(invoice().amount_due, T0)
             with pytest.raises(ReadOnlyUnitOfWork):
-                await _write_and_commit(uow, uow.invoices.update(paid))
+                await _write_and_commit(uow, uow.invoices.update(paid(invoice())))
         async with units() as uow:
             assert await uow.customers.get(ENV, "cust_0002") is None
             assert await uow.invoices.get(ENV, "inv_0001") == invoice()
@@ -340,7 +365,7 @@ class StorageContract:
         succeeded, event = processing.transition(
             PaymentStatus.SUCCEEDED, at=T0, reason="charge succeeded", actor=Actor.API
         )
-        stale_invoice = attrs.evolve(read.record_payment(succeeded.amount, T0), version=5)
+        stale_invoice = attrs.evolve(paid(read), version=5)
         async with units() as uow:
             await uow.payments.update(succeeded)
             await uow.payments.add_event(event)
@@ -352,7 +377,7 @@ class StorageContract:
         async with units() as uow:
             await uow.payments.update(succeeded)
             await uow.payments.add_event(event)
-            await uow.invoices.update(read.record_payment(succeeded.amount, T0))
+            await uow.invoices.update(paid(read))
             await uow.commit()
         async with units() as uow:
             assert await uow.payments.get(ENV, "pay_0001") == succeeded
@@ -522,6 +547,32 @@ class StorageContract:
             found = await uow.payments.processing(T0 + timedelta(minutes=1), 10)
             assert {p.id for p in found} == {"pay_0001", "pay_0002"}
             assert not await uow.payments.processing(T0 - timedelta(minutes=1), 10)
+
+    async def test_a_refund_moves_only_from_the_version_it_was_read_at(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        await self._seed(
+            units, moved(payment(1), PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED)
+        )
+        async with units() as uow:
+            await uow.refunds.add(refund(1))
+            await uow.commit()
+        first, second = units(), units()
+        async with first, second:
+            a = await first.refunds.get(ENV, "re_0001")
+            b = await second.refunds.get(ENV, "re_0001")
+            assert a is not None
+            assert b is not None
+            succeeded = settled(a, RefundStatus.SUCCEEDED)
+            await first.refunds.update(succeeded)
+            await first.commit()
+            with pytest.raises(ConcurrentUpdate):
+                await _write_and_commit(
+                    second, second.refunds.update(settled(b, RefundStatus.FAILED))
+                )
+        async with units() as uow:
+            assert await uow.refunds.get(ENV, "re_0001") == succeeded
+            assert list(await uow.refunds.for_payment(ENV, "pay_0001")) == [succeeded]
 
     async def test_webhook_endpoints_are_kept_per_environment_and_change_by_version(
         self, units: UnitOfWorkFactory

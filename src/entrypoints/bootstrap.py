@@ -49,6 +49,9 @@ class Settings:
     # None: in-memory storage (the library's default). The CLI defaults to a SQLite file.
     database_url: str | None = None
     database_pool_size: int = 10
+    # How SQL runs: "sqlalchemy" (the reference) or "asyncpg" (PostgreSQL only); None: asyncpg
+    # on PostgreSQL, SQLAlchemy elsewhere.
+    database_executor: str | None = None
     # How long a live API key is trusted without reading it again (0: read on every request).
     api_key_cache_seconds: float = 5.0
     stripe_secret_key: str | None = None
@@ -82,6 +85,7 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_pool_size=int(env.get("DATABASE_POOL_SIZE", "10")),
+            database_executor=env.get("DATABASE_EXECUTOR") or None,
             api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS", "5")),
             stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
@@ -129,7 +133,8 @@ def bootstrap(
         engine = create_engine_from_url(
             settings.database_url, pool_size=settings.database_pool_size
         )
-        storage, sandbox_store = SqlUnitOfWorkFactory(engine), SqlSandboxStore(engine)
+        storage = SqlUnitOfWorkFactory(engine, executor=settings.database_executor)
+        sandbox_store = SqlSandboxStore(engine)
     else:
         storage, sandbox_store = InMemoryUnitOfWorkFactory(), InMemorySandboxStore()
     sandbox_engine = None

@@ -3,6 +3,7 @@
 PostgreSQL is found at TEST_POSTGRES_URL (default: the local server's `test` database as
 `postgres`); a fresh database is created for the session and dropped after. Without a server
 the PostgreSQL tests skip with the reason, except in CI (CI=true), where they must run.
+`sql_path` runs a test on SQLite and on PostgreSQL through each of the adapter's executors.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import attrs
 import httpx
 import pytest
 import stripe
@@ -23,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql import create_engine_from_url, tables
+from adapters.sql import SqlUnitOfWorkFactory, create_engine_from_url, tables
 from adapters.sql.migrate import migrate
 from tests.integration.http_server import free_port
 
@@ -104,6 +106,44 @@ def database_url(request: pytest.FixtureRequest) -> str:
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine_from_url(database_url)
     yield engine
+    await engine.dispose()
+
+
+@attrs.frozen
+class SqlPath:
+    """A database and the executor that runs the SQL adapter's statements on it."""
+
+    database: str
+    executor: str
+    url: str
+    engine: AsyncEngine
+
+    def units(self) -> SqlUnitOfWorkFactory:
+        return SqlUnitOfWorkFactory(self.engine, executor=self.executor)
+
+
+# Every way the SQL adapter reaches a database: SQLite, and PostgreSQL on each executor.
+SQL_PATHS = [
+    pytest.param(("sqlite", "sqlalchemy"), id="sqlite"),
+    pytest.param(("postgresql", "asyncpg"), id="postgresql-asyncpg"),
+    pytest.param(("postgresql", "sqlalchemy"), id="postgresql-sqlalchemy"),
+]
+
+
+@pytest.fixture(params=SQL_PATHS)
+def sql_database(request: pytest.FixtureRequest) -> tuple[str, str, str]:
+    """A path's database, executor and URL: a migrated, empty database."""
+    database, executor = request.param
+    name = "sqlite_url" if database == "sqlite" else "clean_postgres_url"
+    return database, executor, str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+async def sql_path(sql_database: tuple[str, str, str]) -> AsyncIterator[SqlPath]:
+    """Each test that takes this runs on every path."""
+    database, executor, url = sql_database
+    engine = create_engine_from_url(url)
+    yield SqlPath(database, executor, url, engine)
     await engine.dispose()
 
 

@@ -10,7 +10,6 @@ from adapters.clock import SystemClock
 from adapters.ids import UlidIdGenerator
 from adapters.notifiers import RecordingNotifier
 from adapters.sandbox import Fault, InMemorySandboxStore, SandboxFaults, SandboxPaymentGateway
-from adapters.sql import SqlUnitOfWorkFactory, create_engine_from_url
 from core.errors import CheckoutError
 from core.model import PaymentStatus
 from entrypoints.bootstrap import Settings, bootstrap
@@ -23,6 +22,7 @@ from tests.helpers import (
     finalized_invoice,
     sandbox,
 )
+from tests.integration.conftest import SqlPath
 
 
 async def test_a_new_bootstrap_on_the_same_sqlite_file_sees_everything(tmp_path: Path) -> None:
@@ -58,10 +58,9 @@ async def test_a_new_bootstrap_on_the_same_sqlite_file_sees_everything(tmp_path:
     ],
 )
 async def test_a_card_payment_costs_at_most_two_commits(
-    database_url: str, card: str, fault: Fault | None, commits: int
+    sql_path: SqlPath, card: str, fault: Fault | None, commits: int
 ) -> None:
-    engine = create_engine_from_url(database_url)
-    units = SqlUnitOfWorkFactory(engine)
+    units = sql_path.units()
     faults = SandboxFaults()
     # The sandbox keeps its state apart here, so that only the service's commits are counted.
     gateway = SandboxPaymentGateway(
@@ -82,11 +81,10 @@ async def test_a_card_payment_costs_at_most_two_commits(
     assert units.commits - before == commits
     expected = {VISA: PaymentStatus.SUCCEEDED, DECLINED: PaymentStatus.FAILED}[card]
     assert status is (PaymentStatus.PROCESSING if fault else expected)
-    await engine.dispose()
 
 
-async def test_no_connection_is_held_while_the_gateway_works(database_url: str) -> None:
-    engine = create_engine_from_url(database_url)
+async def test_no_connection_is_held_while_the_gateway_works(sql_path: SqlPath) -> None:
+    engine = sql_path.engine
     held: list[int] = []
 
     class WatchedSandbox(SandboxPaymentGateway):
@@ -101,7 +99,7 @@ async def test_no_connection_is_held_while_the_gateway_works(database_url: str) 
             return await super().get_customer(gateway_customer_id)
 
     gateway = WatchedSandbox(clock=SystemClock(), ids=UlidIdGenerator())
-    checkout = bootstrap(uow=SqlUnitOfWorkFactory(engine), gateway=gateway)
+    checkout = bootstrap(uow=sql_path.units(), gateway=gateway)
     gateway.event_sink = checkout.handle_gateway_event
     customer = await customer_with_card(checkout, VISA)
     invoice = await finalized_invoice(checkout, customer)
@@ -109,4 +107,3 @@ async def test_no_connection_is_held_while_the_gateway_works(database_url: str) 
     payment = await checkout.create_payment(ENV, card_payment(invoice))
     assert payment.status is PaymentStatus.SUCCEEDED
     assert held == [0, 0]  # the customer look-up and the charge, each with no connection out
-    await engine.dispose()

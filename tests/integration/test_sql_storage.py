@@ -1,4 +1,5 @@
-"""SQL storage: the storage contract on SQLite and PostgreSQL, and the schema's migrations."""
+"""SQL storage: the storage contract on SQLite and on PostgreSQL through each executor, and the
+schema's migrations."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import attrs
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -15,10 +17,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import event as event_module
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql import SqlUnitOfWorkFactory, create_engine_from_url, tables
 from adapters.sql.migrate import alembic_config, migrate
+from core.errors import ConcurrentUpdate, IdempotencyKeyInUse
 from core.model import (
     Actor,
     InvoicePaymentStatus,
@@ -27,21 +31,23 @@ from core.model import (
     PaymentStatus,
 )
 from core.ports import UnitOfWorkFactory
-from tests.integration.conftest import _admin, _plain
+from tests.integration.conftest import SqlPath, _admin, _plain
 from tests.storage_contract import (
     ENV,
     T0,
     StorageContract,
     customer,
     invoice,
+    paid,
+    record,
     started_then_processing,
 )
 
 
 class TestSqlStorage(StorageContract):
     @pytest.fixture
-    def units(self, engine: AsyncEngine) -> UnitOfWorkFactory:
-        return SqlUnitOfWorkFactory(engine)
+    def units(self, sql_path: SqlPath) -> UnitOfWorkFactory:
+        return sql_path.units()
 
 
 async def test_the_migrated_schema_is_exactly_the_models(engine: AsyncEngine) -> None:
@@ -53,15 +59,16 @@ async def test_the_migrated_schema_is_exactly_the_models(engine: AsyncEngine) ->
         assert await connection.run_sync(differences) == []
 
 
-def _recording(engine: AsyncEngine) -> tuple[list[str], Any]:
-    """The first words of each statement sent from now on (on PostgreSQL, as asyncpg sends
-    them, transaction control included)."""
+def _recording(sql_path: SqlPath) -> tuple[list[str], Any]:
+    """The first words of each statement sent from now on (on the asyncpg executor, as asyncpg
+    sends them, transaction control included)."""
+    engine = sql_path.engine
     statements: list[str] = []
 
     def heading(statement: str) -> str:
         return " ".join(statement.split()[:3])
 
-    if engine.dialect.name != "postgresql":
+    if sql_path.executor == "sqlalchemy":
 
         def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             statements.append(heading(statement))
@@ -91,19 +98,19 @@ def _recording(engine: AsyncEngine) -> tuple[list[str], Any]:
     return statements, stop
 
 
-async def test_a_payments_writes_cost_one_statement_on_postgresql_one_per_table_on_sqlite(
-    engine: AsyncEngine,
+async def test_a_payments_writes_cost_one_statement_on_asyncpg_one_per_table_else(
+    sql_path: SqlPath,
 ) -> None:
     """The first transaction of a payment: its row (added, then moved: no UPDATE), two events,
     two notifications and its invoice's new version. Then its outcome, written without a
-    read: on PostgreSQL one statement that commits on its own."""
-    units = SqlUnitOfWorkFactory(engine)
+    read: on the asyncpg executor one statement that commits on its own."""
+    units = sql_path.units()
     async with units() as uow:
         await uow.customers.add(customer())
         await uow.invoices.add(invoice())
         await uow.commit()
     started, created, processing, event = started_then_processing("pay_0001")
-    statements, stop = _recording(engine)
+    statements, stop = _recording(sql_path)
     try:
         async with units() as uow:
             read = await uow.invoices.get(ENV, "inv_0001", for_update=True)
@@ -132,19 +139,19 @@ async def test_a_payments_writes_cost_one_statement_on_postgresql_one_per_table_
         second = list(statements)
     finally:
         stop()
-    if engine.dialect.name == "postgresql":
+    if sql_path.executor == "asyncpg":
         assert first == ["BEGIN;", "SELECT invoices.environment_id, invoices.id,", "WITH w0 AS",
                          "COMMIT;"]  # fmt: skip
         assert second == ["WITH w0 AS"]  # no BEGIN: it commits as it ends
     else:
-        assert first == [
+        assert _without_transaction_control(first) == [
             "SELECT invoices.environment_id, invoices.id,",
             "INSERT INTO payments",
             "INSERT INTO payment_events",
             "INSERT INTO outbox",
             "UPDATE invoices SET",
         ]
-        assert second == [
+        assert _without_transaction_control(second) == [
             "INSERT INTO payment_events",
             "UPDATE payments SET",
             "UPDATE invoices SET",
@@ -158,8 +165,39 @@ async def test_a_payments_writes_cost_one_statement_on_postgresql_one_per_table_
         assert paid.amount_remaining.is_zero
 
 
-async def test_a_delivered_notification_leaves_the_outbox_table(engine: AsyncEngine) -> None:
-    units = SqlUnitOfWorkFactory(engine)
+def _without_transaction_control(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.split()[0].rstrip(";") not in ("BEGIN", "COMMIT")]
+
+
+async def test_an_update_whose_stale_row_has_its_own_meaning_is_sent_on_its_own(
+    sql_path: SqlPath,
+) -> None:
+    """A stale idempotency record means the key is in use, not just a lost race: the asyncpg
+    executor sends its update apart from the combined statement, whose check cannot say
+    which row moved."""
+    units = sql_path.units()
+    async with units() as uow:
+        await uow.customers.add(customer())
+        await uow.invoices.add(invoice())
+        await uow.idempotency.put(record())
+        await uow.commit()
+    async with units() as uow:
+        await uow.idempotency.put(record(version=3))  # read at 2: another request took it
+        await uow.invoices.update(attrs.evolve(invoice().void(T0), version=2))
+        with pytest.raises(IdempotencyKeyInUse):
+            await uow.commit()
+    async with units() as uow:
+        assert await uow.invoices.get(ENV, "inv_0001") == invoice()  # nothing landed
+        await uow.idempotency.put(record(version=2))
+        await uow.invoices.update(attrs.evolve(invoice(), version=5))  # the invoice moved
+        with pytest.raises(ConcurrentUpdate):
+            await uow.commit()
+    async with units() as uow:
+        assert await uow.idempotency.get(ENV, "k") == record()
+
+
+async def test_a_delivered_notification_leaves_the_outbox_table(sql_path: SqlPath) -> None:
+    engine, units = sql_path.engine, sql_path.units()
     async with units() as uow:
         for number in range(3):
             await uow.outbox.add(_notification(number))
@@ -189,9 +227,12 @@ async def _backend_pids(url: str) -> set[int]:
         await admin.close()
 
 
-async def test_a_connection_the_server_dropped_is_not_lent_again(clean_postgres_url: str) -> None:
+@pytest.mark.parametrize("executor", ["asyncpg", "sqlalchemy"])
+async def test_a_connection_the_server_dropped_is_not_lent_again(
+    clean_postgres_url: str, executor: str
+) -> None:
     engine = create_engine_from_url(clean_postgres_url, pool_size=1)
-    units = SqlUnitOfWorkFactory(engine)
+    units = SqlUnitOfWorkFactory(engine, executor=executor)
     try:
         async with units() as uow:
             await uow.customers.add(customer())
@@ -206,7 +247,7 @@ async def test_a_connection_the_server_dropped_is_not_lent_again(clean_postgres_
                 found = await uow.customers.get(ENV, "cust_0001")
             assert found == customer()
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                asyncpg.InternalClientError, OSError):  # fmt: skip
+                asyncpg.InternalClientError, OSError, DBAPIError):  # fmt: skip
             pass
         for _ in range(3):  # never the dead one again
             async with units() as uow:
@@ -215,11 +256,12 @@ async def test_a_connection_the_server_dropped_is_not_lent_again(clean_postgres_
         await engine.dispose()
 
 
+@pytest.mark.parametrize("executor", ["asyncpg", "sqlalchemy"])
 async def test_a_unit_left_by_an_error_gives_its_connection_back_rolled_back(
-    clean_postgres_url: str,
+    clean_postgres_url: str, executor: str
 ) -> None:
     engine = create_engine_from_url(clean_postgres_url, pool_size=1)
-    units = SqlUnitOfWorkFactory(engine)
+    units = SqlUnitOfWorkFactory(engine, executor=executor)
     try:
         async with units() as uow:
             await uow.customers.add(customer())
@@ -238,7 +280,7 @@ async def test_a_unit_left_by_an_error_gives_its_connection_back_rolled_back(
         async with units() as uow:
             locked = await uow.invoices.get(ENV, "inv_0001", for_update=True)
             assert locked == invoice()
-            await uow.invoices.update(locked.record_payment(locked.amount_due, T0))
+            await uow.invoices.update(paid(locked))
             await uow.commit()
         assert len(await _backend_pids(clean_postgres_url)) == 1
     finally:
@@ -246,9 +288,9 @@ async def test_a_unit_left_by_an_error_gives_its_connection_back_rolled_back(
     elsewhere = create_engine_from_url(clean_postgres_url)
     try:  # committed for every other connection to see, not just within a lingering transaction
         async with SqlUnitOfWorkFactory(elsewhere)(read_only=True) as uow:
-            paid = await uow.invoices.get(ENV, "inv_0001")
-            assert paid is not None
-            assert paid.amount_remaining.is_zero
+            stored = await uow.invoices.get(ENV, "inv_0001")
+            assert stored is not None
+            assert stored.amount_remaining.is_zero
     finally:
         await elsewhere.dispose()
 

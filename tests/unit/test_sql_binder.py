@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import bindparam, literal_column, select, update
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
-from adapters.sql import tables
-from adapters.sql.direct import Binder, rows_written
+from adapters.sql import sqlalchemy_internals, tables
+from adapters.sql.binder import Binder, rows_written
 
 invoices = tables.invoices
 
@@ -86,10 +86,10 @@ def test_a_statement_bound_before_is_bound_again_without_its_cache_key(
     statement = select(invoices.c.id).where(invoices.c.id == bindparam("match_id"))
     first = binder.bind(statement, {"match_id": "inv_1"})
 
-    def refuse() -> None:
+    def refuse(_: object) -> None:
         raise AssertionError("keyed again")
 
-    monkeypatch.setattr(statement, "_generate_cache_key", refuse)
+    monkeypatch.setattr(sqlalchemy_internals, "statement_key", refuse)
     again = binder.bind(statement, {"match_id": "inv_2"})
 
     assert (again.sql, again.arguments) == (first.sql, ["inv_2"])

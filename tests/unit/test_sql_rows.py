@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import attrs
-
 import json
 from datetime import UTC, datetime
 
+import attrs
 import pytest
 
 from adapters.sql import rows

@@ -2,6 +2,12 @@
 
 from adapters.sql.engine import create_engine_from_url
 from adapters.sql.sandbox_store import SqlSandboxStore
-from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
+from adapters.sql.uow import EXECUTORS, SqlUnitOfWork, SqlUnitOfWorkFactory
 
-__all__ = ["SqlSandboxStore", "SqlUnitOfWork", "SqlUnitOfWorkFactory", "create_engine_from_url"]
+__all__ = [
+    "EXECUTORS",
+    "SqlSandboxStore",
+    "SqlUnitOfWork",
+    "SqlUnitOfWorkFactory",
+    "create_engine_from_url",
+]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import cattrs
-from cattrs.preconf.json import make_converter
-
+from adapters.sql.snapshots import idempotency_from as idempotency_from
+from adapters.sql.snapshots import idempotency_values as idempotency_values
+from adapters.sql.snapshots import json_converter
 from core.model import (
     Actor,
     ApiKey,
@@ -30,7 +30,6 @@ from core.model import (
     WebhookEndpoint,
 )
 from core.money import CURRENCIES, Currency, Money
-from core.ports import IdempotencyRecord, IdempotencyState, Resource, StoredError
 
 Row = Mapping[str, Any]
 
@@ -44,7 +43,7 @@ def _failure(value: Any) -> Failure | None:
 
 
 def _failure_json(failure: Failure | None) -> dict[str, Any] | None:
-    return _json.unstructure(failure) if failure else None
+    return json_converter.unstructure(failure) if failure else None
 
 
 def environment_values(environment: Environment) -> dict[str, Any]:
@@ -380,59 +379,5 @@ def webhook_delivery_from(row: Row) -> WebhookDelivery:
         delivered_at=row["delivered_at"],
         failed_at=row["failed_at"],
         created_at=row["created_at"],
-        version=row["version"],
-    )
-
-
-# Idempotency records keep a snapshot of the answer: the resource exactly as it was.
-_json = make_converter()
-# Error details are JSON values already: kept as they are.
-_json.register_structure_hook_func(lambda kind: kind is object, lambda value, _: value)
-_json.register_unstructure_hook(Currency, lambda c: c.code)
-_json.register_structure_hook(Currency, lambda code, _: CURRENCIES[code])
-_json.register_unstructure_hook(
-    Money, lambda m: {"amount": str(m.amount), "currency": m.currency.code}
-)
-_json.register_structure_hook(Money, lambda d, _: Money.of(d["amount"], d["currency"]))
-_RESOURCE_TYPES: dict[str, type[Resource]] = {
-    "payment": Payment, "refund": Refund, "customer": Customer, "invoice": Invoice,
-}  # fmt: skip
-_RESOURCE_NAMES = {cls: name for name, cls in _RESOURCE_TYPES.items()}
-
-
-def idempotency_values(record: IdempotencyRecord) -> dict[str, Any]:
-    resource = record.resource
-    return {
-        "environment_id": record.environment_id,
-        "key": record.key,
-        "operation": record.operation,
-        "fingerprint": record.fingerprint,
-        "state": record.state.value,
-        "resource_type": _RESOURCE_NAMES[type(resource)] if resource is not None else None,
-        "resource": _json.unstructure(resource) if resource is not None else None,
-        "error": _json.unstructure(record.error) if record.error is not None else None,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "version": record.version,
-    }
-
-
-def idempotency_from(row: Row) -> IdempotencyRecord:
-    resource = None
-    if row["resource_type"] is not None:
-        try:
-            resource = _json.structure(row["resource"], _RESOURCE_TYPES[row["resource_type"]])
-        except cattrs.BaseValidationError as error:  # a snapshot the code can no longer read
-            raise ValueError(f"unreadable idempotency snapshot: {error}") from error
-    return IdempotencyRecord(
-        environment_id=row["environment_id"],
-        key=row["key"],
-        operation=row["operation"],
-        fingerprint=row["fingerprint"],
-        state=IdempotencyState(row["state"]),
-        resource=resource,
-        error=_json.structure(row["error"], StoredError) if row["error"] is not None else None,
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
         version=row["version"],
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sandbox.store import Document
+from adapters.sql.errors import Refusal, refusal
 from adapters.sql.tables import sandbox_documents as t
 
 
@@ -41,7 +42,9 @@ class SqlSandboxStore:
         try:
             async with self._engine.begin() as connection:
                 await connection.execute(insert(t).values(kind=kind, key=key, document=document))
-        except IntegrityError:
+        except DBAPIError as error:
+            if refusal(error) is not Refusal.UNIQUE:
+                raise
             return False
         return True
 

@@ -1,0 +1,42 @@
+"""Environments and API keys."""
+
+from __future__ import annotations
+
+from adapters.sql import rows
+from adapters.sql.session import SqlSession
+from adapters.sql.statements import API_KEY_BY_HASH, API_KEYS, ENVIRONMENTS
+from core.model import ApiKey, Environment
+
+
+class SqlEnvironmentRepository:
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def add(self, environment: Environment) -> None:
+        self._session.stage_insert(ENVIRONMENTS, rows.environment_values(environment))
+
+    async def get(self, environment_id: str) -> Environment | None:
+        row = await self._session.one(ENVIRONMENTS.get, ENVIRONMENTS.key(environment_id))
+        return rows.environment_from(row) if row else None
+
+    async def update(self, environment: Environment) -> None:
+        self._session.stage_update(ENVIRONMENTS, rows.environment_values(environment))
+
+
+class SqlApiKeyRepository:
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def add(self, key: ApiKey) -> None:
+        self._session.stage_insert(API_KEYS, rows.api_key_values(key))
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        row = await self._session.one(API_KEYS.get, API_KEYS.key(key_id))
+        return rows.api_key_from(row) if row else None
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = await self._session.one(API_KEY_BY_HASH, {"key_hash": key_hash})
+        return rows.api_key_from(row) if row else None
+
+    async def update(self, key: ApiKey) -> None:
+        self._session.stage_update(API_KEYS, rows.api_key_values(key))

@@ -1,0 +1,40 @@
+"""What makes work happen once: idempotency keys, and the gateway events already handled."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapters.sql import rows, tables
+from adapters.sql.session import SqlSession
+from adapters.sql.statements import GATEWAY_EVENT_SEEN, IDEMPOTENCY
+from core.errors import IdempotencyKeyInUse
+from core.ports import IdempotencyRecord
+
+
+class SqlIdempotencyRepository:
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def get(self, environment_id: str, key: str) -> IdempotencyRecord | None:
+        row = await self._session.one(IDEMPOTENCY.get, IDEMPOTENCY.key(environment_id, key))
+        return rows.idempotency_from(row) if row else None
+
+    async def put(self, record: IdempotencyRecord) -> None:
+        values = rows.idempotency_values(record)
+        if record.version == 1:
+            self._session.stage_insert(IDEMPOTENCY, values, IdempotencyKeyInUse())
+        else:  # another request took the key since it was read
+            self._session.stage_update(IDEMPOTENCY, values, stale=IdempotencyKeyInUse())
+
+
+class SqlGatewayEventLog:
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def seen(self, event_id: str) -> bool:
+        result = await self._session.execute(GATEWAY_EVENT_SEEN, {"event_id": event_id})
+        return result.first() is not None
+
+    async def add(self, event_id: str, event_type: str, at: datetime) -> None:
+        values = {"id": event_id, "type": event_type, "processed_at": at}
+        self._session.stage_append(tables.gateway_events, event_id, values)

@@ -1,0 +1,84 @@
+"""Customers and their invoices."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from adapters.sql import rows, tables
+from adapters.sql.repositories.pages import page
+from adapters.sql.session import SqlSession
+from adapters.sql.statements import (
+    CUSTOMER_BY_EXTERNAL_ID,
+    CUSTOMER_LABELS,
+    CUSTOMERS,
+    INVOICE_WITH_CUSTOMER,
+    INVOICES,
+    any_of,
+    keyset,
+)
+from core.errors import CustomerAlreadyExists
+from core.model import Customer, Invoice
+from core.ports import InvoiceQuery, Page
+
+
+class SqlCustomerRepository:
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def add(self, customer: Customer) -> None:
+        values = rows.customer_values(customer)
+        self._session.stage_insert(CUSTOMERS, values, CustomerAlreadyExists())
+
+    async def get(self, environment_id: str, customer_id: str) -> Customer | None:
+        row = await self._session.one(CUSTOMERS.get, CUSTOMERS.key(environment_id, customer_id))
+        return rows.customer_from(row) if row else None
+
+    async def get_by_external_id(self, environment_id: str, external_id: str) -> Customer | None:
+        row = await self._session.one(
+            CUSTOMER_BY_EXTERNAL_ID,
+            {"environment_id": environment_id, "external_id": external_id},
+        )
+        return rows.customer_from(row) if row else None
+
+
+class SqlInvoiceRepository:
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def add(self, invoice: Invoice) -> None:
+        self._session.stage_insert(INVOICES, rows.invoice_values(invoice))
+
+    async def get(
+        self, environment_id: str, invoice_id: str, *, for_update: bool = False
+    ) -> Invoice | None:
+        statement = INVOICES.get_for_update if for_update else INVOICES.get
+        row = await self._session.one(statement, INVOICES.key(environment_id, invoice_id))
+        return rows.invoice_from(row) if row else None
+
+    async def get_with_customer(
+        self, environment_id: str, invoice_id: str
+    ) -> tuple[Invoice, Customer] | None:
+        row = await self._session.one(
+            INVOICE_WITH_CUSTOMER, INVOICES.key(environment_id, invoice_id)
+        )
+        if row is None:
+            return None
+        customer = {column: row[label] for column, label in CUSTOMER_LABELS.items()}
+        return rows.invoice_from(row), rows.customer_from(customer)
+
+    async def update(self, invoice: Invoice) -> None:
+        self._session.stage_update(INVOICES, rows.invoice_values(invoice))
+
+    async def list(self, query: InvoiceQuery) -> Page[Invoice]:
+        t = tables.invoices
+        statement = select(t).where(t.c.environment_id == query.environment_id)
+        if query.customer_id is not None:
+            statement = statement.where(t.c.customer_id == query.customer_id)
+        if query.statuses is not None:
+            statuses = [status.value for status in query.statuses]
+            statement = statement.where(any_of(t.c.status, statuses))
+        after = keyset(t, query.environment_id, query.starting_after)
+        if after is not None:
+            statement = statement.where(after)
+        statement = statement.order_by(t.c.created_at.desc(), t.c.id.desc())
+        return await page(self._session, statement, query.limit, rows.invoice_from)

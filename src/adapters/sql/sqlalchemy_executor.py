@@ -1,0 +1,58 @@
+"""The reference executor: statements run through SQLAlchemy Core's own connections.
+
+SQLite always runs here; on PostgreSQL it is chosen with `executor="sqlalchemy"` (the
+asyncpg executor is the default there, and this one is what it is checked against).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Executable
+
+from adapters.sql.executor import Result
+from adapters.sql.rows import Row
+from adapters.sql.staging import StagedWrites, Write, one_statement_each
+
+
+class SqlAlchemyExecutor:
+    name = "sqlalchemy"
+    writes_alone = False  # its writes are several statements: alone, some could land
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def connect(self, *, transaction: bool) -> SqlAlchemyConnection:
+        connection = await self.engine.connect()
+        try:
+            if transaction:
+                await connection.begin()
+            else:  # SQLAlchemy would begin one on the first statement
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+        except BaseException:
+            await connection.close()
+            raise
+        return SqlAlchemyConnection(connection)
+
+    def statements_for(self, writes: StagedWrites) -> list[Write]:
+        return one_statement_each(writes)
+
+
+class SqlAlchemyConnection:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def run(self, statement: Executable, params: Any = None) -> Result:
+        result = await self.connection.execute(statement, params)
+        found = list(result.mappings()) if result.returns_rows else []
+        return Result(cast(list[Row], found), result.rowcount)
+
+    async def commit(self) -> None:
+        await self.connection.commit()
+
+    async def close(self) -> None:
+        try:
+            await self.connection.rollback()
+        finally:
+            await self.connection.close()

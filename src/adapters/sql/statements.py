@@ -1,0 +1,144 @@
+"""The statements the repositories run, built once at import; values are bound per call.
+
+Building `insert(t).values(...)` per call costs more CPU than the round trip, and a statement
+built once is compiled once (by SQLAlchemy's cache, or by the asyncpg executor's binder).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Delete,
+    Insert,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    false,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.sql import ColumnElement
+
+from adapters.sql import tables
+from core.model import LIVE_STATUSES
+
+
+def any_of(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values` as ORed equalities: one cached statement per count of values,
+    where an IN list's values are spliced into the SQL as it runs (compiled each time)."""
+    return or_(false(), *(column == value for value in values))  # none: matches nothing
+
+
+# An INSERT per table, its columns named by the values bound when it runs.
+INSERT: dict[Table, Insert] = {table: insert(table) for table in tables.metadata.tables.values()}
+
+
+@functools.cache
+def delete_where_in(table: Table, column: str) -> Delete:
+    """DELETE the rows whose `column` is one of the list bound as `values`."""
+    return delete(table).where(table.c[column].in_(bindparam("values", expanding=True)))
+
+
+class TableStatements:
+    """One table's statements by key; values are bound at execution."""
+
+    def __init__(self, table: Table, *keys: str) -> None:
+        self.table = table
+        self.keys = keys
+        self.insert = INSERT[table]
+        self.get = select(table).where(*(table.c[k] == bindparam(f"match_{k}") for k in keys))
+        self.get_for_update = self.get.with_for_update()
+        # No values(): the SET clause is made of the parameters named like columns.
+        self.update = update(table).where(self.at_version())
+
+    def at_version(self, prefix: str = "") -> ColumnElement[bool]:
+        """The row by its key, only while still at the version it was read at (parameters
+        `match_<key>` and `match_version`, after `prefix`)."""
+        t = self.table
+        return and_(
+            *(t.c[k] == bindparam(f"{prefix}match_{k}") for k in self.keys),
+            t.c.version == bindparam(f"{prefix}match_version"),
+        )
+
+    def key(self, *values: str) -> dict[str, str]:
+        """Parameters that match one row by its key."""
+        return {f"match_{k}": v for k, v in zip(self.keys, values, strict=True)}
+
+    def row_key(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        """A row's key, from its values."""
+        return tuple(values[k] for k in self.keys)
+
+    def versioned(self, values: dict[str, Any], read_version: int) -> dict[str, Any]:
+        """UPDATE parameters: the new values, for the row still at the version it was read at."""
+        params = {column: value for column, value in values.items() if column not in self.keys}
+        params.update({f"match_{k}": values[k] for k in self.keys})
+        params["match_version"] = read_version
+        return params
+
+
+ENVIRONMENTS = TableStatements(tables.environments, "id")
+API_KEYS = TableStatements(tables.api_keys, "id")
+API_KEY_BY_HASH = select(tables.api_keys).where(tables.api_keys.c.key_hash == bindparam("key_hash"))
+CUSTOMERS = TableStatements(tables.customers, "environment_id", "id")
+CUSTOMER_BY_EXTERNAL_ID = select(tables.customers).where(
+    tables.customers.c.environment_id == bindparam("environment_id"),
+    tables.customers.c.external_id == bindparam("external_id"),
+)
+INVOICES = TableStatements(tables.invoices, "environment_id", "id")
+CUSTOMER_LABELS = {column.name: f"customer__{column.name}" for column in tables.customers.c}
+INVOICE_WITH_CUSTOMER = (
+    select(
+        tables.invoices,
+        *(tables.customers.c[name].label(label) for name, label in CUSTOMER_LABELS.items()),
+    )
+    .join(
+        tables.customers,
+        (tables.customers.c.environment_id == tables.invoices.c.environment_id)
+        & (tables.customers.c.id == tables.invoices.c.customer_id),
+    )
+    .where(*(tables.invoices.c[k] == bindparam(f"match_{k}") for k in INVOICES.keys))
+)
+PAYMENTS = TableStatements(tables.payments, "environment_id", "id")
+PAYMENT_BY_TRACKING_ID = select(tables.payments).where(
+    tables.payments.c.gateway_tracking_id == bindparam("tracking_id")
+)
+LIVE_PAYMENT = select(tables.payments).where(
+    tables.payments.c.environment_id == bindparam("environment_id"),
+    tables.payments.c.invoice_id == bindparam("invoice_id"),
+    any_of(tables.payments.c.status, [s.value for s in LIVE_STATUSES]),
+)
+REFUNDS = TableStatements(tables.refunds, "environment_id", "id")
+IDEMPOTENCY = TableStatements(tables.idempotency_records, "environment_id", "key")
+GATEWAY_EVENT_SEEN = select(tables.gateway_events.c.id).where(
+    tables.gateway_events.c.id == bindparam("event_id")
+)
+WEBHOOK_ENDPOINTS = TableStatements(tables.webhook_endpoints, "environment_id", "id")
+WEBHOOK_DELIVERIES = TableStatements(tables.webhook_deliveries, "environment_id", "id")
+# The dispatcher runs these after every payment.
+UNDELIVERED = select(tables.outbox).order_by(tables.outbox.c.sequence).limit(bindparam("limit"))
+ENDPOINTS_OF_ENVIRONMENT = (
+    select(tables.webhook_endpoints)
+    .where(tables.webhook_endpoints.c.environment_id == bindparam("environment_id"))
+    .order_by(tables.webhook_endpoints.c.created_at, tables.webhook_endpoints.c.id)
+)
+
+
+def keyset(table: Table, env: str, starting_after: str | None) -> ColumnElement[bool] | None:
+    """Rows after the cursor row, newest first by (created_at, id)."""
+    if starting_after is None:
+        return None
+    cursor = (
+        select(table.c.created_at, table.c.id)
+        .where(table.c.environment_id == env, table.c.id == starting_after)
+        .subquery()
+    )
+    return tuple_(table.c.created_at, table.c.id) < tuple_(
+        select(cursor.c.created_at).scalar_subquery(), select(cursor.c.id).scalar_subquery()
+    )
