@@ -41,6 +41,7 @@ from core.model import (
 )
 from core.money import Money
 from core.ports import (
+    CustomerQuery,
     IdempotencyRecord,
     IdempotencyState,
     InvoiceQuery,
@@ -536,6 +537,27 @@ class StorageContract:
             page = await uow.invoices.list(InvoiceQuery(ENV, limit=2))
             assert [i.id for i in page.items] == ["inv_0003", "inv_0002"]
             assert page.has_more
+
+    async def test_customers_list_newest_first_by_external_id_and_environment(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        async with units() as uow:
+            for i in range(1, 4):
+                await uow.customers.add(
+                    attrs.evolve(customer(i), created_at=T0 + timedelta(seconds=i))
+                )
+            await uow.customers.add(customer(9, env="env_b"))
+            await uow.commit()
+        async with units(read_only=True) as uow:
+            first = await uow.customers.list(CustomerQuery(ENV, limit=2))
+            assert [c.id for c in first.items] == ["cust_0003", "cust_0002"]
+            assert first.has_more
+            rest = await uow.customers.list(CustomerQuery(ENV, limit=2, starting_after="cust_0002"))
+            assert ([c.id for c in rest.items], rest.has_more) == (["cust_0001"], False)
+            found = await uow.customers.list(CustomerQuery(ENV, external_id="ext-2"))
+            assert [c.id for c in found.items] == ["cust_0002"]
+            elsewhere = await uow.customers.list(CustomerQuery(ENV, external_id="ext-9"))
+            assert elsewhere.items == []
 
     async def test_processing_payments_are_found_across_environments(
         self, units: UnitOfWorkFactory

@@ -38,7 +38,14 @@ from core.model import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from core.ports import IdempotencyRecord, InvoiceQuery, Page, PaymentQuery, ReadOnlyUnitOfWork
+from core.ports import (
+    CustomerQuery,
+    IdempotencyRecord,
+    InvoiceQuery,
+    Page,
+    PaymentQuery,
+    ReadOnlyUnitOfWork,
+)
 
 
 class _Versioned(Protocol):
@@ -177,6 +184,15 @@ class InMemoryCustomerRepository:
             ),
             None,
         )
+
+    async def list(self, query: CustomerQuery) -> Page[Customer]:
+        rows = (
+            c
+            for c in self.table.rows()
+            if c.environment_id == query.environment_id
+            and (query.external_id is None or c.external_id == query.external_id)
+        )
+        return _page(rows, query.limit, query.starting_after, lambda c: (c.created_at, c.id))
 
 
 class InMemoryInvoiceRepository:

@@ -140,6 +140,14 @@ class PaymentQuery:
 
 
 @attrs.frozen
+class CustomerQuery:
+    environment_id: str
+    limit: int = 20
+    starting_after: str | None = None
+    external_id: str | None = None
+
+
+@attrs.frozen
 class InvoiceQuery:
     environment_id: str
     limit: int = 20
@@ -185,6 +193,8 @@ class CustomerRepository(Protocol):
     async def get_by_external_id(
         self, environment_id: str, external_id: str
     ) -> Customer | None: ...
+    async def list(self, query: CustomerQuery) -> Page[Customer]:
+        """Newest first, keyset-paginated like every list."""
 
 
 class InvoiceRepository(Protocol):

@@ -36,7 +36,15 @@ from core.model import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from core.ports import InvoiceQuery, Notifier, Page, PaymentGateway, PaymentQuery, WebhookSender
+from core.ports import (
+    CustomerQuery,
+    InvoiceQuery,
+    Notifier,
+    Page,
+    PaymentGateway,
+    PaymentQuery,
+    WebhookSender,
+)
 from core.rules import (
     parse_create_customer,
     parse_create_invoice,
@@ -192,6 +200,22 @@ class CardCheckout:
 
     async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
         return await customers.get_customer(self.deps, environment_id, customer_id)
+
+    async def list_customers(
+        self,
+        environment_id: str,
+        *,
+        external_id: str | None = None,
+        limit: int = 20,
+        starting_after: str | None = None,
+    ) -> Page[Customer]:
+        query = CustomerQuery(
+            environment_id=environment_id,
+            external_id=external_id,
+            limit=_limit(limit),
+            starting_after=starting_after,
+        )
+        return await customers.list_customers(self.deps, query)
 
     async def list_payment_methods(
         self, environment_id: str, customer_id: str

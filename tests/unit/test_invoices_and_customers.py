@@ -161,6 +161,26 @@ async def test_malformed_customer_is_validation_error(
     assert await sandbox(checkout).store.all("customer") == []
 
 
+async def test_customers_list_newest_first_and_are_found_by_external_id_in_their_environment(
+    checkout: CardCheckout, clock: ManualClock
+) -> None:
+    made = []
+    for name in ("acme-1", "acme-2", "acme-3"):
+        made.append(await checkout.create_customer(ENV, {"external_id": name}))
+        clock.advance(timedelta(seconds=1))
+    await checkout.create_customer(OTHER_ENV, {"external_id": "acme-2"})
+
+    first = await checkout.list_customers(ENV, limit=2)
+    assert [c.id for c in first.items] == [made[2].id, made[1].id]
+    assert first.has_more
+    rest = await checkout.list_customers(ENV, limit=2, starting_after=made[1].id)
+    assert ([c.id for c in rest.items], rest.has_more) == ([made[0].id], False)
+    found = await checkout.list_customers(ENV, external_id="acme-2")
+    assert [c.id for c in found.items] == [made[1].id]
+    assert (await checkout.list_customers(ENV, external_id="acme-9")).items == []
+    assert (await error_of(checkout.list_customers(ENV, limit=0))).code == "validation_error"
+
+
 async def test_customer_of_another_environment_is_customer_not_found(
     checkout: CardCheckout,
 ) -> None:

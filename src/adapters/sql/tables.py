@@ -110,6 +110,7 @@ customers = Table(
     Column("version", Integer, nullable=False),
     PrimaryKeyConstraint("environment_id", "id"),
     UniqueConstraint("environment_id", "external_id"),
+    Index(None, "environment_id", "created_at", "id"),
 )
 
 invoices = Table(

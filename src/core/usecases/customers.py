@@ -8,7 +8,7 @@ from core.commands import CreateCustomer, SetupCard
 from core.errors import CustomerAlreadyExists
 from core.gateway import CheckoutMode, CheckoutSession, CheckoutSessionRequest, GatewayPaymentMethod
 from core.model import Customer
-from core.ports import UnitOfWork
+from core.ports import CustomerQuery, Page, UnitOfWork
 from core.usecases.common import Deps, customer_of, gateway_call, gateway_customer_id
 from core.usecases.idempotency import Answer, Idempotency, idempotent
 
@@ -66,6 +66,11 @@ async def _ensure_new(uow: UnitOfWork, environment_id: str, external_id: str) ->
 async def get_customer(deps: Deps, environment_id: str, customer_id: str) -> Customer:
     async with deps.uow(read_only=True) as uow:
         return await customer_of(uow, environment_id, customer_id)
+
+
+async def list_customers(deps: Deps, query: CustomerQuery) -> Page[Customer]:
+    async with deps.uow(read_only=True) as uow:
+        return await uow.customers.list(query)
 
 
 async def list_payment_methods(

@@ -18,7 +18,7 @@ from adapters.sql.statements import (
 )
 from core.errors import CustomerAlreadyExists
 from core.model import Customer, Invoice
-from core.ports import InvoiceQuery, Page
+from core.ports import CustomerQuery, InvoiceQuery, Page
 
 
 class SqlCustomerRepository:
@@ -39,6 +39,17 @@ class SqlCustomerRepository:
             {"environment_id": environment_id, "external_id": external_id},
         )
         return rows.customer_from(row) if row else None
+
+    async def list(self, query: CustomerQuery) -> Page[Customer]:
+        t = tables.customers
+        statement = select(t).where(t.c.environment_id == query.environment_id)
+        if query.external_id is not None:
+            statement = statement.where(t.c.external_id == query.external_id)
+        after = keyset(t, query.environment_id, query.starting_after)
+        if after is not None:
+            statement = statement.where(after)
+        statement = statement.order_by(t.c.created_at.desc(), t.c.id.desc())
+        return await page(self._session, statement, query.limit, rows.customer_from)
 
 
 class SqlInvoiceRepository:
