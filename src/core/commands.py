@@ -1,4 +1,4 @@
-"""What callers ask for, already validated: built by `core.rules` from request bodies."""
+"""What callers ask for, already validated: built by `entrypoints.bodies` from request bodies."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ asked. Errors are the core's exceptions, each with the contract's `code`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Concatenate, ParamSpec, TypeVar
 
 import attrs
@@ -27,31 +27,18 @@ from core.model import (
     Customer,
     Environment,
     Invoice,
-    InvoiceStatus,
     Payment,
     PaymentEvent,
-    PaymentStatus,
     Refund,
     Role,
     WebhookDelivery,
     WebhookEndpoint,
 )
 from core.ports import (
-    CustomerQuery,
-    InvoiceQuery,
     Notifier,
     Page,
     PaymentGateway,
-    PaymentQuery,
     WebhookSender,
-)
-from core.rules import (
-    parse_create_customer,
-    parse_create_invoice,
-    parse_create_payment,
-    parse_create_webhook_endpoint,
-    parse_refund,
-    parse_setup_card,
 )
 from core.usecases import (
     Answer,
@@ -69,9 +56,19 @@ from core.usecases import (
     webhook_delivery,
     webhook_endpoints,
 )
+from entrypoints.bodies import (
+    parse_create_customer,
+    parse_create_invoice,
+    parse_create_payment,
+    parse_create_webhook_endpoint,
+    parse_refund,
+    parse_setup_card,
+    queries,
+)
 
 T = TypeVar("T")
 P = ParamSpec("P")
+Q = TypeVar("Q")
 Body = Mapping[str, object]
 # Notifications delivered per transaction.
 NOTIFICATION_BATCH = 100
@@ -90,26 +87,20 @@ def _value_of(
     return value
 
 
+def _listing(
+    query: Callable[P, Q], listed: Callable[[Deps, Q], Awaitable[Page[T]]]
+) -> Callable[Concatenate[CardCheckout, P], Awaitable[Page[T]]]:
+    """A list method: the caller's filters read by `query`, then the use case `listed`."""
+
+    async def listing(checkout: CardCheckout, /, *args: P.args, **kwargs: P.kwargs) -> Page[T]:
+        return await listed(checkout.deps, query(*args, **kwargs))
+
+    listing.__doc__ = query.__doc__
+    return listing
+
+
 def _parsed(body: T | Body, parse: Callable[[object], T], kind: type[T]) -> T:
     return body if isinstance(body, kind) else parse(body)
-
-
-def _limit(limit: int) -> int:
-    if not 1 <= limit <= 100:
-        raise ValidationError("limit must be between 1 and 100.", field="limit")
-    return limit
-
-
-def _payment_statuses(status: str | None) -> frozenset[PaymentStatus] | None:
-    if status is None:
-        return None
-    try:
-        return frozenset({PaymentStatus(status.lower())})
-    except ValueError:
-        raise ValidationError(
-            f"payment_status must be one of {', '.join(s.value for s in PaymentStatus)}.",
-            field="payment_status",
-        ) from None
 
 
 @attrs.define
@@ -201,21 +192,7 @@ class CardCheckout:
     async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
         return await customers.get_customer(self.deps, environment_id, customer_id)
 
-    async def list_customers(
-        self,
-        environment_id: str,
-        *,
-        external_id: str | None = None,
-        limit: int = 20,
-        starting_after: str | None = None,
-    ) -> Page[Customer]:
-        query = CustomerQuery(
-            environment_id=environment_id,
-            external_id=external_id,
-            limit=_limit(limit),
-            starting_after=starting_after,
-        )
-        return await customers.list_customers(self.deps, query)
+    list_customers = _listing(queries.customer_query, customers.list_customers)
 
     async def list_payment_methods(
         self, environment_id: str, customer_id: str
@@ -262,31 +239,7 @@ class CardCheckout:
     async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
         return await invoices.get_invoice(self.deps, environment_id, invoice_id)
 
-    async def list_invoices(
-        self,
-        environment_id: str,
-        *,
-        customer_id: str | None = None,
-        invoice_status: str | None = None,
-        limit: int = 20,
-        starting_after: str | None = None,
-    ) -> Page[Invoice]:
-        statuses = None
-        if invoice_status is not None:
-            try:
-                statuses = frozenset({InvoiceStatus(invoice_status.upper())})
-            except ValueError:
-                raise ValidationError(
-                    "invoice_status must be DRAFT, FINALIZED or VOIDED.", field="invoice_status"
-                ) from None
-        query = InvoiceQuery(
-            environment_id=environment_id,
-            customer_id=customer_id,
-            statuses=statuses,
-            limit=_limit(limit),
-            starting_after=starting_after,
-        )
-        return await invoices.list_invoices(self.deps, query)
+    list_invoices = _listing(queries.invoice_query, invoices.list_invoices)
 
     # Payments
 
@@ -312,29 +265,7 @@ class CardCheckout:
     async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
         return await payments.get_payment(self.deps, environment_id, payment_id)
 
-    async def list_payments(
-        self,
-        environment_id: str,
-        *,
-        destination_id: str | None = None,
-        customer_id: str | None = None,
-        payment_status: str | None = None,
-        created_gte: datetime | None = None,
-        created_lt: datetime | None = None,
-        limit: int = 20,
-        starting_after: str | None = None,
-    ) -> Page[Payment]:
-        query = PaymentQuery(
-            environment_id=environment_id,
-            invoice_id=destination_id,
-            customer_id=customer_id,
-            statuses=_payment_statuses(payment_status),
-            created_gte=created_gte,
-            created_lt=created_lt,
-            limit=_limit(limit),
-            starting_after=starting_after,
-        )
-        return await payments.list_payments(self.deps, query)
+    list_payments = _listing(queries.payment_query, payments.list_payments)
 
     async def payment_events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
         return await payments.payment_events(self.deps, environment_id, payment_id)
@@ -407,7 +338,7 @@ class CardCheckout:
         self, environment_id: str, endpoint_id: str, *, limit: int = 20
     ) -> Sequence[WebhookDelivery]:
         return await webhook_endpoints.webhook_deliveries(
-            self.deps, environment_id, endpoint_id, limit=_limit(limit)
+            self.deps, environment_id, endpoint_id, limit=queries.page_size(limit)
         )
 
     async def send_webhooks(self, *, limit: int = 100) -> WebhookReport:

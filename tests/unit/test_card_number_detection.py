@@ -12,7 +12,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from core.errors import ValidationError
-from core.rules import looks_like_card_number, parse_create_payment
+from core.rules import looks_like_card_number
+from entrypoints.bodies import parse_create_payment
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import create_app
 from tests.helpers import ENV

@@ -29,6 +29,7 @@ from core.ports import (
     StoredError,
     UnitOfWork,
 )
+from core.rules import MAX_IDEMPOTENCY_KEY_LENGTH
 
 T = TypeVar("T")
 IDEMPOTENCY_TTL: Final = timedelta(hours=24)
@@ -43,9 +44,10 @@ class Answer(Generic[T]):
 
 
 def validate_idempotency_key(key: str) -> str:
-    if not 1 <= len(key) <= 255 or not key.isprintable():
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
         raise ValidationError(
-            "Idempotency-Key must be 1 to 255 printable characters.", field="Idempotency-Key"
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters.",
+            field="Idempotency-Key",
         )
     return key
 

@@ -1,0 +1,56 @@
+"""What a request says outside its body: query parameters and the Idempotency-Key header.
+
+The readers turn text into values; ranges and enum values are the use cases' to check. The
+`Query` declarations document the same parameters in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+from starlette.requests import Request
+
+from core.errors import ValidationError
+from core.model import InvoiceStatus, PaymentStatus
+from core.rules import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from entrypoints.http.routing import Query
+
+LIMIT: Final = Query(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
+)
+STARTING_AFTER: Final = Query("starting_after", description="The last id of the previous page.")
+CUSTOMER_ID: Final = Query("customer_id")
+EXTERNAL_ID: Final = Query("external_id", description="Your own id of the customer.")
+DESTINATION_ID: Final = Query("destination_id", description="An invoice's id.")
+PAYMENT_STATUS: Final = Query("payment_status", {"enum": [s.value for s in PaymentStatus]})
+INVOICE_STATUS: Final = Query("invoice_status", {"enum": [s.value for s in InvoiceStatus]})
+CREATED_GTE: Final = Query("created_gte", {"type": "string", "format": "date-time"})
+CREATED_LT: Final = Query("created_lt", {"type": "string", "format": "date-time"})
+
+
+def idempotency_key(request: Request) -> str | None:
+    return request.headers.get("idempotency-key")
+
+
+def query_int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ValidationError(f"{name} must be a whole number.", field=name)
+    return int(raw)
+
+
+def query_time(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(f"{name} must be an ISO 8601 time.", field=name) from None
+    if value.tzinfo is None:
+        raise ValidationError(f"{name} must include a time zone (e.g. Z).", field=name)
+    return value

@@ -1,0 +1,103 @@
+"""Customers: create, read, their saved cards, and a hosted page that saves one."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.rules import DEFAULT_PAGE_SIZE
+from entrypoints import bodies
+from entrypoints.http import params, wire
+from entrypoints.http.answers import answer
+from entrypoints.http.auth import environment_of
+from entrypoints.http.body import json_body
+from entrypoints.http.routing import Context, Routes, Tag
+from entrypoints.http.schemas import list_of, ref
+
+CUSTOMER = ref("Customer")
+customers = Routes(Tag("Customers", "Who pays, here and at the gateway, and their saved cards."))
+
+
+@customers.route(
+    "POST",
+    "/customers",
+    "createCustomer",
+    "Create a customer (and at the gateway)",
+    {201: CUSTOMER},
+    body=bodies.CREATE_CUSTOMER,
+    idempotent=True,
+)
+async def create_customer(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    body = await json_body(request)
+    assert body is not None
+    return await answer(
+        context.checkout.create_customer_answer(
+            environment, body, idempotency_key=params.idempotency_key(request)
+        ),
+        wire.customer_json,
+    )
+
+
+@customers.route(
+    "GET",
+    "/customers",
+    "listCustomers",
+    "List customers, newest first, or find one by your own id",
+    {200: list_of("Customer")},
+    query=(params.EXTERNAL_ID, params.LIMIT, params.STARTING_AFTER),
+)
+async def list_customers(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    page = await context.checkout.list_customers(
+        environment,
+        external_id=request.query_params.get("external_id"),
+        limit=params.query_int(request, "limit", DEFAULT_PAGE_SIZE),
+        starting_after=request.query_params.get("starting_after"),
+    )
+    return JSONResponse(wire.page_json(page, wire.customer_json))
+
+
+@customers.route(
+    "GET", "/customers/{customer_id}", "getCustomer", "Get a customer", {200: CUSTOMER}
+)
+async def get_customer(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    customer = await context.checkout.get_customer(environment, request.path_params["customer_id"])
+    return JSONResponse(wire.customer_json(customer))
+
+
+@customers.route(
+    "GET",
+    "/customers/{customer_id}/payment_methods",
+    "listPaymentMethods",
+    "The customer's saved cards",
+    {200: list_of("PaymentMethod")},
+)
+async def payment_methods(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    cards = await context.checkout.list_payment_methods(
+        environment, request.path_params["customer_id"]
+    )
+    return JSONResponse(wire.items_json(cards, wire.payment_method_json))
+
+
+@customers.route(
+    "POST",
+    "/customers/{customer_id}/payment_methods/setup",
+    "setupCard",
+    "A hosted page that saves a card as the default",
+    {201: ref("CheckoutSession")},
+    body=bodies.SETUP_CARD,
+    idempotent=True,
+)
+async def setup_card(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    body = await json_body(request, optional=True)
+    session = await context.checkout.setup_card(
+        environment,
+        request.path_params["customer_id"],
+        body,
+        idempotency_key=params.idempotency_key(request),
+    )
+    return JSONResponse(wire.checkout_session_json(session), status_code=201)

@@ -1,0 +1,110 @@
+"""Invoices: create, read, list, finalize, void."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.rules import DEFAULT_PAGE_SIZE
+from entrypoints import bodies
+from entrypoints.http import params, wire
+from entrypoints.http.answers import answer
+from entrypoints.http.auth import environment_of
+from entrypoints.http.body import json_body
+from entrypoints.http.routing import Context, Routes, Tag
+from entrypoints.http.schemas import list_of, ref
+
+INVOICE = ref("Invoice")
+invoices = Routes(Tag("Invoices", "What a customer owes; payments pay them."))
+
+
+@invoices.route(
+    "POST",
+    "/invoices",
+    "createInvoice",
+    "Create an invoice",
+    {201: INVOICE},
+    body=bodies.CREATE_INVOICE,
+    idempotent=True,
+)
+async def create_invoice(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    body = await json_body(request)
+    assert body is not None
+    return await answer(
+        context.checkout.create_invoice_answer(
+            environment, body, idempotency_key=params.idempotency_key(request)
+        ),
+        wire.invoice_json,
+    )
+
+
+@invoices.route(
+    "GET",
+    "/invoices",
+    "listInvoices",
+    "List invoices, newest first",
+    {200: list_of("Invoice")},
+    query=(params.CUSTOMER_ID, params.INVOICE_STATUS, params.LIMIT, params.STARTING_AFTER),
+)
+async def list_invoices(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    page = await context.checkout.list_invoices(
+        environment,
+        customer_id=request.query_params.get("customer_id"),
+        invoice_status=request.query_params.get("invoice_status"),
+        limit=params.query_int(request, "limit", DEFAULT_PAGE_SIZE),
+        starting_after=request.query_params.get("starting_after"),
+    )
+    return JSONResponse(wire.page_json(page, wire.invoice_json))
+
+
+@invoices.route("GET", "/invoices/{invoice_id}", "getInvoice", "Get an invoice", {200: INVOICE})
+async def get_invoice(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    invoice = await context.checkout.get_invoice(environment, request.path_params["invoice_id"])
+    return JSONResponse(wire.invoice_json(invoice))
+
+
+@invoices.route(
+    "POST",
+    "/invoices/{invoice_id}/finalize",
+    "finalizeInvoice",
+    "Finalize a draft invoice",
+    {200: INVOICE},
+    idempotent=True,
+)
+async def finalize_invoice(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    await json_body(request, optional=True)
+    return await answer(
+        context.checkout.finalize_invoice_answer(
+            environment,
+            request.path_params["invoice_id"],
+            idempotency_key=params.idempotency_key(request),
+        ),
+        wire.invoice_json,
+        status=200,
+    )
+
+
+@invoices.route(
+    "POST",
+    "/invoices/{invoice_id}/void",
+    "voidInvoice",
+    "Void an unpaid invoice",
+    {200: INVOICE},
+    idempotent=True,
+)
+async def void_invoice(request: Request, context: Context) -> Response:
+    environment = await environment_of(context.checkout, request)
+    await json_body(request, optional=True)
+    return await answer(
+        context.checkout.void_invoice_answer(
+            environment,
+            request.path_params["invoice_id"],
+            idempotency_key=params.idempotency_key(request),
+        ),
+        wire.invoice_json,
+        status=200,
+    )

@@ -1,0 +1,46 @@
+"""Gateway webhooks: Stripe's events, verified, applied once, acknowledged."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from adapters.stripe_gateway.webhooks import parse_webhook
+from entrypoints.http.body import MAX_WEBHOOK_BYTES, raw_body
+from entrypoints.http.routing import Access, Context, Routes, Tag
+from entrypoints.http.schemas import ref
+
+logger = logging.getLogger("card_checkout.http")
+webhooks = Routes(Tag("Gateway webhooks", "What the gateway tells us, signed."))
+
+
+@webhooks.route(
+    "POST",
+    "/webhooks/stripe/{environment_id}",
+    "receiveStripeEvent",
+    "Stripe's events for an environment, signed (Stripe-Signature)",
+    {200: ref("WebhookReceipt")},
+    body="StripeEvent",
+    access=Access.STRIPE_SIGNATURE,
+)
+async def stripe_webhook(request: Request, context: Context) -> Response:
+    """Verified, applied once, acknowledged; a failure answers 5xx so Stripe retries."""
+    checkout = context.checkout
+    environment_id = request.path_params["environment_id"]
+    payload = await raw_body(request, limit=MAX_WEBHOOK_BYTES)
+    secrets = await checkout.webhook_secrets(environment_id, context.webhook_secrets)
+    event = parse_webhook(payload, request.headers.get("stripe-signature"), secrets)
+    if event is None:
+        return JSONResponse({"received": True, "handled": False})
+    named = event.metadata.get("environment_id")
+    if named is not None and named != environment_id:
+        logger.warning("webhook %s names environment %s, not %s", event.id, named,
+                       environment_id)  # fmt: skip
+        return JSONResponse({"received": True, "handled": False})
+    known = await checkout.handle_gateway_event(event)
+    if not known:
+        logger.info("gateway event %s (%s) names nothing known here; acknowledged",
+                    event.id, event.type.value)  # fmt: skip
+    return JSONResponse({"received": True, "handled": known})

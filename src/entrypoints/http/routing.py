@@ -1,0 +1,161 @@
+"""Routes that carry their OpenAPI operation, declared beside the endpoint they serve.
+
+A resource's module makes one `Routes` table; each endpoint is registered on it with its
+operation (id, summary, responses, request body, query parameters, who may call it):
+
+    payments = Routes(Tag("Payments", "..."))
+
+    @payments.route("GET", "/payments/{payment_id}", "getPayment", "Get a payment", {200: ...})
+    async def get_payment(request: Request, context: Context) -> Response: ...
+
+`create_app` binds every table to one `Context`; the OpenAPI document is read off the routes
+it serves, so a route without an operation cannot be served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from enum import Enum
+from typing import Any
+
+import attrs
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from entrypoints.bodies import Body
+from entrypoints.http.observability import Metrics
+from entrypoints.library import CardCheckout
+
+Schema = dict[str, Any]
+
+
+@attrs.frozen
+class Context:
+    """What the endpoints work with: one per app."""
+
+    checkout: CardCheckout
+    metrics: Metrics
+    # Stripe's webhook secrets, for environments that have none of their own.
+    webhook_secrets: tuple[str, ...] = ()
+    # The OpenAPI document, filled by `create_app` once every route is known.
+    openapi: Schema = attrs.field(factory=dict)
+
+
+Handler = Callable[[Request, Context], Awaitable[Response]]
+
+
+class Access(Enum):
+    """Who may call an operation."""
+
+    PUBLIC = "public"
+    KEY = "key"  # an API key with the method's role (read for GET, write otherwise)
+    ADMIN_KEY = "admin_key"
+    STRIPE_SIGNATURE = "stripe_signature"
+
+
+@attrs.frozen
+class Tag:
+    name: str
+    description: str
+
+
+@attrs.frozen
+class Query:
+    """A query parameter as the document shows it (the endpoint reads it)."""
+
+    name: str
+    schema: Schema = attrs.field(factory=lambda: {"type": "string"})
+    description: str | None = None
+
+
+@attrs.frozen
+class Operation:
+    id: str
+    summary: str
+    tag: Tag
+    responses: Mapping[int, Schema]
+    # A body definition (its schema is derived), or the name of a hand-written schema.
+    body: Body | str | None = None
+    access: Access = Access.KEY
+    # Takes an Idempotency-Key.
+    idempotent: bool = False
+    query: tuple[Query, ...] = ()
+    media_type: str = "application/json"
+
+
+class ApiRoute(Route):
+    """A Starlette route for one method, with its operation."""
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        endpoint: Callable[[Request], Awaitable[Response]],
+        operation: Operation,
+    ) -> None:
+        super().__init__(path, endpoint, methods=[method], name=operation.id)
+        self.method = method
+        self.operation = operation
+
+
+@attrs.frozen
+class _Registered:
+    method: str
+    path: str
+    handler: Handler
+    operation: Operation
+
+
+class Routes:
+    """One resource's endpoints, each with its operation, bound to a context by `create_app`."""
+
+    def __init__(self, tag: Tag, prefix: str = "/api/v1") -> None:
+        self.tag = tag
+        self.prefix = prefix
+        self._registered: list[_Registered] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        operation_id: str,
+        summary: str,
+        responses: Mapping[int, Schema],
+        *,
+        body: Body | str | None = None,
+        access: Access = Access.KEY,
+        idempotent: bool = False,
+        query: tuple[Query, ...] = (),
+        media_type: str = "application/json",
+    ) -> Callable[[Handler], Handler]:
+        operation = Operation(
+            operation_id,
+            summary,
+            self.tag,
+            responses,
+            body=body,
+            access=access,
+            idempotent=idempotent,
+            query=query,
+            media_type=media_type,
+        )
+
+        def register(handler: Handler) -> Handler:
+            self._registered.append(_Registered(method, self.prefix + path, handler, operation))
+            return handler
+
+        return register
+
+    def bind(self, context: Context) -> list[ApiRoute]:
+        return [_bound(entry, context) for entry in self._registered]
+
+
+def _bound(entry: _Registered, context: Context) -> ApiRoute:
+    handler = entry.handler
+
+    async def endpoint(request: Request) -> Response:
+        return await handler(request, context)
+
+    endpoint.__name__ = handler.__name__
+    return ApiRoute(entry.method, entry.path, endpoint, entry.operation)

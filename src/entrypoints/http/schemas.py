@@ -1,0 +1,240 @@
+"""The response schemas of the OpenAPI document, as `wire` writes them.
+
+Written by hand, as `wire` is; every enumeration comes from the enum it renders. Request
+schemas are not here: they are derived from the body definitions in `entrypoints.bodies`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Final
+
+from core.gateway import CheckoutSessionStatus
+from core.model import (
+    Actor,
+    InvoicePaymentStatus,
+    InvoiceStatus,
+    NotificationType,
+    PaymentMethodType,
+    PaymentStatus,
+    RefundStatus,
+)
+from core.rules import ALL_EVENTS
+from entrypoints.bodies import DESTINATION_TYPES, PAYMENT_GATEWAYS
+from entrypoints.http.errors import STATUS_FOR_CODE
+
+Schema = dict[str, Any]
+
+
+def enum_of(kind: type[Enum], *, nullable: bool = False) -> Schema:
+    values: list[object] = [member.value for member in kind]
+    return {"enum": [*values, None] if nullable else values}
+
+
+def one_of(values: tuple[str, ...]) -> Schema:
+    return {"const": values[0]} if len(values) == 1 else {"enum": list(values)}
+
+
+_AMOUNT: Final = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["150.00"]}
+_TIME: Final = {"type": ["string", "null"], "format": "date-time"}
+_TEXT: Final = {"type": "string"}
+_TEXT_OR_NULL: Final = {"type": ["string", "null"]}
+_FAILURE: Final = {
+    "type": ["object", "null"],
+    "properties": {"code": _TEXT, "message": _TEXT},
+}
+
+SCHEMAS: Final[dict[str, Schema]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "details"],
+                "properties": {
+                    "code": {"type": "string", "enum": sorted(STATUS_FOR_CODE)},
+                    "message": _TEXT,
+                    "details": {"type": "object"},
+                },
+            }
+        },
+    },
+    "Payment": {
+        "type": "object",
+        "properties": {
+            "id": _TEXT,
+            "object": {"const": "payment"},
+            "payment_status": enum_of(PaymentStatus),
+            "amount": _AMOUNT,
+            "currency": _TEXT,
+            "destination_type": one_of(DESTINATION_TYPES),
+            "destination_id": _TEXT,
+            "customer_id": _TEXT,
+            "payment_method_type": enum_of(PaymentMethodType),
+            "payment_method_id": _TEXT_OR_NULL,
+            "payment_gateway": one_of(PAYMENT_GATEWAYS),
+            "gateway_tracking_id": _TEXT_OR_NULL,
+            "payment_url": _TEXT_OR_NULL,
+            "amount_refunded": _AMOUNT,
+            "error": _FAILURE,
+            "metadata": {"type": "object", "additionalProperties": _TEXT_OR_NULL},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "succeeded_at": _TIME,
+            "failed_at": _TIME,
+            "refunded_at": _TIME,
+        },
+    },
+    "Refund": {
+        "type": "object",
+        "properties": {
+            "id": _TEXT,
+            "object": {"const": "refund"},
+            "payment_id": _TEXT,
+            "amount": _AMOUNT,
+            "currency": _TEXT,
+            "status": enum_of(RefundStatus),
+            "reason": _TEXT_OR_NULL,
+            "gateway_refund_id": _TEXT_OR_NULL,
+            "error": _FAILURE,
+            "created_at": _TIME,
+        },
+    },
+    "PaymentEvent": {
+        "type": "object",
+        "properties": {
+            "payment_id": _TEXT,
+            "sequence": {"type": "integer"},
+            "from_status": enum_of(PaymentStatus, nullable=True),
+            "to_status": enum_of(PaymentStatus),
+            "reason": _TEXT,
+            "actor": enum_of(Actor),
+            "occurred_at": _TIME,
+        },
+    },
+    "Customer": {
+        "type": "object",
+        "properties": {
+            "id": _TEXT,
+            "object": {"const": "customer"},
+            "external_id": _TEXT,
+            "name": _TEXT_OR_NULL,
+            "email": _TEXT_OR_NULL,
+            "gateway_customer_id": _TEXT_OR_NULL,
+            "created_at": _TIME,
+        },
+    },
+    "PaymentMethod": {
+        "type": "object",
+        "properties": {
+            "id": _TEXT,
+            "brand": _TEXT,
+            "last4": _TEXT,
+            "exp_month": {"type": "integer"},
+            "exp_year": {"type": "integer"},
+            "is_default": {"type": "boolean"},
+        },
+    },
+    "CheckoutSession": {
+        "type": "object",
+        "properties": {"id": _TEXT, "url": _TEXT, "status": enum_of(CheckoutSessionStatus)},
+    },
+    "Invoice": {
+        "type": "object",
+        "properties": {
+            "id": _TEXT,
+            "object": {"const": "invoice"},
+            "customer_id": _TEXT,
+            "external_id": _TEXT_OR_NULL,
+            "currency": _TEXT,
+            "invoice_status": enum_of(InvoiceStatus),
+            "payment_status": enum_of(InvoicePaymentStatus),
+            "amount_due": _AMOUNT,
+            "amount_paid": _AMOUNT,
+            "amount_remaining": _AMOUNT,
+            "amount_refunded": _AMOUNT,
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "finalized_at": _TIME,
+            "voided_at": _TIME,
+            "paid_at": _TIME,
+        },
+    },
+    "WebhookEndpoint": {
+        "type": "object",
+        "properties": {
+            "id": _TEXT,
+            "object": {"const": "webhook_endpoint"},
+            "url": {"type": "string", "format": "uri"},
+            "events": {
+                "type": "array",
+                "items": {"enum": [ALL_EVENTS, *(kind.value for kind in NotificationType)]},
+            },
+            # Worked out by `wire.webhook_endpoint_json` from the endpoint's times.
+            "status": {"enum": ["enabled", "disabled", "deleted"]},
+            "secret": {
+                "type": "string",
+                "description": "Signs every delivery; in the answer that created it only.",
+            },
+            "created_at": _TIME,
+            "disabled_at": _TIME,
+        },
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "properties": {
+            "id": _TEXT,
+            "object": {"const": "webhook_delivery"},
+            "endpoint_id": _TEXT,
+            "event_id": _TEXT,
+            "event_type": enum_of(NotificationType),
+            # Worked out by `wire.webhook_delivery_json` from the delivery's times.
+            "status": {"enum": ["pending", "delivered", "failed"]},
+            "attempts": {"type": "integer"},
+            "next_attempt_at": _TIME,
+            "first_attempt_at": _TIME,
+            "last_attempt_at": _TIME,
+            "last_error": _TEXT_OR_NULL,
+            "delivered_at": _TIME,
+            "failed_at": _TIME,
+            "created_at": _TIME,
+        },
+    },
+    "Health": {"type": "object", "properties": {"status": _TEXT}},
+    "StripeEvent": {
+        "type": "object",
+        "required": ["id", "type", "created", "data"],
+        "properties": {
+            "id": _TEXT,
+            "type": _TEXT,
+            "created": {"type": "integer"},
+            "data": {"type": "object"},
+        },
+    },
+    "WebhookReceipt": {
+        "type": "object",
+        "properties": {"received": {"type": "boolean"}, "handled": {"type": "boolean"}},
+    },
+}
+
+
+def ref(name: str) -> Schema:
+    """A reference to a schema of this module (a misspelt name fails at import)."""
+    if name not in SCHEMAS:
+        raise KeyError(f"no response schema named {name!r}")
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def list_of(name: str) -> Schema:
+    return {
+        "type": "object",
+        "required": ["items", "has_more"],
+        "properties": {
+            "items": {"type": "array", "items": ref(name)},
+            "has_more": {"type": "boolean"},
+        },
+    }
+
+
+ERROR: Final = ref("Error")
