@@ -315,3 +315,17 @@ async def test_a_bug_answers_500_revealing_nothing_inside(
     assert _error(response)["code"] == "internal_error"
     assert "secret" not in response.text
     assert "payments_v2" not in response.text
+
+
+async def test_customers_are_listed_and_found_by_external_id(client: httpx.AsyncClient) -> None:
+    for external_id in ("acme-1", "acme-2"):
+        made = await client.post("/api/v1/customers", json={"external_id": external_id})
+        assert made.status_code == 201
+    found = await client.get("/api/v1/customers", params={"external_id": "acme-2"})
+    assert found.status_code == 200
+    assert [c["external_id"] for c in found.json()["items"]] == ["acme-2"]
+    assert found.json()["has_more"] is False
+    page = await client.get("/api/v1/customers", params={"limit": 1})
+    assert len(page.json()["items"]) == 1
+    assert page.json()["has_more"] is True
+    assert (await client.get("/api/v1/customers", params={"limit": 0})).status_code == 400
