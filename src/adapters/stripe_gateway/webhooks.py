@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import stripe
 
-from adapters.stripe_gateway.gateway import REFUND_OUTCOMES, StripePaymentGateway
+from adapters.stripe_gateway.objects import REFUND_OUTCOMES, intent_result, session_from
 from core.errors import ValidationError
 from core.gateway import GatewayEvent, GatewayEventType, GatewayRefund, RefundOutcome
 
@@ -68,10 +68,10 @@ def parse_webhook(
         return None
     metadata = {str(k): str(v) for k, v in (obj.get("metadata") or {}).items()}
     if kind in _CHARGE_EVENTS:
-        charge = StripePaymentGateway.intent_result(obj)
+        charge = intent_result(obj)
         return GatewayEvent(event_id, kind, created, metadata, charge=charge)
     if kind in _SESSION_EVENTS:
-        session = StripePaymentGateway.session_from(obj)
+        session = session_from(obj)
         return GatewayEvent(event_id, kind, created, dict(session.metadata), session=session)
     if stripe_kind != "charge.refunded":
         return GatewayEvent(event_id, kind, created, metadata, refund=_refund(obj))

@@ -1,0 +1,100 @@
+"""Repositories of idempotency keys, gateway events seen, the outbox and outbound webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from adapters.memory.table import InMemoryStore, Table
+from core.model import Notification, WebhookDelivery, WebhookEndpoint
+from core.ports import IdempotencyRecord
+
+
+class InMemoryIdempotencyRepository:
+    def __init__(self, table: Table[tuple[str, str], IdempotencyRecord]) -> None:
+        self.table = table
+
+    async def get(self, environment_id: str, key: str) -> IdempotencyRecord | None:
+        return self.table.get((environment_id, key))
+
+    async def put(self, record: IdempotencyRecord) -> None:
+        key = (record.environment_id, record.key)
+        if record.version == 1:
+            self.table.add(key, record)
+        else:
+            self.table.update(key, record)
+
+
+class InMemoryOutboxRepository:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.added: list[Notification] = []
+        self.delivered: list[str] = []
+
+    async def add(self, notification: Notification) -> None:
+        self.added.append(notification)
+
+    async def undelivered(self, limit: int) -> Sequence[Notification]:
+        pending = iter(self._store.outbox.values())
+        return [n for _, n in zip(range(limit), pending, strict=False)]
+
+    async def remove_delivered(self, notification_ids: Sequence[str]) -> None:
+        self.delivered.extend(notification_ids)
+
+
+class InMemoryGatewayEventLog:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.added: dict[str, str] = {}
+
+    async def seen(self, event_id: str) -> bool:
+        return event_id in self._store.gateway_events or event_id in self.added
+
+    async def add(self, event_id: str, event_type: str, at: datetime) -> None:
+        self.added[event_id] = event_type
+
+
+class InMemoryWebhookEndpointRepository:
+    def __init__(self, table: Table[tuple[str, str], WebhookEndpoint]) -> None:
+        self.table = table
+
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        self.table.add((endpoint.environment_id, endpoint.id), endpoint)
+
+    async def get(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        return self.table.get((environment_id, endpoint_id))
+
+    async def list(self, environment_id: str) -> Sequence[WebhookEndpoint]:
+        found = [e for e in self.table.rows() if e.environment_id == environment_id]
+        return sorted(found, key=lambda e: (e.created_at, e.id))
+
+    async def update(self, endpoint: WebhookEndpoint) -> None:
+        self.table.update((endpoint.environment_id, endpoint.id), endpoint)
+
+
+class InMemoryWebhookDeliveryRepository:
+    def __init__(self, table: Table[tuple[str, str], WebhookDelivery]) -> None:
+        self.table = table
+
+    async def add(self, delivery: WebhookDelivery) -> None:
+        self.table.add((delivery.environment_id, delivery.id), delivery)
+
+    async def get(self, environment_id: str, delivery_id: str) -> WebhookDelivery | None:
+        return self.table.get((environment_id, delivery_id))
+
+    async def due(self, now: datetime, limit: int) -> Sequence[WebhookDelivery]:
+        found = [d for d in self.table.rows() if d.pending and d.next_attempt_at <= now]
+        return sorted(found, key=lambda d: (d.next_attempt_at, d.created_at, d.id))[:limit]
+
+    async def update(self, delivery: WebhookDelivery) -> None:
+        self.table.update((delivery.environment_id, delivery.id), delivery)
+
+    async def for_endpoint(
+        self, environment_id: str, endpoint_id: str, limit: int
+    ) -> Sequence[WebhookDelivery]:
+        found = [
+            d
+            for d in self.table.rows()
+            if d.environment_id == environment_id and d.endpoint_id == endpoint_id
+        ]
+        return sorted(found, key=lambda d: (d.created_at, d.id), reverse=True)[:limit]
