@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,22 @@ async def test_no_connection_is_held_while_the_gateway_works(sql_path: SqlPath) 
     payment = await checkout.create_payment(ENV, card_payment(invoice))
     assert payment.status is PaymentStatus.SUCCEEDED
     assert held == [0, 0]  # the customer look-up and the charge, each with no connection out
+
+
+async def test_payments_leave_no_reference_cycles_for_the_collector(sql_path: SqlPath) -> None:
+    """Cyclic garbage is freed only by the collector; made on every transaction, it fills the
+    older generations and brings on full collections that stall the server's event loop."""
+    checkout = bootstrap(uow=sql_path.units(), dispatch_inline=False)
+    customer = await customer_with_card(checkout, VISA)
+    invoices = [await finalized_invoice(checkout, customer) for _ in range(21)]
+    await checkout.create_payment(ENV, card_payment(invoices.pop()))  # warm caches first
+    gc.collect()
+    gc.disable()
+    try:
+        for invoice in invoices:
+            await checkout.create_payment(ENV, card_payment(invoice))
+        cyclic = gc.collect()
+    finally:
+        gc.enable()
+    await checkout.aclose()
+    assert cyclic < 20 * 10, f"{cyclic} objects in reference cycles after 20 payments"

@@ -111,18 +111,27 @@ class StagedWrites:
     def inserts_in_order(self) -> list[tuple[Table, PendingInsert]]:
         """Tables in the order first staged, each after the staged tables it refers to."""
         ordered: dict[Table, PendingInsert] = {}
-
-        def visit(table: Table, path: frozenset[Table]) -> None:
-            if table in ordered or table in path:
-                return
-            for foreign_key in table.foreign_key_constraints:
-                if foreign_key.referred_table in self.inserts:
-                    visit(foreign_key.referred_table, path | {table})
-            ordered[table] = self.inserts[table]
-
         for table in self.inserts:
-            visit(table, frozenset())
+            _place(table, self.inserts, ordered, frozenset())
         return list(ordered.items())
+
+
+def _place(
+    table: Table,
+    staged: dict[Table, PendingInsert],
+    ordered: dict[Table, PendingInsert],
+    path: frozenset[Table],
+) -> None:
+    """Put `table` in `ordered` after the staged tables it refers to.
+
+    A module function, not a closure over itself: a recursive closure is a reference cycle
+    that only the garbage collector frees, one per transaction."""
+    if table in ordered or table in path:
+        return
+    for foreign_key in table.foreign_key_constraints:
+        if foreign_key.referred_table in staged:
+            _place(foreign_key.referred_table, staged, ordered, path | {table})
+    ordered[table] = staged[table]
 
 
 def one_statement_each(writes: StagedWrites) -> list[Write]:
