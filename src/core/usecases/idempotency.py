@@ -82,8 +82,8 @@ class Idempotency:
     async def replay_if_done(self, uow: UnitOfWork) -> None:
         """Before any work: give the stored answer if the key has one."""
         if self.request is not None:
-            self._replayable(await uow.idempotency.get(self.request.environment_id,
-                                                       self.request.key))  # fmt: skip
+            record = await uow.idempotency.get(self.request.environment_id, self.request.key)
+            self._refuse_or_replay(record)
 
     async def claim(self, uow: UnitOfWork) -> None:
         """Take the key inside this transaction (or give the answer it holds by now)."""
@@ -91,7 +91,7 @@ class Idempotency:
         if request is None:
             return
         existing = await uow.idempotency.get(request.environment_id, request.key)
-        self._replayable(existing)
+        self._refuse_or_replay(existing)
         now = self.clock.now()
         await uow.idempotency.put(
             IdempotencyRecord(
@@ -129,7 +129,9 @@ class Idempotency:
             )
         )
 
-    def _replayable(self, record: IdempotencyRecord | None) -> None:
+    def _refuse_or_replay(self, record: IdempotencyRecord | None) -> None:
+        """Nothing if the key is free (or expired); else refuse a reuse or a key in use, or
+        unwind with its finished answer."""
         request = self.request
         assert request is not None
         if record is None or record.expires_at <= self.clock.now():
