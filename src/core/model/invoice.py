@@ -14,7 +14,6 @@ from core.errors import (
     InvoiceAlreadyPaid,
     InvoiceNotFinalized,
     InvoiceVoided,
-    PaymentInProgress,
 )
 from core.money import Currency, Money
 
@@ -34,8 +33,10 @@ class InvoicePaymentStatus(StrEnum):
     REFUNDED = "refunded"
 
 
-# How an invoice's payments may go, in one place: a failed attempt may be followed by another
-# (or be refused again before it charges), and refunds follow a payment that succeeded.
+# How an invoice's payments may go, in one place. Payments of one invoice interleave: an attempt
+# may fail before it charges while another is still in flight, which then succeeds or fails. A
+# payment may start on an invoice read as processing: storage refuses a second live payment, and
+# a copy read before the first settled loses its versioned update and is read again.
 PAYMENT_STATUS_TRANSITIONS: Final[
     Mapping[InvoicePaymentStatus, frozenset[InvoicePaymentStatus]]
 ] = {
@@ -43,10 +44,18 @@ PAYMENT_STATUS_TRANSITIONS: Final[
         {InvoicePaymentStatus.PROCESSING, InvoicePaymentStatus.FAILED}
     ),
     InvoicePaymentStatus.PROCESSING: frozenset(
-        {InvoicePaymentStatus.SUCCEEDED, InvoicePaymentStatus.FAILED}
+        {
+            InvoicePaymentStatus.PROCESSING,
+            InvoicePaymentStatus.SUCCEEDED,
+            InvoicePaymentStatus.FAILED,
+        }
     ),
     InvoicePaymentStatus.FAILED: frozenset(
-        {InvoicePaymentStatus.PROCESSING, InvoicePaymentStatus.FAILED}
+        {
+            InvoicePaymentStatus.PROCESSING,
+            InvoicePaymentStatus.SUCCEEDED,
+            InvoicePaymentStatus.FAILED,
+        }
     ),
     InvoicePaymentStatus.SUCCEEDED: frozenset(
         {InvoicePaymentStatus.PARTIALLY_REFUNDED, InvoicePaymentStatus.REFUNDED}
@@ -128,8 +137,6 @@ class Invoice:
 
     def with_payment_status(self, status: InvoicePaymentStatus, at: datetime) -> Invoice:
         """Its payments moved to `status`, along the table; anything else is refused."""
-        if status is self.payment_status is InvoicePaymentStatus.PROCESSING:
-            raise PaymentInProgress(invoice_id=self.id)
         if status not in PAYMENT_STATUS_TRANSITIONS[self.payment_status]:
             raise InvalidStateTransition(
                 f"An invoice's payments cannot go from {self.payment_status.value} "
