@@ -21,14 +21,12 @@ from adapters.stripe_gateway import StripePaymentGateway
 from adapters.webhooks import HttpWebhookSender
 from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
 from core.errors import NotFound, ValidationError
-from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
+from core.gateway import CheckoutSession, GatewayEvent
 from core.model import (
     ApiKey,
     Customer,
-    Environment,
     Invoice,
     Payment,
-    PaymentEvent,
     Refund,
     Role,
     WebhookDelivery,
@@ -99,6 +97,19 @@ def _listing(
     return listing
 
 
+def _use_case(
+    run: Callable[Concatenate[Deps, P], Awaitable[T]],
+) -> Callable[Concatenate[CardCheckout, P], Awaitable[T]]:
+    """A method that is the use case `run`, on the library's dependencies."""
+
+    async def method(checkout: CardCheckout, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await run(checkout.deps, *args, **kwargs)
+
+    method.__name__ = run.__name__
+    method.__doc__ = run.__doc__
+    return method
+
+
 def _parsed(body: T | Body, parse: Callable[[object], T], kind: type[T]) -> T:
     return body if isinstance(body, kind) else parse(body)
 
@@ -139,18 +150,9 @@ class CardCheckout:
 
     # Environments and API keys
 
-    async def create_environment(
-        self, tenant_id: str, name: str, *, environment_id: str | None = None
-    ) -> Environment:
-        return await access.create_environment(
-            self.deps, tenant_id, name, environment_id=environment_id
-        )
-
-    async def get_environment(self, environment_id: str) -> Environment:
-        return await access.get_environment(self.deps, environment_id)
-
-    async def set_webhook_secrets(self, environment_id: str, secrets: Sequence[str]) -> Environment:
-        return await access.set_webhook_secrets(self.deps, environment_id, secrets)
+    create_environment = _use_case(access.create_environment)
+    get_environment = _use_case(access.get_environment)
+    set_webhook_secrets = _use_case(access.set_webhook_secrets)
 
     async def webhook_secrets(self, environment_id: str, fallback: Sequence[str]) -> list[str]:
         """The environment's own webhook secrets, or `fallback` when it has none."""
@@ -170,8 +172,7 @@ class CardCheckout:
             raise ValidationError("role must be read, write or admin.", field="role") from None
         return await access.create_api_key(self.deps, tenant_id, environment_ids, parsed)
 
-    async def revoke_api_key(self, key_id: str) -> ApiKey:
-        return await access.revoke_api_key(self.deps, key_id)
+    revoke_api_key = _use_case(access.revoke_api_key)
 
     async def authorize(
         self, raw_key: str | None, environment_id: str | None, needs: Role
@@ -189,15 +190,9 @@ class CardCheckout:
 
     create_customer = _value_of(create_customer_answer)
 
-    async def get_customer(self, environment_id: str, customer_id: str) -> Customer:
-        return await customers.get_customer(self.deps, environment_id, customer_id)
-
+    get_customer = _use_case(customers.get_customer)
     list_customers = _listing(queries.customer_query, customers.list_customers)
-
-    async def list_payment_methods(
-        self, environment_id: str, customer_id: str
-    ) -> Sequence[GatewayPaymentMethod]:
-        return await customers.list_payment_methods(self.deps, environment_id, customer_id)
+    list_payment_methods = _use_case(customers.list_payment_methods)
 
     async def setup_card(
         self,
@@ -220,25 +215,11 @@ class CardCheckout:
 
     create_invoice = _value_of(create_invoice_answer)
 
-    async def finalize_invoice_answer(
-        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
-    ) -> Answer[Invoice]:
-        return await invoices.finalize_invoice(
-            self.deps, environment_id, invoice_id, idempotency_key
-        )
-
+    finalize_invoice_answer = _use_case(invoices.finalize_invoice)
     finalize_invoice = _value_of(finalize_invoice_answer)
-
-    async def void_invoice_answer(
-        self, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
-    ) -> Answer[Invoice]:
-        return await invoices.void_invoice(self.deps, environment_id, invoice_id, idempotency_key)
-
+    void_invoice_answer = _use_case(invoices.void_invoice)
     void_invoice = _value_of(void_invoice_answer)
-
-    async def get_invoice(self, environment_id: str, invoice_id: str) -> Invoice:
-        return await invoices.get_invoice(self.deps, environment_id, invoice_id)
-
+    get_invoice = _use_case(invoices.get_invoice)
     list_invoices = _listing(queries.invoice_query, invoices.list_invoices)
 
     # Payments
@@ -262,13 +243,9 @@ class CardCheckout:
 
     process_payment = _value_of(process_payment_answer)
 
-    async def get_payment(self, environment_id: str, payment_id: str) -> Payment:
-        return await payments.get_payment(self.deps, environment_id, payment_id)
-
+    get_payment = _use_case(payments.get_payment)
     list_payments = _listing(queries.payment_query, payments.list_payments)
-
-    async def payment_events(self, environment_id: str, payment_id: str) -> Sequence[PaymentEvent]:
-        return await payments.payment_events(self.deps, environment_id, payment_id)
+    payment_events = _use_case(payments.payment_events)
 
     async def refund_payment_answer(
         self,
@@ -285,8 +262,7 @@ class CardCheckout:
 
     refund_payment = _value_of(refund_payment_answer)
 
-    async def list_refunds(self, environment_id: str, payment_id: str) -> Sequence[Refund]:
-        return await refunds.list_refunds(self.deps, environment_id, payment_id)
+    list_refunds = _use_case(refunds.list_refunds)
 
     # Gateway events, reconciliation, notifications
 
@@ -321,18 +297,9 @@ class CardCheckout:
             self.deps, environment_id, url, events
         )
 
-    async def list_webhook_endpoints(self, environment_id: str) -> Sequence[WebhookEndpoint]:
-        return await webhook_endpoints.list_webhook_endpoints(self.deps, environment_id)
-
-    async def get_webhook_endpoint(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint:
-        return await webhook_endpoints.get_webhook_endpoint(self.deps, environment_id, endpoint_id)
-
-    async def delete_webhook_endpoint(
-        self, environment_id: str, endpoint_id: str
-    ) -> WebhookEndpoint:
-        return await webhook_endpoints.delete_webhook_endpoint(
-            self.deps, environment_id, endpoint_id
-        )
+    list_webhook_endpoints = _use_case(webhook_endpoints.list_webhook_endpoints)
+    get_webhook_endpoint = _use_case(webhook_endpoints.get_webhook_endpoint)
+    delete_webhook_endpoint = _use_case(webhook_endpoints.delete_webhook_endpoint)
 
     async def webhook_deliveries(
         self, environment_id: str, endpoint_id: str, *, limit: int = 20

@@ -28,7 +28,7 @@ from adapters.memory import (
 from adapters.notifiers import LoggingNotifier, RecordingNotifier
 from adapters.sandbox import InMemorySandboxStore, SandboxPaymentGateway, SandboxStore
 from adapters.sql import SqlSandboxStore, SqlUnitOfWork
-from adapters.sql.uow import (
+from adapters.sql.repositories import (
     SqlApiKeyRepository,
     SqlCustomerRepository,
     SqlEnvironmentRepository,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
 from adapters.memory import notifications, records
 from adapters.memory.table import InMemoryStore, Table
+from adapters.unit_of_work import RollsBackOnExit
 from core.errors import (
     ConcurrentUpdate,
     CustomerAlreadyExists,
@@ -40,7 +40,7 @@ class _Opened(Generic[R]):
         return repository
 
 
-class InMemoryUnitOfWork:
+class InMemoryUnitOfWork(RollsBackOnExit):
     """One transaction over an `InMemoryStore`; rolls back unless committed.
 
     Repositories open on first use: most transactions touch two or three of them, and
@@ -95,17 +95,6 @@ class InMemoryUnitOfWork:
 
     def _reset(self) -> None:
         self.__dict__.clear()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.rollback()
 
     async def rollback(self) -> None:
         self._reset()

@@ -7,9 +7,6 @@ PostgreSQL by default the asyncpg executor. The unit rolls back unless committed
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Self
-
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql.asyncpg_executor import AsyncpgExecutor
@@ -29,24 +26,9 @@ from adapters.sql.repositories import (
 )
 from adapters.sql.session import SqlSession
 from adapters.sql.sqlalchemy_executor import SqlAlchemyExecutor
+from adapters.unit_of_work import RollsBackOnExit
 
-__all__ = [
-    "EXECUTORS",
-    "SqlApiKeyRepository",
-    "SqlCustomerRepository",
-    "SqlEnvironmentRepository",
-    "SqlGatewayEventLog",
-    "SqlIdempotencyRepository",
-    "SqlInvoiceRepository",
-    "SqlOutboxRepository",
-    "SqlPaymentRepository",
-    "SqlRefundRepository",
-    "SqlUnitOfWork",
-    "SqlUnitOfWorkFactory",
-    "SqlWebhookDeliveryRepository",
-    "SqlWebhookEndpointRepository",
-    "executor_for",
-]
+__all__ = ["EXECUTORS", "SqlUnitOfWork", "SqlUnitOfWorkFactory", "executor_for"]
 
 # The executors by name, with the databases each runs on.
 EXECUTORS = {"sqlalchemy": ("sqlite", "postgresql"), "asyncpg": ("postgresql",)}
@@ -64,7 +46,7 @@ def executor_for(engine: AsyncEngine, name: str | None = None) -> Executor:
     return AsyncpgExecutor(engine) if name == "asyncpg" else SqlAlchemyExecutor(engine)
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(RollsBackOnExit):
     def __init__(self, factory: SqlUnitOfWorkFactory, read_only: bool) -> None:
         self._factory = factory
         self._session = SqlSession(factory.executor, read_only)
@@ -79,17 +61,6 @@ class SqlUnitOfWork:
         self.gateway_events = SqlGatewayEventLog(self._session)
         self.webhook_endpoints = SqlWebhookEndpointRepository(self._session)
         self.webhook_deliveries = SqlWebhookDeliveryRepository(self._session)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.rollback()
 
     async def commit(self) -> None:
         if await self._session.commit():

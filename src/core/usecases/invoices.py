@@ -42,7 +42,7 @@ async def create_invoice(
 
 
 async def finalize_invoice(
-    deps: Deps, environment_id: str, invoice_id: str, idempotency_key: str | None = None
+    deps: Deps, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
 ) -> Answer[Invoice]:
     async def finalize(uow: UnitOfWork, invoice: Invoice) -> Invoice:
         return invoice.finalize(deps.clock.now())
@@ -52,7 +52,7 @@ async def finalize_invoice(
 
 
 async def void_invoice(
-    deps: Deps, environment_id: str, invoice_id: str, idempotency_key: str | None = None
+    deps: Deps, environment_id: str, invoice_id: str, *, idempotency_key: str | None = None
 ) -> Answer[Invoice]:
     async def void(uow: UnitOfWork, invoice: Invoice) -> Invoice:
         live = await uow.payments.live_for_invoice(environment_id, invoice_id)

@@ -11,7 +11,11 @@ in `core.rules`; a body only calls them.
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+import attrs
 
 from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment, SetupCard
 from core.model import InvoiceStatus, NotificationType, PaymentMethodType
@@ -41,6 +45,8 @@ DESTINATION_TYPES: Final = ("INVOICE",)
 PAYMENT_GATEWAYS: Final = ("stripe",)
 MAX_EMAIL_LENGTH: Final = 320
 EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+C = TypeVar("C", bound=attrs.AttrsInstance)
 
 
 _ID: Final = Text(max_length=MAX_ID_LENGTH)
@@ -129,53 +135,28 @@ BODIES: Final = (
 
 # --- bodies into commands -------------------------------------------------------------------------
 
+# CreatePayment's attributes that the contract's body names otherwise.
+_PAYMENT_FIELDS: Final = {"method_type": "payment_method_type", "gateway": "payment_gateway"}
+
 
 def parse_create_payment(body: object) -> CreatePayment:
-    fields = CREATE_PAYMENT.read(body)
-    return CreatePayment(
-        destination_id=fields["destination_id"],
-        amount=fields["amount"],
-        method_type=fields["payment_method_type"],
-        process_payment=fields["process_payment"],
-        payment_method_id=fields["payment_method_id"],
-        save_card_and_make_default=fields["save_card_and_make_default"],
-        success_url=fields["success_url"],
-        cancel_url=fields["cancel_url"],
-        metadata=fields["metadata"],
-        gateway=fields["payment_gateway"],
-    )
+    return _command(CreatePayment, CREATE_PAYMENT.read(body), _PAYMENT_FIELDS)
 
 
 def parse_create_customer(body: object) -> CreateCustomer:
-    fields = CREATE_CUSTOMER.read(body)
-    return CreateCustomer(
-        external_id=fields["external_id"],
-        name=fields["name"],
-        email=fields["email"],
-        gateway_customer_id=fields["gateway_customer_id"],
-    )
+    return _command(CreateCustomer, CREATE_CUSTOMER.read(body))
 
 
 def parse_create_invoice(body: object) -> CreateInvoice:
-    fields = CREATE_INVOICE.read(body)
-    return CreateInvoice(
-        customer_id=fields["customer_id"],
-        amount_due=fields["amount_due"],
-        external_id=fields["external_id"],
-        status=fields["status"],
-    )
+    return _command(CreateInvoice, CREATE_INVOICE.read(body))
 
 
 def parse_refund(payment_id: str, body: object) -> RefundPayment:
-    fields = REFUND.read(body)
-    return RefundPayment(payment_id=payment_id, amount=fields["amount"], reason=fields["reason"])
+    return _command(RefundPayment, REFUND.read(body), payment_id=payment_id)
 
 
 def parse_setup_card(customer_id: str, body: object) -> SetupCard:
-    fields = SETUP_CARD.read(body)
-    return SetupCard(
-        customer_id=customer_id, success_url=fields["success_url"], cancel_url=fields["cancel_url"]
-    )
+    return _command(SetupCard, SETUP_CARD.read(body), customer_id=customer_id)
 
 
 def parse_create_webhook_endpoint(body: object) -> tuple[str, list[str]]:
@@ -183,6 +164,22 @@ def parse_create_webhook_endpoint(body: object) -> tuple[str, list[str]]:
     fields = CREATE_WEBHOOK_ENDPOINT.read(body)
     check_webhook_events(fields["events"])
     return check_webhook_url(fields["url"]), fields["events"]
+
+
+def _command(
+    command: type[C],
+    fields: Mapping[str, Any],
+    renamed: Mapping[str, str] = MappingProxyType({}),
+    **given: object,
+) -> C:
+    """`command` from the fields read, each under its own name unless `renamed` gives the
+    body's; `given` holds what the path says (an id) rather than the body."""
+    values = {
+        attribute.name: fields[renamed.get(attribute.name, attribute.name)]
+        for attribute in attrs.fields(command)
+        if attribute.name not in given
+    }
+    return command(**values, **given)
 
 
 __all__ = [

@@ -16,6 +16,7 @@ from core.errors import CheckoutError, InvalidJson
 from core.gateway import CheckoutSession, GatewayPaymentMethod
 from core.model import (
     Customer,
+    Failure,
     Invoice,
     Payment,
     PaymentEvent,
@@ -50,6 +51,11 @@ def when(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
+def _error_json(failure: Failure | None) -> Json | None:
+    """Why a payment or refund failed, as the contract shows it."""
+    return {"code": failure.code, "message": failure.message} if failure else None
+
+
 def payment_json(payment: Payment) -> Json:
     metadata: dict[str, str | None] = dict(payment.metadata)
     metadata.update(
@@ -76,11 +82,7 @@ def payment_json(payment: Payment) -> Json:
         "payment_gateway": payment.gateway,
         "gateway_tracking_id": payment.gateway_tracking_id,
         "amount_refunded": str(payment.amount_refunded),
-        "error": (
-            {"code": payment.failure.code, "message": payment.failure.message}
-            if payment.failure
-            else None
-        ),
+        "error": _error_json(payment.failure),
         "metadata": metadata,
         "created_at": when(payment.created_at),
         "updated_at": when(payment.updated_at),
@@ -136,11 +138,7 @@ def refund_json(refund: Refund) -> Json:
         "status": refund.status.value,
         "reason": refund.reason,
         "gateway_refund_id": refund.gateway_refund_id,
-        "error": (
-            {"code": refund.failure.code, "message": refund.failure.message}
-            if refund.failure
-            else None
-        ),
+        "error": _error_json(refund.failure),
         "created_at": when(refund.created_at),
     }
 

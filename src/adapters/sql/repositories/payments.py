@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from adapters.sql import rows, tables
 from adapters.sql.repositories.pages import page
+from adapters.sql.rows import Row
 from adapters.sql.session import SqlSession
 from adapters.sql.statements import (
     LIVE_PAYMENT,
@@ -22,6 +24,8 @@ from core.errors import CheckoutError, ConcurrentUpdate, InvoiceAlreadyPaid, Pay
 from core.model import LIVE_STATUSES, PAID_STATUSES, Payment, PaymentEvent, Refund
 from core.ports import Page, PaymentQuery
 
+T = TypeVar("T")
+
 
 def _conflict(payment: Payment) -> CheckoutError:
     """Which rule a payment row broke: its status says which unique index it is in."""
@@ -30,6 +34,25 @@ def _conflict(payment: Payment) -> CheckoutError:
     if payment.status in PAID_STATUSES:
         return InvoiceAlreadyPaid(invoice_id=payment.invoice_id)
     return ConcurrentUpdate()
+
+
+async def _left_in(
+    session: SqlSession,
+    table: Table,
+    status: str,
+    not_updated_since: datetime,
+    limit: int,
+    convert: Callable[[Row], T],
+) -> list[T]:
+    """Rows left in `status` since `not_updated_since`, oldest first: what reconciliation
+    settles."""
+    result = await session.execute(
+        select(table)
+        .where(table.c.status == status, table.c.updated_at <= not_updated_since)
+        .order_by(table.c.updated_at)
+        .limit(limit)
+    )
+    return [convert(row) for row in result.records]
 
 
 class SqlPaymentRepository:
@@ -82,14 +105,14 @@ class SqlPaymentRepository:
         return await page(self._session, statement, query.limit, rows.payment_from)
 
     async def processing(self, not_updated_since: datetime, limit: int) -> Sequence[Payment]:
-        t = tables.payments
-        result = await self._session.execute(
-            select(t)
-            .where(t.c.status == "processing", t.c.updated_at <= not_updated_since)
-            .order_by(t.c.updated_at)
-            .limit(limit)
+        return await _left_in(
+            self._session,
+            tables.payments,
+            "processing",
+            not_updated_since,
+            limit,
+            rows.payment_from,
         )
-        return [rows.payment_from(row) for row in result.records]
 
     async def add_event(self, event: PaymentEvent) -> None:
         key = (event.payment_id, event.sequence)
@@ -129,11 +152,6 @@ class SqlRefundRepository:
         return [rows.refund_from(row) for row in result.records]
 
     async def pending(self, not_updated_since: datetime, limit: int) -> Sequence[Refund]:
-        t = tables.refunds
-        result = await self._session.execute(
-            select(t)
-            .where(t.c.status == "pending", t.c.updated_at <= not_updated_since)
-            .order_by(t.c.updated_at)
-            .limit(limit)
+        return await _left_in(
+            self._session, tables.refunds, "pending", not_updated_since, limit, rows.refund_from
         )
-        return [rows.refund_from(row) for row in result.records]

@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
-from entrypoints.http import params, wire
+from entrypoints.http import keyed, params, wire
 from entrypoints.http.answers import answer
 from entrypoints.http.auth import environment_of
 from entrypoints.http.body import json_body
@@ -28,15 +28,8 @@ customers = Routes(Tag("Customers", "Who pays, here and at the gateway, and thei
     idempotent=True,
 )
 async def create_customer(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
-    body = await json_body(request)
-    assert body is not None
-    return await answer(
-        context.checkout.create_customer_answer(
-            environment, body, idempotency_key=params.idempotency_key(request)
-        ),
-        wire.customer_json,
-    )
+    creating = await keyed.create(request, context, context.checkout.create_customer_answer)
+    return await answer(creating, wire.customer_json)
 
 
 @customers.route(

@@ -7,10 +7,9 @@ from starlette.responses import JSONResponse, Response
 
 from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
-from entrypoints.http import params, wire
+from entrypoints.http import keyed, params, wire
 from entrypoints.http.answers import answer
 from entrypoints.http.auth import environment_of
-from entrypoints.http.body import json_body
 from entrypoints.http.routing import Context, Routes, Tag
 from entrypoints.http.schemas import list_of, ref
 
@@ -28,15 +27,8 @@ invoices = Routes(Tag("Invoices", "What a customer owes; payments pay them."))
     idempotent=True,
 )
 async def create_invoice(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
-    body = await json_body(request)
-    assert body is not None
-    return await answer(
-        context.checkout.create_invoice_answer(
-            environment, body, idempotency_key=params.idempotency_key(request)
-        ),
-        wire.invoice_json,
-    )
+    creating = await keyed.create(request, context, context.checkout.create_invoice_answer)
+    return await answer(creating, wire.invoice_json)
 
 
 @invoices.route(
@@ -75,17 +67,10 @@ async def get_invoice(request: Request, context: Context) -> Response:
     idempotent=True,
 )
 async def finalize_invoice(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
-    await json_body(request, optional=True)
-    return await answer(
-        context.checkout.finalize_invoice_answer(
-            environment,
-            request.path_params["invoice_id"],
-            idempotency_key=params.idempotency_key(request),
-        ),
-        wire.invoice_json,
-        status=200,
+    finalizing = await keyed.act(
+        request, context, "invoice_id", context.checkout.finalize_invoice_answer
     )
+    return await answer(finalizing, wire.invoice_json, status=200)
 
 
 @invoices.route(
@@ -97,14 +82,5 @@ async def finalize_invoice(request: Request, context: Context) -> Response:
     idempotent=True,
 )
 async def void_invoice(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
-    await json_body(request, optional=True)
-    return await answer(
-        context.checkout.void_invoice_answer(
-            environment,
-            request.path_params["invoice_id"],
-            idempotency_key=params.idempotency_key(request),
-        ),
-        wire.invoice_json,
-        status=200,
-    )
+    voiding = await keyed.act(request, context, "invoice_id", context.checkout.void_invoice_answer)
+    return await answer(voiding, wire.invoice_json, status=200)

@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
-from entrypoints.http import params, wire
+from entrypoints.http import keyed, params, wire
 from entrypoints.http.answers import answer, payment_answer
 from entrypoints.http.auth import environment_of
 from entrypoints.http.body import json_body
@@ -28,15 +28,8 @@ payments = Routes(Tag("Payments", "Charging invoices, by saved card or hosted pa
     idempotent=True,
 )
 async def create_payment(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
-    body = await json_body(request)
-    assert body is not None
-    return await payment_answer(
-        context.checkout.create_payment_answer(
-            environment, body, idempotency_key=params.idempotency_key(request)
-        ),
-        context.metrics,
-    )
+    creating = await keyed.create(request, context, context.checkout.create_payment_answer)
+    return await payment_answer(creating, context.metrics)
 
 
 @payments.route(
@@ -87,16 +80,10 @@ async def get_payment(request: Request, context: Context) -> Response:
     idempotent=True,
 )
 async def process_payment(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
-    await json_body(request, optional=True)
-    return await payment_answer(
-        context.checkout.process_payment_answer(
-            environment,
-            request.path_params["payment_id"],
-            idempotency_key=params.idempotency_key(request),
-        ),
-        context.metrics,
+    processing = await keyed.act(
+        request, context, "payment_id", context.checkout.process_payment_answer
     )
+    return await payment_answer(processing, context.metrics)
 
 
 @payments.route(
