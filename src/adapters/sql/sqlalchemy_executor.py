@@ -26,10 +26,11 @@ class SqlAlchemyExecutor:
     async def connect(self, *, transaction: bool) -> SqlAlchemyConnection:
         connection = await self.engine.connect()
         try:
+            # Read-only: SQLAlchemy begins on the first statement and rolls back at close.
+            # Switching to AUTOCOMMIT instead costs a driver call each way, which on aiosqlite
+            # is a hop to its thread and back: more than the BEGIN it saves.
             if transaction:
                 await connection.begin()
-            else:  # SQLAlchemy would begin one on the first statement
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
         except BaseException:
             await connection.close()
             raise
