@@ -128,8 +128,8 @@ async def payments(run: Run) -> None:
 async def commits(run: Run) -> None:
     """3. Commits (transactions that wrote) per payment, succeeded and declined."""
     url = await run.pg_url()
-    counted = {"succeeded": await commits_per_payment(url, run.name, GOOD_CARD, 300),
-               "failed": await commits_per_payment(url, run.name, DECLINED_CARD, 300)}  # fmt: skip
+    counted = {"succeeded": await commits_per_payment(url, GOOD_CARD, 300),
+               "failed": await commits_per_payment(url, DECLINED_CARD, 300)}  # fmt: skip
     run.figures["commits_per_payment"] = counted
     for outcome, value in counted.items():
         run.results.check(f"commits_per_{outcome}_payment",
@@ -137,7 +137,7 @@ async def commits(run: Run) -> None:
                           value, "<=", MAX_COMMITS_PER_PAYMENT)  # fmt: skip
 
 
-async def commits_per_payment(url: str, name: str, card: str, count: int) -> float:
+async def commits_per_payment(url: str, card: str, count: int) -> float:
     """Writing transactions per payment, the service's own background work off."""
     key = await prepare(url)
     server = service(url, NOTIFY_EVERY_SECONDS="0")
