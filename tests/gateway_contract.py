@@ -15,6 +15,7 @@ from core.gateway import (
     CheckoutMode,
     CheckoutSessionRequest,
     CheckoutSessionStatus,
+    CustomerRequest,
     RefundOutcome,
     RefundRequest,
 )
@@ -37,11 +38,11 @@ class GatewayContract:
 
     async def new_customer(self, gateway: PaymentGateway, name: str = "Acme") -> str:
         return await gateway.create_customer(
-            customer_id=f"cust_{name}",
-            environment_id="env_contract",
-            name=name,
-            email=None,
-            idempotency_key=f"contract-{name}-{id(gateway)}",
+            CustomerRequest(
+                idempotency_key=f"contract-{name}-{id(gateway)}",
+                name=name,
+                metadata={"customer_id": f"cust_{name}", "environment_id": "env_contract"},
+            )
         )
 
     def charge_request(

@@ -251,6 +251,7 @@ class PaymentLifecycle(RuleBasedStateMachine):
         self.faults.clear()
         self.clock.advance(timedelta(minutes=5))
         report = self.run(self.checkout.reconcile(older_than=timedelta(seconds=30)))
+        assert report.errors == (), report.errors  # a pass reports an item's error, not raises
         # With the gateway answering again, every card charge in flight is settled.
         page = self.run(self.checkout.list_payments(ENV, payment_status="processing", limit=100))
         stuck = [p.id for p in page.items if p.method_type.value == "CARD"]

@@ -441,6 +441,73 @@ class StorageContract:
             stored = await uow.idempotency.get(ENV, "k")
             assert stored == record()
 
+    async def test_an_expired_claim_is_taken_over_by_one_retry_only(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        claim = attrs.evolve(record(), lease_expires_at=T0 + timedelta(seconds=30))
+        async with units() as uow:
+            await uow.idempotency.put(claim)
+            await uow.commit()
+        first, second = units(), units()
+        async with first, second:
+            a = await first.idempotency.get(ENV, "k")
+            b = await second.idempotency.get(ENV, "k")
+            assert a == b == claim
+            held_until = T0 + timedelta(minutes=2)
+            taken = attrs.evolve(claim, version=2, resource_id="pay_1", lease_expires_at=held_until)
+            await first.idempotency.put(taken)
+            await first.commit()
+            lost = attrs.evolve(claim, version=2, resource_id="pay_2", lease_expires_at=held_until)
+            with pytest.raises(IdempotencyKeyInUse):
+                await _write_and_commit(second, second.idempotency.put(lost))
+        async with units() as uow:
+            assert await uow.idempotency.get(ENV, "k") == taken
+
+    async def test_a_lease_is_renewed_only_for_the_claim_still_held(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        claim = attrs.evolve(record(), resource_id="pay_1", lease_expires_at=T0)
+
+        async def renew(version: int, until: datetime) -> IdempotencyRecord | None:
+            async with units() as uow:
+                await uow.idempotency.renew(ENV, "k", version, until)
+                await uow.commit()
+            async with units() as uow:
+                return await uow.idempotency.get(ENV, "k")
+
+        async with units() as uow:
+            await uow.idempotency.put(claim)
+            await uow.commit()
+        renewed = attrs.evolve(claim, lease_expires_at=T0 + timedelta(minutes=1))
+        assert await renew(1, T0 + timedelta(minutes=1)) == renewed  # the version stays
+        assert await renew(2, T0 + timedelta(minutes=2)) == renewed  # not the claim held
+        done = attrs.evolve(renewed, state=IdempotencyState.COMPLETED, version=2)
+        async with units() as uow:
+            await uow.idempotency.put(done)
+            await uow.commit()
+        assert await renew(2, T0 + timedelta(minutes=3)) == done  # finished: nothing to hold
+
+    async def test_keys_in_progress_are_found_by_what_their_request_recorded(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        about = {"k1": "pay_1", "k2": "pay_1", "k3": "pay_2", "k4": None}
+        async with units() as uow:
+            for key, resource_id in about.items():
+                await uow.idempotency.put(attrs.evolve(record(key), resource_id=resource_id))
+            await uow.idempotency.put(
+                attrs.evolve(record("k5"), environment_id="env_b", resource_id="pay_1")
+            )
+            await uow.commit()
+        async with units() as uow:
+            k2 = await uow.idempotency.get(ENV, "k2")
+            assert k2 is not None
+            await uow.idempotency.put(attrs.evolve(k2, state=IdempotencyState.COMPLETED, version=2))
+            await uow.commit()
+        async with units() as uow:
+            found = await uow.idempotency.in_progress_for(ENV, "pay_1")
+            assert found == [attrs.evolve(record("k1"), resource_id="pay_1")]
+            assert await uow.idempotency.in_progress_for(ENV, "pay_3") == []
+
     async def test_a_customer_external_id_is_unique_per_environment(
         self, units: UnitOfWorkFactory
     ) -> None:

@@ -116,6 +116,18 @@ class InvalidStateTransition(Conflict):
     default_message = "That change is not allowed from the current status."
 
 
+def require_status(actual: StrEnum, expected: StrEnum, only: str, **ids: str) -> None:
+    """Refuse a change that only `expected` allows; `only` says so ("Only a draft invoice can
+    be finalized"), and the refusal adds what the status is."""
+    if actual is not expected:
+        raise InvalidStateTransition(
+            f"{only}; this one is {actual.value}.",
+            **ids,
+            expected=expected.value,
+            actual=actual.value,
+        )
+
+
 class IdempotencyKeyInUse(Conflict):
     code = "idempotency_key_in_use"
     default_message = "A request with this Idempotency-Key is still being processed."
@@ -218,6 +230,14 @@ class GatewayError(CheckoutError):
 
     code = "gateway_error"
     default_message = "The payment gateway refused the request."
+
+
+class ServiceUnavailable(CheckoutError):
+    """A dependency of ours (the database) is unreachable or stalled: nothing is wrong with
+    the request, and whatever was recorded before stays recorded."""
+
+    code = "service_unavailable"
+    default_message = "The service cannot reach its database right now; try again shortly."
 
 
 class PayloadTooLarge(CheckoutError):

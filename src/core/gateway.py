@@ -8,6 +8,7 @@ from enum import StrEnum
 
 import attrs
 
+from core.model.payment import ChargeDetails, Failure
 from core.money import Money
 
 
@@ -28,6 +29,14 @@ class GatewayPaymentMethod:
 
 
 @attrs.frozen
+class CustomerRequest:
+    idempotency_key: str
+    name: str | None = None
+    email: str | None = None
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
 class GatewayCustomer:
     id: str
     default_payment_method: GatewayPaymentMethod | None = None
@@ -40,14 +49,8 @@ class ChargeStatus(StrEnum):
     PROCESSING = "processing"
 
 
-@attrs.frozen
-class GatewayFailure:
-    """A definite refusal: `code` is one of the core's error codes (e.g. `card_declined`)."""
-
-    code: str
-    message: str
-    gateway_code: str | None = None
-    decline_code: str | None = None
+# A definite refusal is the very failure a payment records, so it needs no conversion.
+GatewayFailure = Failure
 
 
 @attrs.frozen
@@ -59,14 +62,18 @@ class ChargeRequest:
     metadata: Mapping[str, str] = attrs.field(factory=dict)
 
 
-@attrs.frozen
-class ChargeResult:
+@attrs.frozen(kw_only=True)
+class ChargeResult(ChargeDetails):
+    """A charge's outcome, with the details of the charge and card the payment keeps."""
+
+    # The gateway calls it the payment intent; the payment keeps it as its tracking id.
+    tracking_id: str | None = attrs.field(default=None, alias="intent_id")
     status: ChargeStatus
-    intent_id: str | None = None
-    payment_method_id: str | None = None
-    card_brand: str | None = None
-    card_last4: str | None = None
     failure: GatewayFailure | None = None
+
+    @property
+    def intent_id(self) -> str | None:
+        return self.tracking_id
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ from core.gateway import (
     ChargeResult,
     CheckoutSession,
     CheckoutSessionRequest,
+    CustomerRequest,
     GatewayCustomer,
     GatewayPaymentMethod,
     GatewayRefund,
@@ -73,15 +74,7 @@ class WebhookSender(Protocol):
 class PaymentGateway(Protocol):
     """The card processor (Stripe, or the sandbox that plays it)."""
 
-    async def create_customer(
-        self,
-        *,
-        customer_id: str,
-        environment_id: str,
-        name: str | None,
-        email: str | None,
-        idempotency_key: str,
-    ) -> str:
+    async def create_customer(self, request: CustomerRequest) -> str:
         """Create the customer at the gateway and return the gateway's id."""
 
     async def get_customer(self, gateway_customer_id: str) -> GatewayCustomer:
@@ -185,6 +178,12 @@ class IdempotencyRecord:
     resource: Resource | None = None
     error: StoredError | None = None
     version: int = 1
+    # What the request recorded (the id of its payment, refund, customer or invoice), written
+    # with the claim: a retry after the request died answers it as it is now.
+    resource_id: str | None = None
+    # While in progress: the request holds the key until then, and renews this while it runs.
+    # None: a claim from before leases, held until the key expires.
+    lease_expires_at: datetime | None = None
 
 
 class CustomerRepository(Protocol):
@@ -247,7 +246,17 @@ class RefundRepository(Protocol):
 class IdempotencyRepository(Protocol):
     async def get(self, environment_id: str, key: str) -> IdempotencyRecord | None: ...
     async def put(self, record: IdempotencyRecord) -> None:
-        """Insert (version 1: `IdempotencyKeyInUse` at commit if the key exists) or update."""
+        """Insert (version 1: `IdempotencyKeyInUse` at commit if the key exists) or update
+        over the version before (`IdempotencyKeyInUse` at commit if the key moved since)."""
+
+    async def renew(self, environment_id: str, key: str, version: int, until: datetime) -> None:
+        """Extend the lease of the claim still in progress at `version` (its version stays);
+        nothing if the key has moved on (finished, or taken over)."""
+
+    async def in_progress_for(
+        self, environment_id: str, resource_id: str
+    ) -> Sequence[IdempotencyRecord]:
+        """The keys still in progress whose request recorded this resource."""
 
 
 class OutboxRepository(Protocol):

@@ -24,6 +24,7 @@ from adapters.sandbox import (
     SandboxStore,
 )
 from adapters.sql import SqlSandboxStore, SqlUnitOfWorkFactory, create_engine_from_url
+from adapters.sql.engine import LOCK_TIMEOUT_MS, POOL_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS
 from adapters.stripe_gateway import StripePaymentGateway
 from adapters.webhooks import DEFAULT_TIMEOUT_SECONDS
 from core.ports import (
@@ -52,6 +53,12 @@ class Settings:
     # How SQL runs: "sqlalchemy" (the reference) or "asyncpg" (PostgreSQL only); None: asyncpg
     # on PostgreSQL, SQLAlchemy elsewhere.
     database_executor: str | None = None
+    # PostgreSQL: a statement running longer, or waiting longer for a lock, fails (503)
+    # instead of stalling its request (0: no limit); how long a request waits for a pooled
+    # connection.
+    database_statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
+    database_lock_timeout_ms: int = LOCK_TIMEOUT_MS
+    database_pool_timeout_seconds: float = POOL_TIMEOUT_SECONDS
     # How long a live API key is trusted without reading it again (0: read on every request).
     api_key_cache_seconds: float = 5.0
     stripe_secret_key: str | None = None
@@ -86,6 +93,13 @@ class Settings:
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_pool_size=int(env.get("DATABASE_POOL_SIZE", "10")),
             database_executor=env.get("DATABASE_EXECUTOR") or None,
+            database_statement_timeout_ms=int(
+                env.get("DATABASE_STATEMENT_TIMEOUT_MS", str(STATEMENT_TIMEOUT_MS))
+            ),
+            database_lock_timeout_ms=int(env.get("DATABASE_LOCK_TIMEOUT_MS", str(LOCK_TIMEOUT_MS))),
+            database_pool_timeout_seconds=float(
+                env.get("DATABASE_POOL_TIMEOUT_SECONDS", str(POOL_TIMEOUT_SECONDS))
+            ),
             api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS", "5")),
             stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
@@ -131,7 +145,11 @@ def bootstrap(
         storage, sandbox_store = uow, InMemorySandboxStore()
     elif settings.database_url is not None:
         engine = create_engine_from_url(
-            settings.database_url, pool_size=settings.database_pool_size
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+            lock_timeout_ms=settings.database_lock_timeout_ms,
+            pool_timeout=settings.database_pool_timeout_seconds,
         )
         storage = SqlUnitOfWorkFactory(engine, executor=settings.database_executor)
         sandbox_store = SqlSandboxStore(engine)
@@ -141,7 +159,13 @@ def bootstrap(
     if settings.sandbox_database_url == "memory":
         sandbox_store = InMemorySandboxStore()
     elif settings.sandbox_database_url is not None:
-        sandbox_engine = create_engine_from_url(settings.sandbox_database_url, pool_size=4)
+        sandbox_engine = create_engine_from_url(
+            settings.sandbox_database_url,
+            pool_size=4,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+            lock_timeout_ms=settings.database_lock_timeout_ms,
+            pool_timeout=settings.database_pool_timeout_seconds,
+        )
         sandbox_store = SqlSandboxStore(sandbox_engine)
     if gateway is None and settings.stripe_secret_key is not None:
         gateway = StripePaymentGateway.create(

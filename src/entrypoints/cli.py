@@ -12,7 +12,7 @@ from datetime import timedelta
 from sqlalchemy.engine import make_url
 
 from adapters.ids import UlidIdGenerator
-from core.errors import CheckoutError, NotFound
+from core.errors import CheckoutError, NotFound, ServiceUnavailable
 from entrypoints.bootstrap import CardCheckout, Settings, bootstrap
 
 DEFAULT_TENANT = "default"
@@ -103,19 +103,26 @@ def _reconcile(args: argparse.Namespace) -> Work:
             older_than=timedelta(seconds=args.older_than), limit=args.limit
         )
         rows = [
-            ("examined", str(report.examined)),
-            ("succeeded", str(report.succeeded)),
-            ("failed", str(report.failed)),
-            ("refunds settled", str(report.refunds_settled)),
-            ("still unknown", str(len(report.unresolved))),
-            ("need a person", str(len(report.needs_attention))),
+            ("examined", report.examined),
+            ("succeeded", report.succeeded),
+            ("failed", report.failed),
+            ("refunds settled", report.refunds_settled),
+            ("already settled", report.already_settled),  # by another process, not this one
+            ("still unknown", len(report.unresolved)),
+            ("errors", len(report.errors)),
+            ("need a person", len(report.needs_attention)),
         ]
         width = max(len(name) for name, _ in rows)
         print("reconciliation")
         for name, value in rows:
             print(f"  {name:<{width}}  {value:>6}")
-        for payment_id in report.needs_attention:
-            print(f"  in flight for over an hour: {payment_id}")
+        for item in report.errors:
+            print(f"  error: {item.id} in {item.environment_id}: {item.error}")
+        for stuck in report.needs_attention:
+            print(f"  needs a person: {stuck.payment_id} in {stuck.environment_id}, "
+                  f"in flight for {stuck.in_flight_for.total_seconds():.0f} s")  # fmt: skip
+        if report.stopped_by is not None:
+            raise ServiceUnavailable(f"reconciliation stopped early: {report.stopped_by.message}")
 
     return work
 

@@ -7,6 +7,7 @@ asked. Errors are the core's exceptions, each with the contract's `code`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Concatenate, ParamSpec, TypeVar
@@ -20,7 +21,7 @@ from adapters.sql.migrate import migrate
 from adapters.stripe_gateway import StripePaymentGateway
 from adapters.webhooks import HttpWebhookSender
 from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
-from core.errors import NotFound, ValidationError
+from core.errors import NotFound, ServiceUnavailable, ValidationError
 from core.gateway import CheckoutSession, GatewayEvent
 from core.model import (
     ApiKey,
@@ -63,6 +64,8 @@ from entrypoints.bodies import (
     parse_setup_card,
     queries,
 )
+
+_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -146,7 +149,15 @@ class CardCheckout:
             return await work
         finally:
             if self.dispatch_inline:
-                await self.deliver_notifications()
+                await self._deliver_inline()
+
+    async def _deliver_inline(self) -> None:
+        # The outbox keeps what could not be sent; the dispatcher sends it later, so an outage
+        # here must not replace the answer of the work that was already recorded.
+        try:
+            await self.deliver_notifications()
+        except ServiceUnavailable as error:
+            _log.warning("notifications left in the outbox: %s", error)
 
     # Environments and API keys
 

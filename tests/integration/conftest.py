@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -25,8 +26,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.notifiers import RecordingNotifier
+from adapters.sandbox import SandboxFaults
 from adapters.sql import SqlUnitOfWorkFactory, create_engine_from_url, tables
 from adapters.sql.migrate import migrate
+from core.ports import Clock
+from entrypoints.bootstrap import CardCheckout, Settings, bootstrap
 from tests.integration.http_server import free_port
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -197,3 +202,25 @@ async def attach_card(localstripe_url: str, customer: str, number: str) -> str:
     finally:
         await http_client.close_async()  # type: ignore[no-untyped-call]  # SDK: untyped
     return str(pm.id)
+
+
+@asynccontextmanager
+async def two_instances(
+    url: str, *, latency: float = 0.02, clock: Clock | None = None
+) -> AsyncIterator[tuple[CardCheckout, CardCheckout]]:
+    """Two instances sharing only the database (and `clock`, if given); every gateway call
+    takes `latency` seconds, so that their requests truly overlap."""
+    first, second = (
+        bootstrap(
+            Settings(database_url=url, database_pool_size=5),
+            clock=clock,
+            notifier=RecordingNotifier(),
+            sandbox_faults=SandboxFaults(latency=latency),
+        )
+        for _ in range(2)
+    )
+    try:
+        yield first, second
+    finally:
+        await first.aclose()
+        await second.aclose()

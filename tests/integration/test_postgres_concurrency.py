@@ -14,30 +14,19 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.notifiers import RecordingNotifier
-from adapters.sandbox import SandboxFaults
 from core.errors import CheckoutError
 from core.model import Payment, PaymentStatus, Refund
-from entrypoints.bootstrap import CardCheckout, Settings, bootstrap
+from entrypoints.bootstrap import CardCheckout
 from tests.helpers import ENV, VISA, card_payment, customer_with_card, finalized_invoice, sandbox
+from tests.integration.conftest import two_instances
 
 CONCURRENT = 50
 
 
 @pytest.fixture
 async def instances(clean_postgres_url: str) -> AsyncIterator[tuple[CardCheckout, CardCheckout]]:
-    pair = tuple(
-        bootstrap(
-            Settings(database_url=clean_postgres_url, database_pool_size=5),
-            notifier=RecordingNotifier(),
-            # Every gateway call takes a little while, so that requests truly overlap.
-            sandbox_faults=SandboxFaults(latency=0.02),
-        )
-        for _ in range(2)
-    )
-    yield pair  # type: ignore[misc]
-    for instance in pair:
-        await instance.aclose()
+    async with two_instances(clean_postgres_url) as pair:
+        yield pair
 
 
 async def _outcomes(calls: list[object]) -> list[Payment | Refund | CheckoutError]:

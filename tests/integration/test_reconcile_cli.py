@@ -43,7 +43,7 @@ async def test_reconcile_settles_a_charge_whose_answer_was_lost(tmp_path: Path) 
     }
     assert counts == {
         "examined": 1, "succeeded": 1, "failed": 0, "refunds settled": 0,
-        "still unknown": 0, "need a person": 0,
+        "already settled": 0, "still unknown": 0, "errors": 0, "need a person": 0,
     }  # fmt: skip
 
     after = bootstrap(Settings(database_url=url), notifier=RecordingNotifier())

@@ -288,6 +288,26 @@ async def test_reconciliation_without_an_intent_id_replays_the_create_with_its_k
     )
 
 
+async def test_a_lost_replay_stays_unknown_where_search_is_not_offered(
+    localstripe_url: str,
+) -> None:
+    """localstripe has no search endpoint (tests/unit/test_stripe_charge_search.py covers
+    Stripe's): the replay's lost answer stays an unknown outcome, not a failure."""
+    gateway = stripe_gateway(localstripe_url)
+    customer, card = await _customer_with_visa(gateway)
+    recorder = Recorder(fail_first=1)
+    _recorded(gateway, recorder)
+    request = TestStripeGatewayContract().charge_request(customer, card, f"k{time.time_ns()}")
+    with pytest.raises(GatewayUnavailable):
+        await gateway.find_charge(request, None)
+    replay, search = recorder.requests
+    assert (replay.method, replay.url.path) == ("POST", "/v1/payment_intents")
+    assert (search.method, search.url.path) == ("GET", "/v1/payment_intents/search")
+    assert (
+        search.url.params["query"] == f"metadata['payment_id']:'{request.metadata['payment_id']}'"
+    )
+
+
 async def test_the_service_charges_through_stripe_end_to_end(localstripe_url: str) -> None:
     """The library on the Stripe adapter: customers are created at Stripe, declines keep
     Stripe's codes, 3D Secure cards need a payment link."""

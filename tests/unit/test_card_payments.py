@@ -1137,7 +1137,8 @@ async def test_reconcile_while_the_gateway_is_still_down_leaves_the_payment_proc
 ) -> None:
     customer = await customer_with_card(checkout)
     invoice = await finalized_invoice(checkout, customer)
-    faults.schedule("charge", Fault.ERROR_BEFORE, Fault.ERROR_BEFORE)
+    faults.schedule("charge", Fault.ERROR_BEFORE)
+    faults.schedule("find_charge", Fault.ERROR_BEFORE)  # still down for the look-up
     payment = await checkout.create_payment(ENV, card_payment(invoice))
     clock.advance(timedelta(seconds=1))
 
@@ -1153,13 +1154,14 @@ async def test_payment_processing_for_long_is_reported_as_needing_attention(
 ) -> None:
     customer = await customer_with_card(checkout)
     invoice = await finalized_invoice(checkout, customer)
-    faults.schedule("charge", Fault.ERROR_BEFORE, Fault.ERROR_BEFORE)
+    faults.schedule("charge", Fault.ERROR_BEFORE)
+    faults.schedule("find_charge", Fault.ERROR_BEFORE)  # still down for the look-up
     payment = await checkout.create_payment(ENV, card_payment(invoice))
     clock.advance(timedelta(hours=2))
 
     report = await checkout.reconcile(older_than=timedelta(0))
 
-    assert report.needs_attention == (payment.id,)
+    assert [stuck.payment_id for stuck in report.needs_attention] == [payment.id]
 
 
 async def test_gateway_refusal_is_gateway_error_and_fails_the_payment(

@@ -16,6 +16,7 @@ from core.gateway import (
     ChargeStatus,
     CheckoutSession,
     CheckoutSessionRequest,
+    CustomerRequest,
     GatewayCustomer,
     GatewayPaymentMethod,
     GatewayRefund,
@@ -35,22 +36,8 @@ class SlowToSettleGateway:
         self.answer = ChargeStatus.PROCESSING
         self.lookups: list[str | None] = []
 
-    async def create_customer(
-        self,
-        *,
-        customer_id: str,
-        environment_id: str,
-        name: str | None,
-        email: str | None,
-        idempotency_key: str,
-    ) -> str:
-        return await self.sandbox.create_customer(
-            customer_id=customer_id,
-            environment_id=environment_id,
-            name=name,
-            email=email,
-            idempotency_key=idempotency_key,
-        )
+    async def create_customer(self, request: CustomerRequest) -> str:
+        return await self.sandbox.create_customer(request)
 
     async def get_customer(self, gateway_customer_id: str) -> GatewayCustomer:
         return await self.sandbox.get_customer(gateway_customer_id)

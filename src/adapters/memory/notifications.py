@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import attrs
+
 from adapters.memory.table import InMemoryStore, Table
+from core.errors import ConcurrentUpdate, IdempotencyKeyInUse
 from core.model import Notification, WebhookDelivery, WebhookEndpoint
-from core.ports import IdempotencyRecord
+from core.ports import IdempotencyRecord, IdempotencyState
 
 
 class InMemoryIdempotencyRepository:
     def __init__(self, table: Table[tuple[str, str], IdempotencyRecord]) -> None:
         self.table = table
+        # Leases to extend at commit: (key, version claimed, until).
+        self.renewals: list[tuple[tuple[str, str], int, datetime]] = []
 
     async def get(self, environment_id: str, key: str) -> IdempotencyRecord | None:
         return self.table.get((environment_id, key))
@@ -21,8 +26,36 @@ class InMemoryIdempotencyRepository:
         key = (record.environment_id, record.key)
         if record.version == 1:
             self.table.add(key, record)
-        else:
+            return
+        try:
             self.table.update(key, record)
+        except ConcurrentUpdate:  # another request took the key since it was read
+            raise IdempotencyKeyInUse() from None
+
+    async def renew(self, environment_id: str, key: str, version: int, until: datetime) -> None:
+        self.renewals.append(((environment_id, key), version, until))
+
+    async def in_progress_for(
+        self, environment_id: str, resource_id: str
+    ) -> Sequence[IdempotencyRecord]:
+        return [
+            r
+            for r in self.table.rows()
+            if r.resource_id == resource_id
+            and r.environment_id == environment_id
+            and r.state is IdempotencyState.IN_PROGRESS
+        ]
+
+    def apply_renewals(self) -> None:
+        """Extend the leases of claims still at the version renewed (under the commit's
+        check, like every write here)."""
+        committed = self.table.committed
+        for key, version, until in self.renewals:
+            record = committed.get(key)
+            if record is None or record.version != version:
+                continue  # finished, or taken over
+            if record.state is IdempotencyState.IN_PROGRESS:
+                committed[key] = attrs.evolve(record, lease_expires_at=until)
 
 
 class InMemoryOutboxRepository:

@@ -170,6 +170,8 @@ class InMemoryUnitOfWork(RollsBackOnExit):
                                          "refunds", "idempotency", "webhook_endpoints",
                                          "webhook_deliveries"):  # fmt: skip
             table.apply()
+        if keys := self._opened("idempotency", notifications.InMemoryIdempotencyRepository):
+            keys.apply_renewals()
         if payments := self._opened("payments", records.InMemoryPaymentRepository):
             for key, payment in payments.table.staged.items():
                 if key in payments.table.inserted:

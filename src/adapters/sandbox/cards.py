@@ -10,6 +10,14 @@ from adapters.stripe_vocabulary import classify_card_error
 from core.errors import ValidationError
 from core.gateway import GatewayFailure
 
+# Stripe's message for each decline code a test card gives.
+_DECLINE_MESSAGES: Final = {
+    "generic_decline": "Your card was declined.",
+    "insufficient_funds": "Your card has insufficient funds.",
+    "authentication_required": "Your card was declined. This transaction requires authentication.",
+    "expired_card": "Your card has expired.",
+}
+
 
 @attrs.frozen
 class TestCard:
@@ -19,48 +27,32 @@ class TestCard:
 
     number: str
     token: str
-    brand: str = "visa"
     gateway_code: str | None = None
     decline_code: str | None = None
-    message: str = ""
+    brand: str = "visa"
 
     @property
     def last4(self) -> str:
         return self.number[-4:]
 
     def failure(self) -> GatewayFailure | None:
-        if self.gateway_code is None:
+        if self.gateway_code is None or self.decline_code is None:
             return None
-        return classify_card_error(self.gateway_code, self.decline_code, self.message)
+        message = _DECLINE_MESSAGES[self.decline_code]
+        return classify_card_error(self.gateway_code, self.decline_code, message)
 
 
+# Each card: its number and token, then, for one that fails, Stripe's code and decline code.
 TEST_CARDS: Final = (
     TestCard("4242424242424242", "pm_card_visa"),
-    TestCard(
-        "4000000000000002", "pm_card_chargeDeclined",
-        gateway_code="card_declined", decline_code="generic_decline",
-        message="Your card was declined.",
-    ),
-    TestCard(
-        "4000000000009995", "pm_card_chargeDeclinedInsufficientFunds",
-        gateway_code="card_declined", decline_code="insufficient_funds",
-        message="Your card has insufficient funds.",
-    ),
-    TestCard(
-        "4000002760003184", "pm_card_authenticationRequired",
-        gateway_code="authentication_required", decline_code="authentication_required",
-        message="Your card was declined. This transaction requires authentication.",
-    ),
-    TestCard(
-        "4000000000000069", "pm_card_chargeDeclinedExpiredCard",
-        gateway_code="expired_card", decline_code="expired_card",
-        message="Your card has expired.",
-    ),
-    TestCard(
-        "4000000000000341", "pm_card_chargeCustomerFail",
-        gateway_code="card_declined", decline_code="generic_decline",
-        message="Your card was declined.",
-    ),
+    TestCard("4000000000000002", "pm_card_chargeDeclined", "card_declined", "generic_decline"),
+    TestCard("4000000000009995", "pm_card_chargeDeclinedInsufficientFunds",
+             "card_declined", "insufficient_funds"),
+    TestCard("4000002760003184", "pm_card_authenticationRequired",
+             "authentication_required", "authentication_required"),
+    TestCard("4000000000000069", "pm_card_chargeDeclinedExpiredCard",
+             "expired_card", "expired_card"),
+    TestCard("4000000000000341", "pm_card_chargeCustomerFail", "card_declined", "generic_decline"),
 )  # fmt: skip
 _BY_NUMBER: Final = {card.number: card for card in TEST_CARDS}
 BY_TOKEN: Final = {card.token: card for card in TEST_CARDS}

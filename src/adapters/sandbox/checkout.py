@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from adapters.sandbox.cards import test_card
-from adapters.sandbox.documents import SandboxDocuments
+from adapters.sandbox.documents import Created, SandboxDocuments
 from adapters.sandbox.faults import SandboxFaults
-from adapters.sandbox.store import Document
+from adapters.sandbox.store import Document, Expected
 from core.errors import ValidationError, payment_failure
 from core.gateway import (
     ChargeResult,
@@ -45,7 +45,7 @@ class HostedCheckout(SandboxDocuments):
             "currency": amount.currency.code if amount else None,
         }
 
-        async def create() -> Document:
+        async def create() -> Created:
             session_id = self.ids.new_id("cs")
             session: Document = {
                 "id": session_id,
@@ -62,8 +62,9 @@ class HostedCheckout(SandboxDocuments):
                 "payment_intent": None,
                 "payment_method": None,
             }
-            await self.store.put("checkout_session", session_id, session)
-            return {"checkout_session": session_id}
+            return Created(
+                {"checkout_session": session_id}, [("checkout_session", session_id, session)]
+            )
 
         answer = await self._idempotent(request.idempotency_key, params, create)
         return await self.get_checkout_session(str(answer["checkout_session"]))
@@ -96,13 +97,22 @@ class HostedCheckout(SandboxDocuments):
                 )
         pm = await self._save_card(session["customer"], card)
         session["payment_method"] = pm["id"]
+        writes: list[tuple[str, str, Document]] = []
         if session["mode"] == CheckoutMode.PAYMENT.value:
             amount = Money.from_minor_units(session["amount"], CURRENCIES[session["currency"]])
-            intent = await self._new_intent(amount, session["customer"], pm, None,
-                                            dict(session["metadata"]))  # fmt: skip
+            metadata = dict(session["metadata"])
+            intent = self._intent_document(amount, session["customer"], pm, None, metadata)
+            writes.append(("payment_intent", intent["id"], intent))
             session["payment_intent"] = intent["id"]
         session["status"] = CheckoutSessionStatus.COMPLETE.value
-        await self.store.put("checkout_session", session_id, session)
+        writes.append(("checkout_session", session_id, session))
+        # The charge and the completed session together, and only over a session still
+        # open: of two submissions at once, one pays.
+        still_open = Expected(
+            "checkout_session", session_id, "status", CheckoutSessionStatus.OPEN.value
+        )
+        if not await self.store.put_all(writes, expected=still_open):
+            raise ValidationError("This checkout is complete.", field="session")
         return await self._emit(GatewayEventType.CHECKOUT_COMPLETED, session)
 
     async def expire_checkout_session(self, session_id: str) -> GatewayEvent:

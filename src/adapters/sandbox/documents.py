@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from datetime import timedelta
+from typing import Any, Final, Literal
 
 import attrs
 
 from adapters.sandbox.cards import TestCard
-from adapters.sandbox.store import Document, SandboxStore
+from adapters.sandbox.store import Document, Expected, SandboxStore, Writes
 from core.errors import CustomerNotLinked, GatewayError
 from core.gateway import (
     ChargeResult,
@@ -24,10 +27,50 @@ from core.ports import Clock, IdGenerator
 
 # One encoder for every fingerprint (json.dumps with options builds one per call).
 _CANONICAL: Final = json.JSONEncoder(sort_keys=True, default=str)
+KEYS: Final = "idempotency_key"
+IN_FLIGHT: Final = "A request with this idempotency key is in flight."
+
+logger = logging.getLogger("card_checkout.sandbox")
 
 
 def _fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256(_CANONICAL.encode(params).encode()).hexdigest()
+
+
+class _StoreFailures:
+    """`with unknown_if_the_store_fails():` (a class: a generator-based context manager
+    costs several times as much, on every charge)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> Literal[False]:
+        # The SQL store reports its database's failures as `GatewayUnavailable` itself; a
+        # store's connection failing is one too. Anything else is a bug, and propagates.
+        if isinstance(error, OSError):
+            failed = type(error).__name__
+            raise GatewayUnavailable(f"sandbox: its store failed ({failed})") from error
+        return False
+
+
+_STORE_FAILURES: Final = _StoreFailures()
+
+
+def unknown_if_the_store_fails() -> _StoreFailures:
+    """The sandbox's own storage failing is, to its caller, a gateway that did not answer."""
+    return _STORE_FAILURES
+
+
+@attrs.frozen
+class Created:
+    """What an idempotent request did: its answer, the documents stored with it (in the
+    same transaction), and what to do once they are stored."""
+
+    answer: Document
+    documents: Writes = ()
+    then: Callable[[], object] | None = None
 
 
 class SandboxDocuments:
@@ -38,6 +81,9 @@ class SandboxDocuments:
     clock: Clock
     ids: IdGenerator
     store: SandboxStore
+    # How long a request holds its idempotency key without answering before a retry may run
+    # it again (its documents and its answer are stored together, so it stored nothing).
+    idempotency_lease: timedelta
 
     async def _customer_doc(self, gateway_customer_id: str) -> Document:
         customer = await self.store.get("customer", gateway_customer_id)
@@ -79,7 +125,7 @@ class SandboxDocuments:
         await self.store.put("customer", gateway_customer_id, customer)
         return pm
 
-    async def _new_intent(
+    def _intent_document(
         self,
         amount: Money,
         gateway_customer_id: str,
@@ -87,7 +133,7 @@ class SandboxDocuments:
         failure: GatewayFailure | None,
         metadata: dict[str, str],
     ) -> Document:
-        intent: Document = {
+        return {
             "id": self.ids.new_id("pi"),
             "amount": amount.to_minor_units(),
             "currency": amount.currency.code,
@@ -100,8 +146,6 @@ class SandboxDocuments:
             "amount_refunded": 0,
             "metadata": metadata,
         }
-        await self.store.put("payment_intent", intent["id"], intent)
-        return intent
 
     async def _intent_result(self, intent_id: str) -> ChargeResult:
         intent = await self.store.get("payment_intent", intent_id)
@@ -120,37 +164,81 @@ class SandboxDocuments:
     # Idempotency ---------------------------------------------------------------------
 
     async def _idempotent(
-        self, key: str, params: dict[str, Any], create: Callable[[], Awaitable[Document]]
+        self, key: str, params: dict[str, Any], create: Callable[[], Awaitable[Created]]
     ) -> Document:
-        """Run `create` once per key; later calls with the key get its answer back."""
+        """Run `create` once per key; later calls with the key get its answer back.
+
+        Like Stripe: what a request creates and the answer kept under its key are stored in
+        one transaction, so a key without an answer means a request that created nothing.
+        Such a key is in flight while its lease lasts; after, a retry runs the request again.
+        """
         fingerprint = _fingerprint(params)
-        claimed = await self.store.insert(
-            "idempotency_key", key, {"fingerprint": fingerprint, "answer": None}
-        )
-        if not claimed:
-            existing = await self.store.get("idempotency_key", key)
-            assert existing is not None
-            if existing["fingerprint"] != fingerprint:
-                raise GatewayError(
-                    "Keys for idempotent requests can only be used with the same parameters.",
-                    stripe_error_code="idempotency_error",
-                )
-            if existing["answer"] is None:
-                raise GatewayUnavailable("A request with this idempotency key is in flight.")
-            if "error" in existing["answer"]:
-                raise GatewayError(existing["answer"]["error"])
-            return dict(existing["answer"])
+        claim: Document = {
+            "fingerprint": fingerprint,
+            "answer": None,
+            "claim": secrets.token_hex(8),
+            "expires_at": (self.clock.now() + self.idempotency_lease).timestamp(),
+        }
+        held = Expected(KEYS, key, "claim", claim["claim"])
+        with unknown_if_the_store_fails():
+            if not await self.store.insert(KEYS, key, claim):
+                existing = await self.store.get(KEYS, key)
+                answer = _replayed(existing, fingerprint)
+                if answer is not None:
+                    return answer
+                assert existing is not None
+                if not await self._took_over(key, existing, claim):
+                    raise GatewayUnavailable(IN_FLIGHT)
         try:
-            answer = await create()
+            with unknown_if_the_store_fails():
+                created = await create()
         except GatewayError as error:
-            answer = {"error": error.message}
-            await self.store.put(
-                "idempotency_key", key, {"fingerprint": fingerprint, "answer": answer}
-            )
+            refused = {"fingerprint": fingerprint, "answer": {"error": error.message}}
+            await self._keep_or_release(key, refused, held)
             raise
         except BaseException:
-            # Nothing was created: free the key so that a retry may do the work.
-            await self.store.delete("idempotency_key", key)
+            # Nothing was stored: expire the claim, so that a retry may do the work now.
+            released = {**claim, "expires_at": self.clock.now().timestamp()}
+            await self._keep_or_release(key, released, held)
             raise
-        await self.store.put("idempotency_key", key, {"fingerprint": fingerprint, "answer": answer})
-        return answer
+        answered = {"fingerprint": fingerprint, "answer": created.answer}
+        writes = [*created.documents, (KEYS, key, answered)]
+        with unknown_if_the_store_fails():
+            stored = await self.store.put_all(writes, expected=held)
+        if not stored:
+            # This request outlived its lease and a retry took the key: it stored nothing.
+            raise GatewayUnavailable(IN_FLIGHT)
+        if created.then is not None:
+            created.then()
+        return created.answer
+
+    async def _took_over(self, key: str, existing: Document, claim: Document) -> bool:
+        """Claim a key whose request died before answering (its lease is over)."""
+        expires_at = existing.get("expires_at")
+        if expires_at is None or self.clock.now().timestamp() < expires_at:
+            return False  # in flight; or kept by an earlier sandbox, which gave no lease
+        stale = Expected(KEYS, key, "claim", existing["claim"])
+        return await self.store.put_all([(KEYS, key, claim)], expected=stale)
+
+    async def _keep_or_release(self, key: str, document: Document, held: Expected) -> None:
+        """Store a refusal as the key's answer, or release the key; if the store fails, the
+        key is released anyway when its lease ends."""
+        try:
+            await self.store.put_all([(KEYS, key, document)], expected=held)
+        except Exception:
+            logger.warning("sandbox: idempotency key %s was left claimed", key, exc_info=True)
+
+
+def _replayed(existing: Document | None, fingerprint: str) -> Document | None:
+    """The answer kept under a key (a refusal raised again); None while it has none."""
+    if existing is None:
+        raise GatewayUnavailable(IN_FLIGHT)  # its request just released it
+    if existing["fingerprint"] != fingerprint:
+        raise GatewayError(
+            "Keys for idempotent requests can only be used with the same parameters.",
+            stripe_error_code="idempotency_error",
+        )
+    answer: Document | None = existing["answer"]
+    if answer is not None and "error" in answer:
+        raise GatewayError(answer["error"])
+    return answer

@@ -2,9 +2,10 @@
 
 It keeps Stripe-shaped documents in a `SandboxStore` (so, on SQL, they survive a restart),
 honours idempotency keys like Stripe (a repeated key returns the first answer, a key reused
-with other parameters is refused), knows the test cards of the contract, and can be told to
-inject faults. Card numbers are only ever matched against the test-card table: the sandbox
-stores a token, the brand and the last four digits, never the number.
+with other parameters is refused; a charge and its key's answer are stored together), knows the
+test cards of the contract, and can be told to inject faults. Card numbers are only ever
+matched against the test-card table: the sandbox stores a token, the brand and the last four
+digits, never the number.
 
 Here: customers, cards, charges and refunds. The hosted pages are in `checkout`, the documents
 and idempotency keys in `documents`, the test cards in `cards`.
@@ -15,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 
 import attrs
 
 from adapters.sandbox.cards import BY_TOKEN
 from adapters.sandbox.checkout import EventSink, HostedCheckout
+from adapters.sandbox.documents import Created, unknown_if_the_store_fails
 from adapters.sandbox.faults import SandboxFaults
 from adapters.sandbox.store import Document, InMemorySandboxStore, SandboxStore
 from core.errors import GatewayError
@@ -27,12 +30,14 @@ from core.gateway import (
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
+    CustomerRequest,
     GatewayCustomer,
     GatewayEvent,
     GatewayEventType,
     GatewayFailure,
     GatewayPaymentMethod,
     GatewayRefund,
+    GatewayUnavailable,
     RefundOutcome,
     RefundRequest,
 )
@@ -53,35 +58,32 @@ class SandboxPaymentGateway(HostedCheckout):
     # Also announce each charge (payment_intent.succeeded / .payment_failed) a moment later,
     # as Stripe's webhooks do: a charge whose answer was lost is then settled by its event.
     emit_charge_events: bool = False
+    idempotency_lease: timedelta = timedelta(seconds=10)
     _announcing: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
 
     # Customers and cards -------------------------------------------------------------------
 
-    async def create_customer(
-        self,
-        *,
-        customer_id: str,
-        environment_id: str,
-        name: str | None,
-        email: str | None,
-        idempotency_key: str,
-    ) -> str:
-        async def create() -> Document:
+    async def create_customer(self, request: CustomerRequest) -> str:
+        async def create() -> Created:
             customer: Document = {
                 "id": self.ids.new_id("cus"),
-                "name": name,
-                "email": email,
-                "metadata": {"customer_id": customer_id, "environment_id": environment_id},
+                "name": request.name,
+                "email": request.email,
+                "metadata": dict(request.metadata),
                 "default_payment_method": None,
                 "payment_methods": [],
                 "deleted": False,
             }
-            await self.store.put("customer", customer["id"], customer)
-            return {"customer": customer["id"]}
+            return Created({"customer": customer["id"]}, [("customer", customer["id"], customer)])
 
         await self.faults.before("create_customer")
-        params = {"op": "customer", "customer_id": customer_id, "name": name, "email": email}
-        answer = await self._idempotent(idempotency_key, params, create)
+        params = {
+            "op": "customer",
+            "name": request.name,
+            "email": request.email,
+            "metadata": dict(request.metadata),
+        }
+        answer = await self._idempotent(request.idempotency_key, params, create)
         return str(answer["customer"])
 
     async def delete_customer(self, gateway_customer_id: str) -> None:
@@ -131,7 +133,11 @@ class SandboxPaymentGateway(HostedCheckout):
     # Charges -------------------------------------------------------------------------
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
-        fault = await self.faults.before("charge")
+        return await self._charge(request, "charge")
+
+    async def _charge(self, request: ChargeRequest, operation: str) -> ChargeResult:
+        """Create (or, with the same key, replay) the charge; faults of `operation` apply."""
+        fault = await self.faults.before(operation)
         params = {
             "op": "payment_intent",
             "amount": request.amount.to_minor_units(),
@@ -144,17 +150,41 @@ class SandboxPaymentGateway(HostedCheckout):
         answer = await self._idempotent(
             request.idempotency_key, params, lambda: self._confirm_off_session(request)
         )
-        self.faults.after(fault, "charge")
-        return await self._intent_result(str(answer["payment_intent"]))
+        self.faults.after(fault, operation)
+        with unknown_if_the_store_fails():
+            return await self._intent_result(str(answer["payment_intent"]))
 
     async def find_charge(self, request: ChargeRequest, intent_id: str | None) -> ChargeResult:
         if intent_id is not None:
             await self.faults.before("find_charge")
             return await self._intent_result(intent_id)
         # Like Stripe: replaying the create with its idempotency key returns the first answer.
-        return await self.charge(request)
+        try:
+            return await self._charge(request, "find_charge")
+        except GatewayUnavailable:
+            # In flight, or no answer: look for the charge by the payment's id, as Stripe's
+            # search does. Finding none says nothing: the first request may still charge.
+            found = await self._search_charge(request.metadata.get("payment_id"))
+            if found is None:
+                raise
+            return found
 
-    async def _confirm_off_session(self, request: ChargeRequest) -> Document:
+    async def _search_charge(self, payment_id: str | None) -> ChargeResult | None:
+        if payment_id is None:
+            return None
+        with unknown_if_the_store_fails():
+            intents = [
+                intent
+                for intent in await self.store.all("payment_intent")
+                if intent["metadata"].get("payment_id") == payment_id
+            ]
+            if not intents:
+                return None
+            # A succeeded one first, then the newest (ids are ULIDs: they sort by time).
+            best = max(intents, key=lambda intent: (intent["status"] == "succeeded", intent["id"]))
+            return await self._intent_result(best["id"])
+
+    async def _confirm_off_session(self, request: ChargeRequest) -> Created:
         customer = await self._customer_doc(request.gateway_customer_id)
         pm = await self.store.get("payment_method", request.payment_method_id)
         failure: GatewayFailure | None
@@ -166,13 +196,19 @@ class SandboxPaymentGateway(HostedCheckout):
             )
         else:
             failure = BY_TOKEN[pm["token"]].failure()
-        intent = await self._new_intent(request.amount, request.gateway_customer_id,
-                                        pm, failure, dict(request.metadata))  # fmt: skip
+        intent = self._intent_document(request.amount, request.gateway_customer_id,
+                                       pm, failure, dict(request.metadata))  # fmt: skip
+        return Created(
+            {"payment_intent": intent["id"]},
+            [("payment_intent", intent["id"], intent)],
+            then=lambda: self._announce_later(str(intent["id"])),
+        )
+
+    def _announce_later(self, intent_id: str) -> None:
         if self.emit_charge_events:
-            task = asyncio.create_task(self._announce_charge(str(intent["id"])))
+            task = asyncio.create_task(self._announce_charge(intent_id))
             self._announcing.add(task)
             task.add_done_callback(self._announcing.discard)
-        return {"payment_intent": intent["id"]}
 
     async def _announce_charge(self, intent_id: str) -> None:
         await asyncio.sleep(0)  # after the caller's answer, like a webhook
@@ -227,7 +263,7 @@ class SandboxPaymentGateway(HostedCheckout):
             "amount": request.amount.to_minor_units(),
         }
 
-        async def create() -> Document:
+        async def create() -> Created:
             intent = await self.store.get("payment_intent", request.intent_id)
             if intent is None or intent["status"] != "succeeded":
                 raise GatewayError(f"No succeeded charge {request.intent_id} to refund.")
@@ -245,9 +281,10 @@ class SandboxPaymentGateway(HostedCheckout):
                 "status": "succeeded",
                 "metadata": dict(request.metadata),
             }
-            await self.store.put("payment_intent", intent["id"], intent)
-            await self.store.put("refund", refund["id"], refund)
-            return {"refund": refund["id"]}
+            return Created(
+                {"refund": refund["id"]},
+                [("payment_intent", intent["id"], intent), ("refund", refund["id"], refund)],
+            )
 
         answer = await self._idempotent(request.idempotency_key, params, create)
         self.faults.after(fault, "refund")

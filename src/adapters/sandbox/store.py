@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import marshal
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import attrs
 
 Document = dict[str, Any]
+# Documents to store together: (kind, key, document).
+Writes = Sequence[tuple[str, str, Document]]
+
+
+@attrs.frozen
+class Expected:
+    """What a write expects to find: the document at (`kind`, `key`) has `field` == `value`."""
+
+    kind: str
+    key: str
+    field: str
+    value: str
+
+    def holds(self, document: Document | None) -> bool:
+        return document is not None and document.get(self.field) == self.value
 
 
 class SandboxStore(Protocol):
@@ -15,6 +31,10 @@ class SandboxStore(Protocol):
     async def put(self, kind: str, key: str, document: Document) -> None: ...
     async def insert(self, kind: str, key: str, document: Document) -> bool:
         """Store a new document; False (and no change) when the key is taken."""
+
+    async def put_all(self, documents: Writes, *, expected: Expected | None = None) -> bool:
+        """Store the documents in one transaction, only if `expected` holds (else change
+        nothing and return False): how a charge and its idempotency answer are kept."""
 
     async def delete(self, kind: str, key: str) -> None: ...
     async def all(self, kind: str) -> list[Document]: ...
@@ -41,6 +61,16 @@ class InMemorySandboxStore:
         if (kind, key) in self.documents:
             return False
         self.documents[(kind, key)] = marshal.dumps(document)
+        return True
+
+    async def put_all(self, documents: Writes, *, expected: Expected | None = None) -> bool:
+        # No await in here: nothing runs between the check and the writes.
+        if expected is not None:
+            found = self.documents.get((expected.kind, expected.key))
+            if not expected.holds(_load(found) if found is not None else None):
+                return False
+        serialized = [((kind, key), marshal.dumps(document)) for kind, key, document in documents]
+        self.documents.update(serialized)
         return True
 
     async def delete(self, kind: str, key: str) -> None:

@@ -36,12 +36,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement, Executable
 
+from adapters.sql import errors
 from adapters.sql import sqlalchemy_internals as internals
 from adapters.sql.binder import Binder, rows_written
 from adapters.sql.executor import Result
+from adapters.sql.liveness import PROTOCOL_BROKEN, SERVER_CLOSED, closed_by_server
 from adapters.sql.rows import Row
 from adapters.sql.staging import StagedWrites, Write, one_statement_each
-from core.errors import CheckoutError
+from core.errors import CheckoutError, ServiceUnavailable
 
 
 class AsyncpgExecutor:
@@ -54,6 +56,10 @@ class AsyncpgExecutor:
         self.binder = Binder(engine.dialect)
 
     async def connect(self, *, transaction: bool) -> AsyncpgConnection:
+        with errors.connecting():
+            return await self._connect(transaction=transaction)
+
+    async def _connect(self, *, transaction: bool) -> AsyncpgConnection:
         # Straight from the pool: no SQLAlchemy Connection.
         raw = await self.engine.raw_connection()
         while raw.driver_connection is None or raw.driver_connection.is_closed():
@@ -114,13 +120,17 @@ class AsyncpgConnection:
         raw, driver = self.raw, self.driver
         transaction, self.transaction = self.transaction, None
         try:
-            if transaction is not None and not driver.is_closed():
+            # One the server ended has nothing to roll back (asyncpg would refuse it).
+            if transaction is not None and not closed_by_server(driver):
                 await transaction.rollback()
-        except BaseException:
+        except BaseException as error:
             await internals.greenlet_spawn(raw.invalidate)  # never lend one out in a transaction
-            raise
+            # A connection gone took its transaction with it; the error that ended the unit
+            # (raised as this one closes) is the one to tell.
+            if not (driver.is_closed() and isinstance(error, Exception)):
+                raise
         # Invalidating gives it back too; either may close a connection, which awaits.
-        if driver.is_closed():
+        if closed_by_server(driver):
             await internals.greenlet_spawn(raw.invalidate)  # the pool must not lend it again
         else:
             await internals.greenlet_spawn(raw.close)
@@ -130,13 +140,25 @@ class AsyncpgConnection:
 def _discarded_unless_reported(driver: asyncpg.Connection) -> Iterator[None]:
     """A call that fails other than by the server's report (the connection lost, a timeout,
     a cancelled task) leaves the connection in a state unknown: it is closed here, and
-    `close` then drops it from the pool instead of lending it again."""
+    `close` then drops it from the pool instead of lending it again. One found closed
+    already was lost to the server or the network: `ServiceUnavailable`."""
     try:
-        yield
+        # A connection the server ended between statements is lost, and says so: asyncpg
+        # would refuse the statement as if another operation were using the connection.
+        if closed_by_server(driver):
+            raise asyncpg.ConnectionDoesNotExistError(SERVER_CLOSED)
+        try:
+            yield
+        except asyncpg.InternalClientError as broken:
+            # Mostly the server's FATAL read before the end of the stream came: lost too.
+            raise asyncpg.ConnectionDoesNotExistError(PROTOCOL_BROKEN) from broken
     except BaseException as error:
         reported = isinstance(error, asyncpg.PostgresError)
+        lost = not reported and driver.is_closed()  # before terminate() closes it here
         if not reported or isinstance(error, asyncpg.PostgresConnectionError):
             driver.terminate()
+        if lost and isinstance(error, Exception):
+            raise ServiceUnavailable() from error
         raise
 
 

@@ -8,8 +8,17 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from adapters.sql.liveness import watch_connections
+
 # Wait this long for SQLite's single writer instead of failing at once.
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# On PostgreSQL, a statement that runs longer than this, or waits longer for a lock, fails
+# (answered 503) instead of holding its request and its connection through a stall.
+STATEMENT_TIMEOUT_MS = 5000
+LOCK_TIMEOUT_MS = 2000
+# How long a unit of work waits for a free pooled connection, and for a new one to open.
+POOL_TIMEOUT_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def normalize_url(url: str) -> str:
@@ -20,19 +29,45 @@ def normalize_url(url: str) -> str:
     return parsed.set(drivername=driver).render_as_string(False) if driver else url
 
 
-def create_engine_from_url(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine_from_url(
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+    pool_timeout: float = POOL_TIMEOUT_SECONDS,
+) -> AsyncEngine:
+    """An engine for `url`. On PostgreSQL every connection carries the timeouts (0: none),
+    whichever executor runs on it."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_async_engine(url, echo=echo)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
     # No pre-ping: it would cost a round trip (and a transaction) per checkout; connections
-    # are recycled instead, and a dead one fails its request, which the caller may retry.
+    # are recycled instead, one the server closed while pooled is replaced at checkout (a
+    # poll of its socket), and one dead otherwise fails its request, which may be retried.
     # No overflow: under steady load overflow connections are opened and closed again and
     # again (a TLS handshake each); a fixed pool of short transactions just queues.
-    return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=0, pool_recycle=1800
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_recycle=1800,
+        pool_timeout=pool_timeout,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_SECONDS,
+            # Sent with the startup message: no round trip of its own.
+            "server_settings": {
+                "statement_timeout": str(statement_timeout_ms),
+                "lock_timeout": str(lock_timeout_ms),
+            },
+        },
     )
+    watch_connections(engine)
+    return engine
 
 
 def _configure_sqlite(connection: Any, _: Any) -> None:

@@ -127,7 +127,8 @@ class SqlSession:
 
     async def close(self) -> None:
         """Give the connection back, its transaction rolled back if still open."""
-        self.staged = StagedWrites()
+        if self.staged:
+            self.staged = StagedWrites()
         connection, self.connection = self.connection, None
         if connection is not None:
             await connection.close()

@@ -42,6 +42,8 @@ def idempotency_values(record: IdempotencyRecord) -> dict[str, Any]:
         "created_at": record.created_at,
         "expires_at": record.expires_at,
         "version": record.version,
+        "resource_id": record.resource_id,
+        "lease_expires_at": record.lease_expires_at,
     }
 
 
@@ -66,4 +68,6 @@ def idempotency_from(row: Mapping[str, Any]) -> IdempotencyRecord:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         version=row["version"],
+        resource_id=row["resource_id"],
+        lease_expires_at=row["lease_expires_at"],
     )

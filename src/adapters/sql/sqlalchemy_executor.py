@@ -11,6 +11,8 @@ from typing import Any, cast
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
+from adapters.sql import errors
+from adapters.sql import sqlalchemy_internals as internals
 from adapters.sql.executor import Result
 from adapters.sql.rows import Row
 from adapters.sql.staging import StagedWrites, Write, one_statement_each
@@ -22,15 +24,18 @@ class SqlAlchemyExecutor:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        internals.skip_idle_rollbacks(engine.dialect)
 
     async def connect(self, *, transaction: bool) -> SqlAlchemyConnection:
-        connection = await self.engine.connect()
+        with errors.connecting():
+            connection = await self.engine.connect()
         try:
             # Read-only: SQLAlchemy begins on the first statement and rolls back at close.
             # Switching to AUTOCOMMIT instead costs a driver call each way, which on aiosqlite
             # is a hop to its thread and back: more than the BEGIN it saves.
             if transaction:
-                await connection.begin()
+                with errors.connecting():
+                    await connection.begin()
         except BaseException:
             await connection.close()
             raise
@@ -53,7 +58,6 @@ class SqlAlchemyConnection:
         await self.connection.commit()
 
     async def close(self) -> None:
-        try:
-            await self.connection.rollback()
-        finally:
-            await self.connection.close()
+        # Closing rolls back a transaction still open, and the pool then skips its own
+        # rollback on return: one hop to aiosqlite's thread, where rolling back first made two.
+        await self.connection.close()

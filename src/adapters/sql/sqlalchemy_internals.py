@@ -63,6 +63,26 @@ def statement_key(statement: ClauseElement) -> StatementKey | None:
     return None if found is None else StatementKey(found.key, found)
 
 
+def skip_idle_rollbacks(dialect: Dialect) -> None:
+    """On aiosqlite, skip a rollback where SQLite has no transaction open: pysqlite would
+    skip it too, but only after a hop to aiosqlite's thread and back. The pool rolls back
+    every connection given back, after a commit too, and a unit that only read has none open
+    (pysqlite begins one at the first write). `in_transaction` is read here without a hop.
+    Replaces the dialect's `do_rollback`, once."""
+    if dialect.driver != "aiosqlite" or getattr(dialect, "_skips_idle_rollbacks", False):
+        return
+    rollback = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        driver = dbapi_connection.driver_connection  # the aiosqlite.Connection
+        if driver is not None and driver._connection is not None and not driver.in_transaction:
+            return
+        rollback(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+    dialect._skips_idle_rollbacks = True  # type: ignore[attr-defined]
+
+
 def locks_rows(statement: Any) -> bool:
     """A SELECT ... FOR UPDATE (or SHARE)."""
     return getattr(statement, "_for_update_arg", None) is not None

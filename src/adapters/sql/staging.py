@@ -7,6 +7,7 @@ in one transaction costs one INSERT, and a table's new rows go in one statement.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -37,7 +38,7 @@ class PendingUpdate:
     stale: CheckoutError | None = None  # what finding the row moved means (None: ConcurrentUpdate)
 
 
-@attrs.frozen
+@attrs.define  # not frozen: one is built per statement, and a frozen init costs ten times more
 class Write:
     """One statement that sends staged writes, and what its failures mean."""
 
@@ -110,6 +111,8 @@ class StagedWrites:
 
     def inserts_in_order(self) -> list[tuple[Table, PendingInsert]]:
         """Tables in the order first staged, each after the staged tables it refers to."""
+        if len(self.inserts) == 1:
+            return list(self.inserts.items())
         ordered: dict[Table, PendingInsert] = {}
         for table in self.inserts:
             _place(table, self.inserts, ordered, frozenset())
@@ -128,10 +131,17 @@ def _place(
     that only the garbage collector frees, one per transaction."""
     if table in ordered or table in path:
         return
-    for foreign_key in table.foreign_key_constraints:
-        if foreign_key.referred_table in staged:
-            _place(foreign_key.referred_table, staged, ordered, path | {table})
+    for referred in _referred_tables(table):
+        if referred in staged:
+            _place(referred, staged, ordered, path | {table})
     ordered[table] = staged[table]
+
+
+@functools.cache
+def _referred_tables(table: Table) -> tuple[Table, ...]:
+    """The tables `table`'s foreign keys refer to (SQLAlchemy builds that set anew on
+    every call)."""
+    return tuple(foreign_key.referred_table for foreign_key in table.foreign_key_constraints)
 
 
 def one_statement_each(writes: StagedWrites) -> list[Write]:

@@ -52,6 +52,7 @@ class TableStatements:
     def __init__(self, table: Table, *keys: str) -> None:
         self.table = table
         self.keys = keys
+        self.match_names = tuple(f"match_{k}" for k in keys)
         self.insert = INSERT[table]
         self.get = select(table).where(*(table.c[k] == bindparam(f"match_{k}") for k in keys))
         self.get_for_update = self.get.with_for_update()
@@ -69,16 +70,17 @@ class TableStatements:
 
     def key(self, *values: str) -> dict[str, str]:
         """Parameters that match one row by its key."""
-        return {f"match_{k}": v for k, v in zip(self.keys, values, strict=True)}
+        return dict(zip(self.match_names, values, strict=True))
 
     def row_key(self, values: dict[str, Any]) -> tuple[Any, ...]:
         """A row's key, from its values."""
-        return tuple(values[k] for k in self.keys)
+        return tuple(map(values.__getitem__, self.keys))
 
     def versioned(self, values: dict[str, Any], read_version: int) -> dict[str, Any]:
         """UPDATE parameters: the new values, for the row still at the version it was read at."""
-        params = {column: value for column, value in values.items() if column not in self.keys}
-        params.update({f"match_{k}": values[k] for k in self.keys})
+        params = dict(values)  # copied whole (in C), its key columns then renamed
+        for column, name in zip(self.keys, self.match_names, strict=True):
+            params[name] = params.pop(column)
         params["match_version"] = read_version
         return params
 
@@ -116,6 +118,18 @@ LIVE_PAYMENT = select(tables.payments).where(
 )
 REFUNDS = TableStatements(tables.refunds, "environment_id", "id")
 IDEMPOTENCY = TableStatements(tables.idempotency_records, "environment_id", "key")
+_KEYS = tables.idempotency_records.c
+# A claim's lease extended where it is still in progress at the version claimed.
+IDEMPOTENCY_RENEW = (
+    update(tables.idempotency_records)
+    .where(IDEMPOTENCY.at_version(), _KEYS.state == "in_progress")
+    .values(lease_expires_at=bindparam("until"))
+)
+IDEMPOTENCY_IN_PROGRESS_FOR = select(tables.idempotency_records).where(
+    _KEYS.environment_id == bindparam("environment_id"),
+    _KEYS.resource_id == bindparam("resource_id"),
+    _KEYS.state == "in_progress",
+)
 GATEWAY_EVENT_SEEN = select(tables.gateway_events.c.id).where(
     tables.gateway_events.c.id == bindparam("event_id")
 )

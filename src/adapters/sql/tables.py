@@ -249,8 +249,12 @@ idempotency_records = Table(
     Column("created_at", _when(), nullable=False),
     Column("expires_at", _when(), nullable=False),
     Column("version", Integer, nullable=False),
+    # What the request recorded, and (in progress) until when it holds the key.
+    Column("resource_id", String(64)),
+    Column("lease_expires_at", _when()),
     PrimaryKeyConstraint("environment_id", "key"),
     Index(None, "expires_at"),
+    Index(None, "environment_id", "resource_id"),
 )
 
 outbox = Table(

@@ -59,6 +59,9 @@ async def translated(call: Awaitable[T], *, charging: bool) -> T:
             raise GatewayUnavailable(str(error)) from None
         raise GatewayError(str(error), stripe_error_code="idempotency_error") from None
     except stripe.APIError as error:
+        if error.http_status == 409:
+            # Stripe's idempotency_key_in_use: another request with the key is still running.
+            raise GatewayUnavailable(str(error)) from None
         if error.http_status is not None and error.http_status < 500:
             # A refusal whose body was not Stripe's JSON (some compatible servers).
             raise GatewayError(str(error), stripe_error_code=error.code) from None

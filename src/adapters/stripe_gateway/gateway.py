@@ -10,6 +10,7 @@ Here: the calls. Stripe's objects are read in `objects`, its errors translated i
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
@@ -26,6 +27,7 @@ from core.gateway import (
     CheckoutMode,
     CheckoutSession,
     CheckoutSessionRequest,
+    CustomerRequest,
     GatewayCustomer,
     GatewayFailure,
     GatewayPaymentMethod,
@@ -36,6 +38,8 @@ from core.gateway import (
 )
 
 T = TypeVar("T")
+
+logger = logging.getLogger("card_checkout.stripe")
 
 # The API version this adapter was written and tested against; Stripe answers in it.
 STRIPE_API_VERSION: Final = "2026-10-28.endive"
@@ -80,26 +84,16 @@ class StripePaymentGateway:
 
     # Customers and cards -------------------------------------------------------------
 
-    async def create_customer(
-        self,
-        *,
-        customer_id: str,
-        environment_id: str,
-        name: str | None,
-        email: str | None,
-        idempotency_key: str,
-    ) -> str:
-        params: dict[str, Any] = {
-            "metadata": {"customer_id": customer_id, "environment_id": environment_id}
-        }
-        if name:
-            params["name"] = name
-        if email:
-            params["email"] = email
+    async def create_customer(self, request: CustomerRequest) -> str:
+        params: dict[str, Any] = {"metadata": dict(request.metadata)}
+        if request.name:
+            params["name"] = request.name
+        if request.email:
+            params["email"] = request.email
         customer = await self._call(
             lambda: self.client.v1.customers.create_async(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": idempotency_key},
+                options={"idempotency_key": request.idempotency_key},
             )
         )
         return str(customer.id)
@@ -200,13 +194,46 @@ class StripePaymentGateway:
     async def find_charge(self, request: ChargeRequest, intent_id: str | None) -> ChargeResult:
         if intent_id is None:
             # Replaying the create with its key returns the first answer (within 24 hours).
-            return await self.charge(request)
+            try:
+                return await self.charge(request)
+            except GatewayUnavailable:
+                # In flight (409), or no answer: look for the charge by the payment's id.
+                found = await self._search_charge(request.metadata.get("payment_id"))
+                if found is None:
+                    raise
+                return found
         intent = await self._call(
             lambda: self.client.v1.payment_intents.retrieve_async(
                 intent_id, params={"expand": ["payment_method"]}
             )
         )
         return self.intent_result(intent)
+
+    async def _search_charge(self, payment_id: str | None) -> ChargeResult | None:
+        """The charge made for a payment, found by its metadata; None when none is known.
+
+        Stripe's search is eventually consistent (a new charge shows within a minute, an
+        hour at worst), so finding none says nothing about whether the payment was charged.
+        """
+        if payment_id is None:
+            return None
+        try:
+            found = await self._call(
+                lambda: self.client.v1.payment_intents.search_async(
+                    params={
+                        "query": metadata_query("payment_id", payment_id),
+                        "expand": ["data.payment_method"],
+                    }
+                )
+            )
+        except (GatewayError, GatewayUnavailable) as error:
+            # Search is not offered everywhere (some accounts, Stripe-compatible servers).
+            logger.warning("stripe: searching the charge of %s failed: %s", payment_id, error)
+            return None
+        settled = [intent for intent in found.data if objects.settled(intent)]
+        if not settled:
+            return None
+        return self.intent_result(max(settled, key=objects.charge_rank))
 
     # Refunds -------------------------------------------------------------------------
 
@@ -300,3 +327,9 @@ class StripePaymentGateway:
                     raise GatewayUnavailable(str(limited)) from None
                 await asyncio.sleep(pause)
         raise AssertionError("unreachable")
+
+
+def metadata_query(key: str, value: str) -> str:
+    """A search query (Stripe's search query language) for one metadata value."""
+    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"metadata['{key}']:'{quoted}'"

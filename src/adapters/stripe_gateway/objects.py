@@ -94,6 +94,25 @@ def intent_result(intent: Any) -> ChargeResult:
     return ChargeResult(status=ChargeStatus.FAILED, failure=failure, **found)
 
 
+# What an intent's status says on its own; the rest may be a charge still under way.
+_SETTLED_STATUSES: Final = frozenset({"succeeded", "processing", "requires_action", "canceled"})
+
+
+def settled(intent: Any) -> bool:
+    """Whether an intent (found by a search, not returned by its request) is an answer: a
+    charge confirmed off-session is only briefly in another status, without an error."""
+    status = field(intent, "status")
+    if status == "requires_payment_method":
+        return field(intent, "last_payment_error") is not None
+    return status in _SETTLED_STATUSES
+
+
+def charge_rank(intent: Any) -> tuple[bool, bool, int]:
+    """The order in which a payment's intents answer for it: succeeded, processing, newest."""
+    status = field(intent, "status")
+    return status == "succeeded", status == "processing", int(field(intent, "created") or 0)
+
+
 def session_from(session: Any) -> CheckoutSession:
     """A Checkout Session (an SDK object or a webhook's plain dict) as the core sees it."""
     session = plain(session)

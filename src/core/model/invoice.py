@@ -14,6 +14,7 @@ from core.errors import (
     InvoiceAlreadyPaid,
     InvoiceNotFinalized,
     InvoiceVoided,
+    require_status,
 )
 from core.money import Currency, Money
 
@@ -116,13 +117,12 @@ class Invoice:
             raise InvoiceAlreadyPaid(invoice_id=self.id)
 
     def finalize(self, at: datetime) -> Invoice:
-        if self.status is not InvoiceStatus.DRAFT:
-            raise InvalidStateTransition(
-                f"Only a DRAFT invoice can be finalized; this one is {self.status.value}.",
-                invoice_id=self.id,
-                expected=InvoiceStatus.DRAFT.value,
-                actual=self.status.value,
-            )
+        require_status(
+            self.status,
+            InvoiceStatus.DRAFT,
+            "Only a DRAFT invoice can be finalized",
+            invoice_id=self.id,
+        )
         return self._changed(at, status=InvoiceStatus.FINALIZED, finalized_at=at)
 
     def void(self, at: datetime) -> Invoice:

@@ -66,7 +66,11 @@ class Actor(StrEnum):
 
 @attrs.frozen
 class Failure:
-    """Why a payment or refund failed, as the caller and the gateway said it."""
+    """Why a payment or refund failed, as the caller and the gateway said it.
+
+    `code` is one of the core's error codes (e.g. `card_declined`); the gateway's own words
+    are in `gateway_code` and `decline_code`.
+    """
 
     code: str
     message: str
@@ -188,17 +192,7 @@ class Payment:
     ) -> tuple[Payment, PaymentEvent]:
         """A new `initiated` payment and the event that records its creation."""
         payment = cls(status=PaymentStatus.INITIATED, created_at=at, updated_at=at, **fields)
-        event = PaymentEvent(
-            payment_id=payment.id,
-            environment_id=payment.environment_id,
-            sequence=payment.version,
-            from_status=None,
-            to_status=PaymentStatus.INITIATED,
-            reason="payment created",
-            actor=actor,
-            occurred_at=at,
-        )
-        return payment, event
+        return payment, payment._arrival(None, "payment created", actor, at)
 
     def transition(
         self,
@@ -234,17 +228,22 @@ class Payment:
         if refund_reserved is not None:
             changes["refund_reserved"] = refund_reserved
         moved = self._changed(at, status=target, **changes)
-        event = PaymentEvent(
+        return moved, moved._arrival(self.status, reason, actor, at)
+
+    def _arrival(
+        self, from_status: PaymentStatus | None, reason: str, actor: Actor, at: datetime
+    ) -> PaymentEvent:
+        """The event that records this version's arrival at its status."""
+        return PaymentEvent(
             payment_id=self.id,
             environment_id=self.environment_id,
-            sequence=moved.version,
-            from_status=self.status,
-            to_status=target,
+            sequence=self.version,
+            from_status=from_status,
+            to_status=self.status,
             reason=reason,
             actor=actor,
             occurred_at=at,
         )
-        return moved, event
 
     def with_details(self, details: ChargeDetails, at: datetime) -> Payment:
         """The same status, with what the gateway told of its charge (itself if nothing new)."""

@@ -3,7 +3,14 @@ transaction open, then record its answer."""
 
 from __future__ import annotations
 
-from core.errors import NoDefaultPaymentMethod, PaymentFailed, PaymentMethodNotFound
+from typing import TypeVar
+
+from core.errors import (
+    NoDefaultPaymentMethod,
+    PaymentFailed,
+    PaymentMethodNotFound,
+    ServiceUnavailable,
+)
 from core.gateway import (
     ChargeRequest,
     CheckoutMode,
@@ -32,6 +39,8 @@ from core.usecases.recording import (
     outcome,
     settle,
 )
+
+T = TypeVar("T")
 
 
 async def select_card(
@@ -100,7 +109,8 @@ async def charge_recorded(
     if payment.method_type is PaymentMethodType.PAYMENT_LINK:
         answer = await open_payment_link(deps, payment, customer)
     else:
-        answer = await gateway_answer(deps.gateway.charge(charge_request(payment, customer)))
+        charging = deps.gateway.charge(charge_request(payment, customer))
+        answer = await gateway_answer(charging)
     if answer is None and not idempotency.keyed:
         return payment
 
@@ -114,13 +124,18 @@ async def charge_recorded(
         await uow.commit()
         return current
 
-    return outcome(await optimistic(deps, (payment, invoice), record))
+    try:
+        recorded = await optimistic(deps, (payment, invoice), record)
+    except ServiceUnavailable:
+        # The payment is recorded as `processing`: that is the answer the caller can still
+        # get, with its id; reconciliation (or the gateway's event) settles it.
+        return payment
+    return outcome(recorded)
 
 
 async def open_payment_link(deps: Deps, payment: Payment, customer: Customer) -> GatewayAnswer:
-    return await gateway_answer(
-        deps.gateway.create_checkout_session(checkout_request(payment, customer))
-    )
+    opening = deps.gateway.create_checkout_session(checkout_request(payment, customer))
+    return await gateway_answer(opening)
 
 
 def charge_request(payment: Payment, customer: Customer) -> ChargeRequest:

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from core.commands import CreateCustomer, SetupCard
 from core.errors import CustomerAlreadyExists
-from core.gateway import CheckoutMode, CheckoutSession, CheckoutSessionRequest, GatewayPaymentMethod
+from core.gateway import (
+    CheckoutMode,
+    CheckoutSession,
+    CheckoutSessionRequest,
+    CustomerRequest,
+    GatewayPaymentMethod,
+)
 from core.model import Customer
 from core.ports import CustomerQuery, Page, UnitOfWork
 from core.usecases.common import Deps, customer_of, gateway_call, gateway_customer_id
@@ -27,11 +33,12 @@ async def create_customer(
         if gateway_id is None:
             gateway_id = await gateway_call(
                 deps.gateway.create_customer(
-                    customer_id=customer_id,
-                    environment_id=environment_id,
-                    name=command.name,
-                    email=command.email,
-                    idempotency_key=f"{customer_id}:customer",
+                    CustomerRequest(
+                        idempotency_key=f"{customer_id}:customer",
+                        name=command.name,
+                        email=command.email,
+                        metadata={"customer_id": customer_id, "environment_id": environment_id},
+                    )
                 )
             )
         else:
@@ -54,7 +61,7 @@ async def create_customer(
         return customer
 
     request = (environment_id, "create_customer", command.fingerprint)
-    return await idempotent(deps.clock, idempotency_key, request, Customer, run)
+    return await idempotent(deps, idempotency_key, request, Customer, run)
 
 
 async def _ensure_new(uow: UnitOfWork, environment_id: str, external_id: str) -> None:

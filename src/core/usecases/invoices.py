@@ -38,7 +38,7 @@ async def create_invoice(
         return invoice
 
     request = (environment_id, "create_invoice", command.fingerprint)
-    return await idempotent(deps.clock, idempotency_key, request, Invoice, run)
+    return await idempotent(deps, idempotency_key, request, Invoice, run)
 
 
 async def finalize_invoice(
@@ -100,4 +100,4 @@ async def _change(
         return await transaction(deps, apply)
 
     request = (environment_id, operation, lambda: invoice_id)
-    return await idempotent(deps.clock, idempotency_key, request, Invoice, run)
+    return await idempotent(deps, idempotency_key, request, Invoice, run)

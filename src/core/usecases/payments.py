@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.commands import CreatePayment
-from core.errors import InvalidStateTransition, InvoiceNotFound, PaymentInProgress, ValidationError
+from core.errors import InvoiceNotFound, PaymentInProgress, ValidationError, require_status
 from core.model import Invoice, Payment, PaymentEvent, PaymentMethodType, PaymentStatus
 from core.ports import Page, PaymentQuery, UnitOfWork
 from core.rules import check_payment_matches_invoice
@@ -43,7 +43,8 @@ async def create_payment(
         # Processing always writes the invoice's next version, so the first attempt may go on
         # the invoice as read above: its versioned update refuses it if it changed since.
         async def record(uow: UnitOfWork, known: Invoice | None) -> tuple[Payment, Invoice | None]:
-            await idempotency.claim(uow)
+            payment_id = deps.ids.new_id("pay")
+            await idempotency.claim(uow, about=payment_id)
             invoice = known
             if invoice is None:
                 invoice = await invoice_of(uow, environment_id, command.destination_id,
@@ -53,7 +54,7 @@ async def create_payment(
             # which holds across processes.
             payment, created = Payment.start(
                 at=deps.clock.now(),
-                id=deps.ids.new_id("pay"),
+                id=payment_id,
                 environment_id=environment_id,
                 invoice_id=invoice.id,
                 customer_id=invoice.customer_id,
@@ -87,7 +88,7 @@ async def create_payment(
         return await charge_recorded(deps, payment, customer, idempotency, processing)
 
     request = (environment_id, "create_payment", command.fingerprint)
-    return await idempotent(deps.clock, idempotency_key, request, Payment, run)
+    return await idempotent(deps, idempotency_key, request, Payment, run)
 
 
 async def process_payment(
@@ -107,7 +108,7 @@ async def process_payment(
             card = await select_card(deps, customer, payment.payment_method_id)
 
         async def record(uow: UnitOfWork, _: None) -> tuple[Payment, Invoice | None]:
-            await idempotency.claim(uow)
+            await idempotency.claim(uow, about=payment_id)
             current = await payment_of(uow, environment_id, payment_id, for_update=True)
             _ensure_initiated(current)
             invoice = await _payable_for(uow, current, for_update=True)
@@ -121,7 +122,7 @@ async def process_payment(
         return await charge_recorded(deps, current, customer, idempotency, processing)
 
     request = (environment_id, "process_payment", lambda: payment_id)
-    return await idempotent(deps.clock, idempotency_key, request, Payment, run)
+    return await idempotent(deps, idempotency_key, request, Payment, run)
 
 
 async def get_payment(deps: Deps, environment_id: str, payment_id: str) -> Payment:
@@ -143,13 +144,12 @@ async def payment_events(
 
 
 def _ensure_initiated(payment: Payment) -> None:
-    if payment.status is not PaymentStatus.INITIATED:
-        raise InvalidStateTransition(
-            f"Only an initiated payment can be processed; this one is {payment.status.value}.",
-            payment_id=payment.id,
-            expected=PaymentStatus.INITIATED.value,
-            actual=payment.status.value,
-        )
+    require_status(
+        payment.status,
+        PaymentStatus.INITIATED,
+        "Only an initiated payment can be processed",
+        payment_id=payment.id,
+    )
 
 
 async def _payable_for(uow: UnitOfWork, payment: Payment, *, for_update: bool) -> Invoice:

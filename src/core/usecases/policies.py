@@ -31,7 +31,20 @@ class WebhookPolicy:
 
 
 @attrs.frozen
+class IdempotencyPolicy:
+    """How long a request holds its Idempotency-Key without a sign of life.
+
+    A request renews its claim's lease every `renew_every` while it runs; once the lease has
+    run out (the request died), a retry answers what it recorded, or runs again."""
+
+    lease: timedelta = timedelta(seconds=30)
+    renew_every: timedelta = timedelta(seconds=10)
+
+
+@attrs.frozen
 class Policies:
-    # Past this, a payment still `processing` after reconciliation is reported for a person.
-    attention_after: timedelta = timedelta(hours=1)
+    # Past this, a card payment still `processing` after reconciliation is reported for a
+    # person: a charge's outcome is known within seconds, so minutes mean something is wrong.
+    attention_after: timedelta = timedelta(minutes=5)
     webhooks: WebhookPolicy = attrs.Factory(WebhookPolicy)
+    idempotency: IdempotencyPolicy = attrs.Factory(IdempotencyPolicy)

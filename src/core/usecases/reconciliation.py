@@ -1,31 +1,79 @@
-"""Reconciliation: ask the gateway about payments and refunds left in flight."""
+"""Reconciliation: ask the gateway about payments and refunds left in flight.
+
+A pass reports only what it changed itself: a payment or refund that another process settled
+between this pass's read and its record is counted apart (`already_settled`), so two passes
+racing add up to the true number of changes. One item's error is reported and the pass goes
+on; storage that stops answering ends the pass (every item after would fail the same way).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Awaitable
 from datetime import timedelta
+from enum import Enum, auto
 
 import attrs
 
+from core.errors import CheckoutError, ServiceUnavailable
 from core.gateway import CheckoutSession, GatewayFailure, GatewayRefund, RefundOutcome
-from core.model import Actor, Payment, PaymentMethodType, PaymentStatus, Refund
+from core.model import Actor, Payment, PaymentMethodType, PaymentStatus, Refund, RefundStatus
 from core.ports import UnitOfWork
 from core.usecases.charging import charge_request, open_payment_link
 from core.usecases.common import Deps, customer_of, payment_of, refund_of, transaction
 from core.usecases.gateway_events import make_saved_card_default
+from core.usecases.idempotency import finish_keys_of
 from core.usecases.recording import GatewayAnswer, apply_answer, gateway_answer
 from core.usecases.refunds import apply_refund, send_refund
 
 
 @attrs.frozen
+class NeedsAttention:
+    """A card payment still unknown past `Policies.attention_after`: a person should look."""
+
+    payment_id: str
+    environment_id: str
+    in_flight_for: timedelta
+
+
+@attrs.frozen
+class ItemError:
+    """A payment or refund this pass could not handle (the next pass tries it again)."""
+
+    id: str
+    environment_id: str
+    error: str  # one line: the error's code (or type) and message
+
+
+@attrs.frozen
 class ReconcileReport:
-    """What a reconciliation pass did; `unresolved` still needs the gateway (or a person)."""
+    """What a reconciliation pass changed.
+
+    Each item examined is counted once: settled here (`succeeded`, `failed`,
+    `refunds_settled`), settled first by another process (`already_settled`), not known to
+    the gateway yet (`unresolved`), or failed here (`errors`). `needs_attention` lists the
+    card payments of the last two in flight too long. `stopped_by`: the storage failure
+    that ended the pass early (the counts say what it did before).
+    """
 
     examined: int = 0
     succeeded: int = 0
     failed: int = 0
     refunds_settled: int = 0
+    already_settled: int = 0
     unresolved: tuple[str, ...] = ()
-    needs_attention: tuple[str, ...] = ()
+    needs_attention: tuple[NeedsAttention, ...] = ()
+    errors: tuple[ItemError, ...] = ()
+    stopped_by: ServiceUnavailable | None = None
+
+
+class _Outcome(Enum):
+    SUCCEEDED = auto()
+    FAILED = auto()
+    REFUND_SETTLED = auto()
+    ALREADY_SETTLED = auto()  # by another process, after this pass read it
+    UNKNOWN = auto()  # the gateway did not say
+    ERROR = auto()
 
 
 async def reconcile(
@@ -36,36 +84,67 @@ async def reconcile(
     async with deps.uow(read_only=True) as uow:
         stuck = await uow.payments.processing(now - older_than, limit)
         pending_refunds = await uow.refunds.pending(now - older_than, limit)
-    succeeded = failed = refunds_settled = 0
+    outcomes: Counter[_Outcome] = Counter()
     unresolved: list[str] = []
-    attention: list[str] = []
-    for payment in stuck:
-        settled = await _reconcile_payment(deps, payment)
-        if settled is PaymentStatus.SUCCEEDED:
-            succeeded += 1
-        elif settled is PaymentStatus.FAILED:
-            failed += 1
-        else:
-            unresolved.append(payment.id)
-            card = payment.method_type is PaymentMethodType.CARD
-            if card and now - payment.updated_at >= deps.policies.attention_after:
-                attention.append(payment.id)
-    for refund in pending_refunds:
-        if await _reconcile_refund(deps, refund):
-            refunds_settled += 1
-        else:
-            unresolved.append(refund.id)
+    attention: list[NeedsAttention] = []
+    errors: list[ItemError] = []
+    stopped_by: ServiceUnavailable | None = None
+    try:
+        for payment in stuck:
+            outcome = await _isolated(payment, _reconcile_payment(deps, payment), errors)
+            outcomes[outcome] += 1
+            if outcome is _Outcome.UNKNOWN:
+                unresolved.append(payment.id)
+            if outcome in (_Outcome.UNKNOWN, _Outcome.ERROR):
+                in_flight_for = now - payment.updated_at  # since its charge started
+                # A customer may take their time on a payment link; a card charge may not.
+                card = payment.method_type is PaymentMethodType.CARD
+                if card and in_flight_for >= deps.policies.attention_after:
+                    attention.append(
+                        NeedsAttention(payment.id, payment.environment_id, in_flight_for)
+                    )
+        for refund in pending_refunds:
+            outcome = await _isolated(refund, _reconcile_refund(deps, refund), errors)
+            outcomes[outcome] += 1
+            if outcome is _Outcome.UNKNOWN:
+                unresolved.append(refund.id)
+    except ServiceUnavailable as outage:
+        stopped_by = outage
     return ReconcileReport(
-        examined=len(stuck) + len(pending_refunds),
-        succeeded=succeeded,
-        failed=failed,
-        refunds_settled=refunds_settled,
+        examined=outcomes.total(),
+        succeeded=outcomes[_Outcome.SUCCEEDED],
+        failed=outcomes[_Outcome.FAILED],
+        refunds_settled=outcomes[_Outcome.REFUND_SETTLED],
+        already_settled=outcomes[_Outcome.ALREADY_SETTLED],
         unresolved=tuple(unresolved),
         needs_attention=tuple(attention),
+        errors=tuple(errors),
+        stopped_by=stopped_by,
     )
 
 
-async def _reconcile_payment(deps: Deps, payment: Payment) -> PaymentStatus | None:
+async def _isolated(
+    item: Payment | Refund, work: Awaitable[_Outcome], errors: list[ItemError]
+) -> _Outcome:
+    """`work`'s outcome; an error is one item's (noted in `errors`), unless storage is down."""
+    try:
+        return await work
+    except ServiceUnavailable:
+        raise  # storage is down: every item after this one would fail the same way
+    except Exception as error:  # noqa: BLE001 - reported; the next pass tries it again
+        errors.append(ItemError(item.id, item.environment_id, _one_line(error)))
+        return _Outcome.ERROR
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, CheckoutError):
+        said = f"{error.code}: {error.message}"
+    else:
+        said = f"{type(error).__name__}: {error}"
+    return " ".join(said.split())
+
+
+async def _reconcile_payment(deps: Deps, payment: Payment) -> _Outcome:
     """Settle one `processing` payment if the gateway knows its outcome."""
     answer: GatewayAnswer
     if payment.method_type is PaymentMethodType.PAYMENT_LINK and payment.gateway_tracking_id:
@@ -84,30 +163,46 @@ async def _reconcile_payment(deps: Deps, payment: Payment) -> PaymentStatus | No
                 )
             )
     if answer is None or isinstance(answer, GatewayFailure):
-        return None  # a look-up that failed says nothing about the payment
+        return _Outcome.UNKNOWN  # a look-up that failed says nothing about the payment
     if isinstance(answer, CheckoutSession):
         await make_saved_card_default(deps, answer)
 
-    async def record(uow: UnitOfWork) -> Payment:
+    async def record(uow: UnitOfWork) -> Payment | None:
+        """The payment as recorded; None when another process had settled it already."""
         current = await payment_of(uow, payment.environment_id, payment.id, for_update=True)
+        in_flight = current.status is PaymentStatus.PROCESSING
         current = await apply_answer(deps, uow, current, answer, Actor.RECONCILER)
+        if in_flight and current.status is not PaymentStatus.PROCESSING:
+            await finish_keys_of(uow, current)  # their requests died before they could
         await uow.commit()
-        return current
+        return current if in_flight else None
 
-    settled = await transaction(deps, record)
-    return settled.status if settled.status is not PaymentStatus.PROCESSING else None
+    recorded = await transaction(deps, record)
+    if recorded is None:
+        return _Outcome.ALREADY_SETTLED
+    if recorded.status is PaymentStatus.SUCCEEDED:
+        return _Outcome.SUCCEEDED
+    if recorded.status is PaymentStatus.FAILED:
+        return _Outcome.FAILED
+    return _Outcome.UNKNOWN
 
 
-async def _reconcile_refund(deps: Deps, refund: Refund) -> bool:
+async def _reconcile_refund(deps: Deps, refund: Refund) -> _Outcome:
     """Settle one pending refund if the gateway knows its outcome."""
     answer = await send_refund(deps, refund)
     if answer is None or answer.outcome is RefundOutcome.PENDING:
-        return False
+        return _Outcome.UNKNOWN
 
-    async def record(uow: UnitOfWork, answer: GatewayRefund = answer) -> None:
+    async def record(uow: UnitOfWork, answer: GatewayRefund = answer) -> bool:
+        """Whether the refund was still pending here (not settled by another process)."""
+        # The payment's lock first (settling takes it anyway): the refund read after it shows
+        # what a racing pass committed, instead of a refund it settled meanwhile as pending.
+        await payment_of(uow, refund.environment_id, refund.payment_id, for_update=True)
         current = await refund_of(uow, refund.environment_id, refund.id)
+        pending = current.status is RefundStatus.PENDING
         await apply_refund(deps, uow, current, answer, Actor.RECONCILER)
         await uow.commit()
+        return pending
 
-    await transaction(deps, record)
-    return True
+    settled_here = await transaction(deps, record)
+    return _Outcome.REFUND_SETTLED if settled_here else _Outcome.ALREADY_SETTLED

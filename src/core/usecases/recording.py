@@ -9,14 +9,13 @@ from typing import Final
 
 import attrs
 
-from core.errors import CheckoutError, GatewayError
+from core.errors import CheckoutError, GatewayError, ServiceUnavailable
 from core.gateway import (
     ChargeResult,
     ChargeStatus,
     CheckoutMode,
     CheckoutSession,
     CheckoutSessionStatus,
-    GatewayFailure,
     GatewayUnavailable,
 )
 from core.model import (
@@ -36,19 +35,21 @@ from core.ports import UnitOfWork
 from core.usecases.common import Deps, invoice_of
 
 # What the gateway said about a payment in flight; None when its answer is unknown.
-GatewayAnswer = ChargeResult | CheckoutSession | GatewayFailure | None
+GatewayAnswer = ChargeResult | CheckoutSession | Failure | None
 
 CHECKOUT_EXPIRED: Final = "checkout_expired"
 
 
 async def gateway_answer(call: Awaitable[ChargeResult | CheckoutSession]) -> GatewayAnswer:
-    """A gateway call's answer: a refusal as a failure, None when the outcome is unknown."""
+    """A gateway call's answer: a refusal as a failure, None when the outcome is unknown
+    (the gateway did not answer, or storage failed under it: the call may have gone
+    through)."""
     try:
         return await call
-    except GatewayUnavailable:
+    except (GatewayUnavailable, ServiceUnavailable):
         return None
     except CheckoutError as error:
-        return GatewayFailure(code=GatewayError.code, message=error.message)
+        return Failure(code=GatewayError.code, message=error.message)
 
 
 def outcome(payment: Payment) -> Payment:
@@ -177,7 +178,7 @@ async def apply_charge(
     deps: Deps,
     uow: UnitOfWork,
     payment: Payment,
-    result: ChargeResult | GatewayFailure,
+    result: ChargeResult | Failure,
     actor: Actor,
     *,
     invoice: Invoice | None = None,
@@ -185,35 +186,24 @@ async def apply_charge(
     """Record a definite answer from the gateway; a payment never moves backwards."""
     if payment.status is not PaymentStatus.PROCESSING:
         return payment
-    if isinstance(result, GatewayFailure):
+    if isinstance(result, Failure):
         result = ChargeResult(status=ChargeStatus.FAILED, failure=result)
-    details = ChargeDetails(
-        tracking_id=result.intent_id,
-        payment_method_id=result.payment_method_id,
-        card_brand=result.card_brand,
-        card_last4=result.card_last4,
-    )
     if result.status is ChargeStatus.SUCCEEDED:
-        return await settle(deps, uow, payment, "charge succeeded", actor, details=details,
+        return await settle(deps, uow, payment, "charge succeeded", actor, details=result,
                             invoice=invoice)  # fmt: skip
     if result.status is ChargeStatus.FAILED:
-        failure = result.failure or GatewayFailure(GatewayError.code, "The charge failed.")
+        failure = result.failure or Failure(GatewayError.code, "The charge failed.")
         return await settle(
             deps,
             uow,
             payment,
             f"charge failed: {failure.code}",
             actor,
-            failure=Failure(
-                code=failure.code,
-                message=failure.message,
-                gateway_code=failure.gateway_code,
-                decline_code=failure.decline_code,
-            ),
-            details=details,
+            failure=failure,
+            details=result,
             invoice=invoice,
         )
-    known = payment.with_details(details, deps.clock.now())
+    known = payment.with_details(result, deps.clock.now())
     if known is not payment:
         await uow.payments.update(known)
     return known
@@ -229,6 +219,6 @@ async def apply_session(
         paid = attrs.evolve(charge, status=ChargeStatus.SUCCEEDED)
         return await apply_charge(deps, uow, payment, paid, actor)
     if session.status is CheckoutSessionStatus.EXPIRED:
-        expired = GatewayFailure(CHECKOUT_EXPIRED, "The payment link expired before it was paid.")
+        expired = Failure(CHECKOUT_EXPIRED, "The payment link expired before it was paid.")
         return await apply_charge(deps, uow, payment, expired, actor)
     return payment

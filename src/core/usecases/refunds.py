@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.commands import RefundPayment
-from core.errors import CheckoutError, GatewayError, InvalidStateTransition, RefundExceedsPayment
+from core.errors import (
+    CheckoutError,
+    GatewayError,
+    InvalidStateTransition,
+    RefundExceedsPayment,
+    ServiceUnavailable,
+)
 from core.gateway import (
     GatewayFailure,
     GatewayRefund,
@@ -28,7 +34,8 @@ async def refund_payment(
 
     async def run(idempotency: Idempotency) -> Refund:
         async def reserve(uow: UnitOfWork) -> Refund:
-            await idempotency.claim(uow)
+            refund_id = deps.ids.new_id("re")
+            await idempotency.claim(uow, about=refund_id)
             payment = await payment_of(uow, environment_id, command.payment_id, for_update=True)
             if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED):
                 raise InvalidStateTransition(
@@ -49,7 +56,7 @@ async def refund_payment(
                 )
             now = deps.clock.now()
             refund = Refund(
-                id=deps.ids.new_id("re"),
+                id=refund_id,
                 environment_id=environment_id,
                 payment_id=payment.id,
                 invoice_id=payment.invoice_id,
@@ -81,7 +88,7 @@ async def refund_payment(
         return _outcome(await transaction(deps, record))
 
     request = (environment_id, "refund_payment", command.fingerprint)
-    return await idempotent(deps.clock, idempotency_key, request, Refund, run)
+    return await idempotent(deps, idempotency_key, request, Refund, run)
 
 
 def _outcome(refund: Refund) -> Refund:
@@ -110,8 +117,8 @@ async def send_refund(deps: Deps, refund: Refund) -> GatewayRefund | None:
                 },
             )
         )
-    except GatewayUnavailable:
-        return None
+    except (GatewayUnavailable, ServiceUnavailable):
+        return None  # it may have gone through: unknown, never a refusal
     except CheckoutError as error:
         return GatewayRefund(
             id="",

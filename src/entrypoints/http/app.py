@@ -17,8 +17,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 
-from core.errors import CheckoutError
-from entrypoints.http.errors import on_checkout_error, on_http_error, on_unexpected
+from core.errors import CheckoutError, ServiceUnavailable
+from core.usecases import ReconcileReport
+from entrypoints.http.errors import on_checkout_error, on_http_error
 from entrypoints.http.observability import Metrics, RequestObservability
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.routes import api_routes
@@ -59,8 +60,7 @@ def create_app(
         exception_handlers={
             CheckoutError: on_checkout_error,
             HTTPException: on_http_error,
-            Exception: on_unexpected,
-        },
+        },  # a bug is answered (and logged, once) by RequestObservability
     )
     app.add_middleware(RequestObservability, metrics=metrics)
     return app
@@ -104,6 +104,8 @@ async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: st
     while True:
         try:
             await work()
+        except ServiceUnavailable as error:  # an outage, not a bug: one line, no traceback
+            logger.warning("%s pass failed: %s; will retry", name, error.message)
         except Exception:
             logger.warning("%s pass failed; will retry", name, exc_info=True)
         await asyncio.sleep(seconds)
@@ -112,11 +114,33 @@ async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: st
 def _reconcile(checkout: CardCheckout, older_than: timedelta) -> Callable[[], Awaitable[object]]:
     async def once() -> object:
         report = await checkout.reconcile(older_than=older_than)
-        if report.needs_attention:
-            logger.error(
-                "payments in flight for over an hour need a person: %s",
-                ", ".join(report.needs_attention),
-            )
+        _log_reconciliation(report)
         return report
 
     return once
+
+
+def _log_reconciliation(report: ReconcileReport) -> None:
+    """One line for what the pass changed, one per item that failed or needs a person."""
+    if report.examined:
+        logger.info(
+            "reconciliation: %d succeeded, %d failed, %d refunds settled, %d already settled "
+            "by another process, %d still unknown, %d errors",
+            report.succeeded, report.failed, report.refunds_settled, report.already_settled,
+            len(report.unresolved), len(report.errors),
+        )  # fmt: skip
+    for item in report.errors:
+        logger.warning(
+            "reconciliation could not handle %s in %s: %s",
+            item.id, item.environment_id, item.error,
+        )  # fmt: skip
+    for stuck in report.needs_attention:
+        logger.error(
+            "payment %s in %s still unknown after %.0f s: it needs a person",
+            stuck.payment_id, stuck.environment_id, stuck.in_flight_for.total_seconds(),
+        )  # fmt: skip
+    if report.stopped_by is not None:
+        logger.warning(
+            "reconciliation stopped early: %s: %s",
+            report.stopped_by.code, report.stopped_by.message,
+        )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Final
 
@@ -10,10 +9,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.errors import CheckoutError, InternalError, NotFound, ValidationError, error_classes
+from core.errors import (
+    CheckoutError,
+    NotFound,
+    ServiceUnavailable,
+    ValidationError,
+    error_classes,
+)
 from entrypoints.http.wire import error_json
-
-logger = logging.getLogger("card_checkout.http")
 
 STATUS_FOR_CODE: Final[dict[str, int]] = {
     "validation_error": 400,
@@ -47,8 +50,11 @@ STATUS_FOR_CODE: Final[dict[str, int]] = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "gateway_error": 502,
+    "service_unavailable": 503,
     "internal_error": 500,
 }
+# Seconds a client should wait before retrying a request refused for an outage of ours.
+RETRY_AFTER_SECONDS: Final = 2
 
 
 class MethodNotAllowed(CheckoutError):
@@ -61,6 +67,9 @@ def status_for(error: CheckoutError) -> int:
 
 
 def error_response(error: CheckoutError, headers: Mapping[str, str] | None = None) -> Response:
+    headers = dict(headers or {})
+    if isinstance(error, ServiceUnavailable):
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return JSONResponse(error_json(error), status_code=status_for(error), headers=headers)
 
 
@@ -78,11 +87,6 @@ async def on_http_error(request: Request, error: Exception) -> Response:
         allowed = _methods_serving(request)
         return error_response(MethodNotAllowed(), headers={"Allow": ", ".join(allowed)})
     return error_response(ValidationError(str(error.detail), field="request"))
-
-
-async def on_unexpected(request: Request, error: Exception) -> Response:
-    logger.exception("unhandled error", extra={"request_id": request.state.__dict__.get("id")})
-    return error_response(InternalError())
 
 
 def _methods_serving(request: Request) -> list[str]:

@@ -108,11 +108,15 @@ class _Registered:
 
 
 class Routes:
-    """One resource's endpoints, each with its operation, bound to a context by `create_app`."""
+    """One resource's endpoints, each with its operation, bound to a context by `create_app`.
 
-    def __init__(self, tag: Tag, prefix: str = "/api/v1") -> None:
+    `access`: who may call its endpoints, unless a route says otherwise.
+    """
+
+    def __init__(self, tag: Tag, prefix: str = "/api/v1", access: Access = Access.KEY) -> None:
         self.tag = tag
         self.prefix = prefix
+        self.access = access
         self._registered: list[_Registered] = []
 
     def route(
@@ -124,7 +128,7 @@ class Routes:
         responses: Mapping[int, Schema],
         *,
         body: Body | str | None = None,
-        access: Access = Access.KEY,
+        access: Access | None = None,
         idempotent: bool = False,
         query: tuple[Query, ...] = (),
         media_type: str = "application/json",
@@ -135,7 +139,7 @@ class Routes:
             self.tag,
             responses,
             body=body,
-            access=access,
+            access=self.access if access is None else access,
             idempotent=idempotent,
             query=query,
             media_type=media_type,

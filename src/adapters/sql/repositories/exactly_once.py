@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from adapters.sql import rows, tables
 from adapters.sql.session import SqlSession
-from adapters.sql.statements import GATEWAY_EVENT_SEEN, IDEMPOTENCY
+from adapters.sql.statements import (
+    GATEWAY_EVENT_SEEN,
+    IDEMPOTENCY,
+    IDEMPOTENCY_IN_PROGRESS_FOR,
+    IDEMPOTENCY_RENEW,
+)
 from core.errors import IdempotencyKeyInUse
 from core.ports import IdempotencyRecord
 
@@ -25,6 +31,17 @@ class SqlIdempotencyRepository:
             self._session.stage_insert(IDEMPOTENCY, values, IdempotencyKeyInUse())
         else:  # another request took the key since it was read
             self._session.stage_update(IDEMPOTENCY, values, stale=IdempotencyKeyInUse())
+
+    async def renew(self, environment_id: str, key: str, version: int, until: datetime) -> None:
+        params = {**IDEMPOTENCY.key(environment_id, key), "match_version": version}
+        await self._session.execute(IDEMPOTENCY_RENEW, {**params, "until": until})
+
+    async def in_progress_for(
+        self, environment_id: str, resource_id: str
+    ) -> Sequence[IdempotencyRecord]:
+        params = {"environment_id": environment_id, "resource_id": resource_id}
+        result = await self._session.execute(IDEMPOTENCY_IN_PROGRESS_FOR, params)
+        return [rows.idempotency_from(row) for row in result.records]
 
 
 class SqlGatewayEventLog:

@@ -17,7 +17,8 @@ from entrypoints.http.schemas import list_of, ref
 
 ENDPOINT = ref("WebhookEndpoint")
 webhook_endpoints = Routes(
-    Tag("Webhook endpoints", "Subscriber URLs for the environment's events (admin keys).")
+    Tag("Webhook endpoints", "Subscriber URLs for the environment's events (admin keys)."),
+    access=Access.ADMIN_KEY,
 )
 
 
@@ -28,7 +29,6 @@ webhook_endpoints = Routes(
     "Send the environment's events to a URL, signed (admin keys)",
     {201: ENDPOINT},
     body=bodies.CREATE_WEBHOOK_ENDPOINT,
-    access=Access.ADMIN_KEY,
 )  # No Idempotency-Key: creating an endpoint twice is seen and undone.
 async def create_webhook_endpoint(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)
@@ -44,7 +44,6 @@ async def create_webhook_endpoint(request: Request, context: Context) -> Respons
     "listWebhookEndpoints",
     "The environment's webhook endpoints (admin keys)",
     {200: list_of("WebhookEndpoint")},
-    access=Access.ADMIN_KEY,
 )
 async def list_webhook_endpoints(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)
@@ -58,7 +57,6 @@ async def list_webhook_endpoints(request: Request, context: Context) -> Response
     "getWebhookEndpoint",
     "Get a webhook endpoint (admin keys)",
     {200: ENDPOINT},
-    access=Access.ADMIN_KEY,
 )
 async def get_webhook_endpoint(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)
@@ -74,7 +72,6 @@ async def get_webhook_endpoint(request: Request, context: Context) -> Response:
     "deleteWebhookEndpoint",
     "Stop sending to a webhook endpoint (admin keys)",
     {200: ENDPOINT},
-    access=Access.ADMIN_KEY,
 )
 async def delete_webhook_endpoint(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)
@@ -90,7 +87,6 @@ async def delete_webhook_endpoint(request: Request, context: Context) -> Respons
     "listWebhookDeliveries",
     "A webhook endpoint's deliveries with their attempts, newest first (admin keys)",
     {200: list_of("WebhookDelivery")},
-    access=Access.ADMIN_KEY,
     query=(params.LIMIT,),
 )
 async def webhook_deliveries(request: Request, context: Context) -> Response:
