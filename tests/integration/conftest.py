@@ -224,3 +224,13 @@ async def two_instances(
     finally:
         await first.aclose()
         await second.aclose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The drills' counts, even under -q: what an operator would want to read."""
+    from tests.integration.drill_tally import REPORTED
+
+    if REPORTED:
+        terminalreporter.section("drills: counted from the database and the gateway's records")
+        for summary in REPORTED:
+            terminalreporter.write_line(summary)

@@ -18,6 +18,8 @@ from tests.integration.drills import BROKEN_CONNECTION_SIGN, Attempt, plain
 
 PAID = {"succeeded", "partially_refunded", "refunded"}
 EXAMPLES = 3
+# Each drill's summary, for the end of the test run (conftest.pytest_terminal_summary).
+REPORTED: list[str] = []
 
 
 @attrs.define

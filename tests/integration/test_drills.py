@@ -6,7 +6,7 @@ connections, or an instance SIGKILLed mid-charge and restarted.
 After each drill `card-checkout reconcile --older-than 0` runs, every key is asked again, and
 the outcome is counted from the database and the sandbox's records: one charge per paid
 invoice, no charge without a paid invoice, nothing `processing`, every key answering its
-payment's real state, no 500 anywhere. The counts are printed (`pytest -s`).
+payment's real state, no 500 anywhere. The counts are printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.integration.conftest import POSTGRES_URL, migrated
-from tests.integration.drill_tally import tallied
+from tests.integration.drill_tally import REPORTED, tallied
 from tests.integration.drills import (
     Instance,
     Load,
@@ -85,8 +85,9 @@ async def _drill(
             await load.aclose()
     tally = await tallied(url, load.attempts, [s.log() for s in servers], reconcile_output)
     tally.counts["fault"] = what_happened
-    print(tally.summary(name))
-    assert not tally.broken, tally.summary(name)
+    summary = tally.summary(name)
+    REPORTED.append(summary)
+    assert not tally.broken, summary
 
 
 async def test_connections_killed_under_load_lose_nothing(
