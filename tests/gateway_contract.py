@@ -63,6 +63,16 @@ class GatewayContract:
         assert found.default_payment_method is None
         assert list(await gateway.list_payment_methods(customer)) == []
 
+    async def test_a_customer_shows_the_metadata_it_was_created_with(
+        self, gateway: PaymentGateway
+    ) -> None:
+        # Whose customer it is: the service refuses to link another environment's.
+        found = await gateway.get_customer(await self.new_customer(gateway, "Owned"))
+        assert dict(found.metadata) == {
+            "customer_id": "cust_Owned",
+            "environment_id": "env_contract",
+        }
+
     async def test_an_unknown_customer_is_not_linked(self, gateway: PaymentGateway) -> None:
         with pytest.raises(CustomerNotLinked):
             await gateway.get_customer("cus_does_not_exist")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from adapters.clock import ManualClock
@@ -15,6 +17,7 @@ from adapters.sandbox import SandboxFaults, SandboxPaymentGateway
 from core.errors import CheckoutError
 from core.model import Customer, Invoice
 from entrypoints.bootstrap import CardCheckout, bootstrap
+from entrypoints.http import create_app
 
 ENV = "env_test"
 
@@ -138,3 +141,28 @@ class HeldGateway:
     @staticmethod
     def after(fault: object, operation: str) -> None:
         return None
+
+
+@asynccontextmanager
+async def api_client(
+    checkout: CardCheckout, role: str = "admin"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of `checkout`'s app (no background passes) with a key of `role` for
+    ENV, which it creates."""
+    await checkout.create_environment("t", "test", environment_id=ENV)
+    _, key = await checkout.create_api_key("t", [ENV], role)
+    headers = {"Authorization": f"Bearer {key}", "X-Environment-ID": ENV}
+    transport = httpx.ASGITransport(app=create_app(checkout, notify_every=None))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=headers
+    ) as client:
+        yield client
+
+
+@asynccontextmanager
+async def webhook_client(checkout: CardCheckout, secret: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of `checkout`'s app taking gateway webhooks signed with `secret`."""
+    app = create_app(checkout, notify_every=None, webhook_secrets=[secret])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client

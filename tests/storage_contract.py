@@ -16,6 +16,7 @@ import pytest
 from core.errors import (
     ConcurrentUpdate,
     CustomerAlreadyExists,
+    GatewayCustomerNotOwned,
     IdempotencyKeyInUse,
     InvoiceAlreadyPaid,
     PaymentInProgress,
@@ -61,7 +62,7 @@ def customer(number: int = 1, env: str = ENV) -> Customer:
         environment_id=env,
         external_id=f"ext-{number}",
         created_at=T0,
-        gateway_customer_id=f"cus_{number}",
+        gateway_customer_id=f"cus_{env}_{number}",
     )
 
 
@@ -517,8 +518,51 @@ class StorageContract:
             with pytest.raises(CustomerAlreadyExists):
                 await _write_and_commit(uow, uow.customers.add(twin))
         async with units() as uow:
-            await uow.customers.add(attrs.evolve(customer(), id="cust_0098", environment_id="b"))
+            await uow.customers.add(
+                attrs.evolve(customer(env="b"), id="cust_0098", external_id=customer().external_id)
+            )
             await uow.commit()
+
+    async def test_a_gateway_customer_is_held_by_one_environment_only(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        await self._seed(units)
+        held = customer().gateway_customer_id
+        async with units() as uow:
+            adopter = attrs.evolve(customer(7, env="env_b"), gateway_customer_id=held)
+            with pytest.raises(GatewayCustomerNotOwned):
+                await _write_and_commit(uow, uow.customers.add(adopter))
+        async with units() as uow:
+            twin = attrs.evolve(customer(8), gateway_customer_id=held)
+            with pytest.raises(CustomerAlreadyExists):
+                await _write_and_commit(uow, uow.customers.add(twin))
+        async with units() as uow:
+            # Customers not linked yet hold nothing.
+            for number, env in ((5, ENV), (6, "env_b"), (7, "env_b")):
+                unlinked = attrs.evolve(customer(number, env=env), gateway_customer_id=None)
+                await uow.customers.add(unlinked)
+            await uow.commit()
+        async with units() as uow:
+            assert await uow.customers.get("env_b", "cust_0007") is not None
+            assert await uow.customers.get(ENV, "cust_0008") is None
+            assert await uow.customers.get(ENV, "cust_0001") == customer()
+
+    async def test_two_environments_linking_one_gateway_customer_at_once_one_lands(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        mine = attrs.evolve(customer(1), gateway_customer_id="cus_x")
+        theirs = attrs.evolve(customer(1, env="env_b"), gateway_customer_id="cus_x")
+        first, second = units(), units()
+        async with first, second:
+            await first.customers.add(mine)
+            await second.customers.add(theirs)  # neither sees the other's yet
+            await first.commit()
+            # A unique index cannot say which of the table's it is: any refusal will do.
+            with pytest.raises((GatewayCustomerNotOwned, CustomerAlreadyExists, ConcurrentUpdate)):
+                await second.commit()
+        async with units() as uow:
+            assert await uow.customers.get(ENV, "cust_0001") == mine
+            assert await uow.customers.get("env_b", "cust_0001") is None
 
     async def test_a_gateway_event_is_recorded_once(self, units: UnitOfWorkFactory) -> None:
         async with units() as uow:
@@ -636,6 +680,24 @@ class StorageContract:
             found = await uow.payments.processing(T0 + timedelta(minutes=1), 10)
             assert {p.id for p in found} == {"pay_0001", "pay_0002"}
             assert not await uow.payments.processing(T0 - timedelta(minutes=1), 10)
+
+    async def test_a_tracking_id_finds_a_payment_only_in_its_own_environment(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        processing = moved(payment(1), PaymentStatus.PROCESSING)
+        mine = attrs.evolve(processing, gateway_tracking_id="cs_X")
+        theirs = attrs.evolve(
+            moved(payment(2, "inv_0002", env="env_b"), PaymentStatus.PROCESSING),
+            gateway_tracking_id="cs_shared",
+        )
+        also_mine = attrs.evolve(payment(3, "inv_0003"), gateway_tracking_id="cs_shared")
+        await self._seed(units, mine, theirs, also_mine)
+        async with units(read_only=True) as uow:
+            assert await uow.payments.get_by_tracking_id(ENV, "cs_X") == mine
+            assert await uow.payments.get_by_tracking_id("env_b", "cs_X") is None
+            assert await uow.payments.get_by_tracking_id("env_unknown", "cs_X") is None
+            assert await uow.payments.get_by_tracking_id("env_b", "cs_shared") == theirs
+            assert await uow.payments.get_by_tracking_id(ENV, "cs_shared") == also_mine
 
     async def test_a_refund_moves_only_from_the_version_it_was_read_at(
         self, units: UnitOfWorkFactory

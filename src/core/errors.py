@@ -164,6 +164,11 @@ class CustomerNotLinked(Unprocessable):
     default_message = "The customer does not exist at the payment gateway."
 
 
+class GatewayCustomerNotOwned(Unprocessable):
+    code = "gateway_customer_not_owned"
+    default_message = "That gateway customer belongs to another environment."
+
+
 class RefundExceedsPayment(Unprocessable):
     code = "refund_exceeds_payment"
     default_message = "The refund would return more than the payment's amount."
@@ -172,6 +177,16 @@ class RefundExceedsPayment(Unprocessable):
 class IdempotencyKeyReused(Unprocessable):
     code = "idempotency_key_reused"
     default_message = "This Idempotency-Key was already used with a different request."
+
+
+class WebhookUrlNotAllowed(Unprocessable):
+    """The URL names, or resolves to, an address inside a network (loopback, private...)."""
+
+    code = "webhook_url_not_allowed"
+    default_message = (
+        "Webhook URLs must reach a public address; loopback, private, link-local, multicast "
+        "and reserved addresses are refused."
+    )
 
 
 class PaymentFailed(CheckoutError):

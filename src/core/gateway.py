@@ -40,6 +40,8 @@ class CustomerRequest:
 class GatewayCustomer:
     id: str
     default_payment_method: GatewayPaymentMethod | None = None
+    # What the service attached when it created the customer (its environment_id, customer_id).
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class ChargeStatus(StrEnum):

@@ -222,7 +222,11 @@ class PaymentRepository(Protocol):
     ) -> Payment | None:
         """The payment; `for_update` as for invoices."""
 
-    async def get_by_tracking_id(self, gateway_tracking_id: str) -> Payment | None: ...
+    async def get_by_tracking_id(
+        self, environment_id: str, gateway_tracking_id: str
+    ) -> Payment | None:
+        """The environment's payment with that gateway id (what a gateway event names)."""
+
     async def update(self, payment: Payment) -> None:
         """Store the new version; `ConcurrentUpdate` at commit if another writer got there first."""
 

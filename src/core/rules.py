@@ -4,13 +4,14 @@ payment or a webhook endpoint must pass whatever the transport (bodies are read 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
 from core.commands import CreatePayment
-from core.errors import AmountMismatch, CurrencyMismatch, ValidationError
+from core.errors import AmountMismatch, CurrencyMismatch, ValidationError, WebhookUrlNotAllowed
 from core.model import Invoice, NotificationType
 
 MAX_METADATA_KEYS: Final = 50
@@ -36,11 +37,18 @@ _CARD_FIELD_NAMES: Final = frozenset(
     }
 )  # fmt: skip
 # A run of digits standing on its own: inside a longer token of letters and digits (a UUID's
-# hex, an order number) it is an identifier, not a card number typed by someone.
+# hex, an order number) it is an identifier, not a card number typed by someone. Between digits,
+# up to three separators as people type them: any space (two, no-break, narrow, tab), dashes,
+# dots, commas, slashes.
 _DIGITS_WITH_SEPARATORS: Final = re.compile(
-    r"(?<![0-9A-Za-z])(?:\d[ ._/-]?){12,18}\d(?![0-9A-Za-z])"
+    r"(?<![0-9A-Za-z])(?:[0-9][\s.,_/-]{0,3}){12,18}[0-9](?![0-9A-Za-z])"
 )
 HTTP_URL: Final = re.compile(r"^https?://[^\s]+$")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# One dotted part of an IPv4 address as a resolver reads it: decimal, octal (0...) or hex (0x...).
+_IPV4_PART: Final = re.compile(r"^(?:0[xX][0-9a-fA-F]*|[0-9]+)$")
+# Well-known NAT64 prefix: the IPv4 address in its last 32 bits is the one reached.
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 def _luhn_valid(digits: str) -> bool:
@@ -54,7 +62,7 @@ def _luhn_valid(digits: str) -> bool:
 
 
 def looks_like_card_number(text: str) -> bool:
-    """True for a 13-19 digit Luhn-valid run, with or without spaces or dashes."""
+    """True for a 13-19 digit Luhn-valid run, bare or split by separators."""
     if len(text) < 13:  # too short to hold one (most field names and values): no regex
         return False
     for match in _DIGITS_WITH_SEPARATORS.finditer(text):
@@ -64,7 +72,7 @@ def looks_like_card_number(text: str) -> bool:
     return False
 
 
-def _card_data_error(field: str) -> ValidationError:
+def card_data_error(field: str) -> ValidationError:
     # The value is never echoed: it may be a real card.
     return ValidationError(
         "Card data (number, cvc, expiry) must never be sent to this service; cards are "
@@ -79,12 +87,12 @@ def reject_card_data(body: Mapping[str, object], prefix: str = "") -> None:
         if isinstance(key, str):
             if looks_like_card_number(key):
                 # Name the enclosing object, never the key: the key is the card number.
-                raise _card_data_error(prefix.rstrip(".") or "body")
+                raise card_data_error(prefix.rstrip(".") or "body")
             if key.strip().lower() in _CARD_FIELD_NAMES:
-                raise _card_data_error(f"{prefix}{key}")
+                raise card_data_error(f"{prefix}{key}")
         if isinstance(value, str):
             if looks_like_card_number(value):
-                raise _card_data_error(f"{prefix}{key}")
+                raise card_data_error(f"{prefix}{key}")
         elif isinstance(value, Mapping):
             reject_card_data(value, prefix=f"{prefix}{key}.")
         elif isinstance(value, list):
@@ -92,7 +100,7 @@ def reject_card_data(body: Mapping[str, object], prefix: str = "") -> None:
                 if isinstance(item, Mapping):
                     reject_card_data(item, prefix=f"{prefix}{key}[{index}].")
                 elif isinstance(item, str) and looks_like_card_number(item):
-                    raise _card_data_error(f"{prefix}{key}[{index}]")
+                    raise card_data_error(f"{prefix}{key}[{index}]")
 
 
 def check_payment_matches_invoice(command: CreatePayment, invoice: Invoice) -> None:
@@ -116,6 +124,20 @@ def check_payment_matches_invoice(command: CreatePayment, invoice: Invoice) -> N
 
 def check_webhook_url(url: str) -> str:
     """An absolute http(s) URL with a host: where a webhook endpoint's deliveries go."""
+    _webhook_host(url)
+    return url
+
+
+def check_webhook_destination(url: str, *, allow_private: bool = False) -> str:
+    """A webhook URL whose host may be on the public internet: unless `allow_private`, an
+    inside address or a `localhost` name is refused. Names are resolved, and checked again,
+    by the sender at each delivery."""
+    if not allow_private and not host_may_be_public(_webhook_host(url)):
+        raise WebhookUrlNotAllowed(field="url")
+    return url
+
+
+def _webhook_host(url: str) -> str:
     try:
         host = urlsplit(url).hostname
     except ValueError:
@@ -125,7 +147,58 @@ def check_webhook_url(url: str) -> str:
             f"url must be an http:// or https:// URL of at most {MAX_URL_LENGTH} characters.",
             field="url",
         )
-    return url
+    return host
+
+
+def host_may_be_public(host: str) -> bool:
+    """False for a `localhost` name or an address literal that is not public; a name is
+    given the benefit of the doubt (only resolving it tells)."""
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return False
+    address = address_literal(name)
+    return address is None or is_public_address(address)
+
+
+def address_literal(host: str) -> IPAddress | None:
+    """The address a URL's host spells, in any form a resolver takes (`127.1`, `2130706433`,
+    `0x7f.1`, `0177.0.0.1`, `::ffff:127.0.0.1`), or None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_IPV4_PART.match(part) for part in parts):
+        return None
+    numbers = [_ipv4_part(part) for part in parts]
+    # inet_aton: each leading part is one byte, the last fills the bytes that remain.
+    last_bits = 8 * (5 - len(numbers))
+    if any(not 0 <= n <= 255 for n in numbers[:-1]) or not 0 <= numbers[-1] < 1 << last_bits:
+        return ipaddress.IPv4Address(0)  # unparseable as an address: treated as unspecified
+    value = 0
+    for number in numbers[:-1]:
+        value = value << 8 | number
+    return ipaddress.IPv4Address(value << last_bits | numbers[-1])
+
+
+def _ipv4_part(part: str) -> int:
+    if part[:2].lower() == "0x":
+        return int(part[2:] or "0", 16)
+    if len(part) > 1 and part[0] == "0":
+        return int(part, 8) if part.isdigit() and "8" not in part and "9" not in part else -1
+    return int(part)
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True for an address on the public internet: not loopback, private, link-local,
+    unique-local, multicast, reserved or unspecified (IPv4 inside IPv6 judged as IPv4)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            return is_public_address(embedded)
+        if address in _NAT64:
+            return is_public_address(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return address.is_global and not address.is_multicast and not address.is_reserved
 
 
 def check_webhook_events(events: Iterable[str]) -> frozenset[NotificationType]:

@@ -85,6 +85,9 @@ class Settings:
     # and how long a subscriber has to answer one.
     webhook_retry_base: float = 30.0
     webhook_timeout: float = DEFAULT_TIMEOUT_SECONDS
+    # Outbound webhooks may go to loopback, private and link-local addresses (local development
+    # and tests only: in production they would let a subscriber probe the inside network).
+    webhook_allow_private_urls: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +122,8 @@ class Settings:
             sandbox_database_url=env.get("SANDBOX_DATABASE_URL") or None,
             webhook_retry_base=float(env.get("WEBHOOK_RETRY_BASE_SECONDS", "30")),
             webhook_timeout=float(env.get("WEBHOOK_TIMEOUT_SECONDS", str(DEFAULT_TIMEOUT_SECONDS))),
+            webhook_allow_private_urls=env.get("WEBHOOK_ALLOW_PRIVATE_URLS", "")
+            in ("1", "true", "yes"),
         )
 
 
@@ -194,7 +199,10 @@ def bootstrap(
             storage, clock, ttl=timedelta(seconds=settings.api_key_cache_seconds)
         ),
         policies=Policies(
-            webhooks=WebhookPolicy(retry_base=timedelta(seconds=settings.webhook_retry_base))
+            webhooks=WebhookPolicy(
+                retry_base=timedelta(seconds=settings.webhook_retry_base),
+                allow_private_urls=settings.webhook_allow_private_urls,
+            )
         ),
     )
     checkout = CardCheckout(

@@ -277,9 +277,18 @@ class CardCheckout:
 
     # Gateway events, reconciliation, notifications
 
-    async def handle_gateway_event(self, event: GatewayEvent) -> bool:
-        """Apply a verified gateway event; False when it names nothing known here."""
-        return await self._changed(gateway_events.handle_gateway_event(self.deps, event))
+    async def handle_gateway_event(
+        self, event: GatewayEvent, *, environment_id: str | None = None
+    ) -> bool:
+        """Apply a verified gateway event to `environment_id`'s objects only; False when it
+        names nothing known there. Without `environment_id` (the in-process sandbox's own
+        events) the environment is the one the event's metadata names."""
+        environment = environment_id or event.metadata.get("environment_id")
+        if environment is None:
+            return False
+        return await self._changed(
+            gateway_events.handle_gateway_event(self.deps, environment, event)
+        )
 
     async def reconcile(
         self, *, older_than: timedelta = timedelta(seconds=30), limit: int = 100

@@ -11,6 +11,7 @@ other's data.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections import Counter
@@ -523,6 +524,41 @@ async def test_a_payment_with_a_wrong_field_is_400_naming_it_and_records_nothing
         return
     assert _error(response, 400, "validation_error")["field"] == field
     assert await payments_of(api, invoice) == []
+
+
+@pytest.mark.parametrize(
+    ("place", "field"),
+    [("metadata", "metadata.k"), ("payment_method_id", "payment_method_id")],
+)
+@pytest.mark.parametrize("bad", ["\\u0000", "\\ud800"], ids=["nul", "surrogate"])
+async def test_text_no_row_can_hold_is_400_and_records_nothing(
+    api: Client, anonymous: httpx.AsyncClient, place: str, field: str, bad: str
+) -> None:
+    invoice = await new_invoice(api, await new_customer(api))
+    value = {"k": "v"} if place == "metadata" else "pm_x"
+    body = json.dumps(card_payment(invoice, **{place: value}))
+    body = body.replace('"v"' if place == "metadata" else '"pm_x"', f'"x{bad}"', 1)
+
+    response = await api.post(
+        "/api/v1/payments", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+
+    assert _error(response, 400, "validation_error")["field"] == field
+    assert await payments_of(api, invoice) == []
+    assert (await api.get("/api/v1/payments")).status_code == 200
+    for path in (
+        "/api/v1/payments/pay_%00",
+        "/api/v1/payments?starting_after=pay_%00",
+        "/api/v1/customers?external_id=%00",
+    ):
+        assert (await api.get(path)).status_code in (400, 404), path
+    for page in ("/sandbox/checkout/cs_%00", "/sandbox/checkout/cs_%ED%A0%80"):
+        if not api.service.on_localstripe:
+            assert (await anonymous.get(page)).status_code in (400, 404), page
+    webhook = await anonymous.post(
+        "/api/v1/webhooks/stripe/env%00", content=b"{}", headers={"Stripe-Signature": "t=1,v1=x"}
+    )
+    assert webhook.status_code in (400, 404), webhook.text
 
 
 @pytest.mark.parametrize(

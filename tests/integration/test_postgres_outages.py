@@ -248,7 +248,7 @@ async def test_migrate_waits_for_a_busy_table_past_the_services_lock_timeout(
         try:
             async with reader.transaction():
                 await reader.execute("LOCK TABLE idempotency_records IN ACCESS SHARE MODE")
-                upgrade = asyncio.create_task(migrate(engine))
+                upgrade = asyncio.create_task(migrate(engine, "0008"))
                 await asyncio.sleep(1.0)
             await upgrade
         finally:

@@ -347,7 +347,7 @@ async def test_the_outbox_migration_keeps_what_is_left_to_deliver_and_goes_back(
         assert due.scalars().all() == ["evt_due"]
 
 
-async def test_claims_from_before_leases_read_back_held_by_no_one_and_the_migration_goes_back(
+async def test_claims_from_before_leases_read_back_without_a_lease_and_the_migration_goes_back(
     unmigrated_engine: AsyncEngine,
 ) -> None:
     await migrate(unmigrated_engine, "0007")
@@ -375,3 +375,30 @@ async def test_claims_from_before_leases_read_back_held_by_no_one_and_the_migrat
     async with unmigrated_engine.connect() as connection:
         kept = await connection.execute(text("SELECT key FROM idempotency_records"))
         assert kept.scalars().all() == ["k"]
+
+
+async def test_the_one_holder_migration_names_shared_gateway_customers_instead_of_failing_blind(
+    unmigrated_engine: AsyncEngine,
+) -> None:
+    await migrate(unmigrated_engine, "0008")
+    async with unmigrated_engine.begin() as connection:
+        for env in ("env_a", "env_b"):  # as the attack of issue 18 left it
+            await connection.execute(
+                text(
+                    "INSERT INTO customers (environment_id, id, external_id, gateway_customer_id,"
+                    " created_at, version) VALUES (:env, 'cust_1', 'x', 'cus_shared', :at, 1)"
+                ),
+                {"env": env, "at": T0},
+            )
+
+    with pytest.raises(RuntimeError, match=r"cus_shared \(2 customers\)"):
+        await migrate(unmigrated_engine)
+
+    async with unmigrated_engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE customers SET gateway_customer_id = NULL WHERE environment_id = 'env_a'")
+        )
+    await migrate(unmigrated_engine)
+    async with unmigrated_engine.connect() as connection:
+        version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+    assert version == "0009"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Final
 
 import httpx
 import pytest
@@ -46,10 +47,15 @@ def luhn_cards(draw: st.DrawFn) -> str:
     return payload + luhn_check_digit(payload)
 
 
+# What people put between a card's digit groups: spaces (one, two, no-break, narrow no-break, tab),
+# dashes, dots, commas, slashes, and a comma with a space.
+SEPARATORS: Final = ["", " ", "  ", "\u00a0", "\u202f", "\t", "-", ".", ",", "/", ", ", " - "]
+
+
 @st.composite
 def spellings(draw: st.DrawFn, digits: str) -> str:
-    """`digits` as a person may type them: bare, or in groups split by spaces or dashes."""
-    separator = draw(st.sampled_from(["", " ", "-"]))
+    """`digits` as a person may type them: bare, or in groups split by separators."""
+    separator = draw(st.sampled_from(SEPARATORS))
     if not separator:
         return digits
     grouped = draw(st.booleans())
@@ -139,3 +145,28 @@ async def test_a_13_digit_card_number_in_a_request_is_refused_over_http_unechoed
     assert spelled not in response.text
     assert_not_echoed(response.text, "4222222222222")
     assert listed.json()["items"] == []  # nothing recorded
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "4242,4242,4242,4242",
+        "4242  4242  4242  4242",
+        "4242\u00a04242\u00a04242\u00a04242",
+        "4242\u202f4242\u202f4242\u202f4242",
+        "4242\t4242\t4242\t4242",
+        "4242.4242.4242.4242",
+        "4242 - 4242 - 4242 - 4242",
+    ],
+)
+def test_the_separators_people_type_between_groups_do_not_hide_a_card(spelled: str) -> None:
+    assert looks_like_card_number(spelled)
+    assert looks_like_card_number(f"paid with {spelled}, thanks")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["order 2026-01-01 12:00", "inv_01K34HYZN03V6X8Q6V3T8X6G4F", "4242 4242", "1, 2, 3", "v1.2.3"],
+)
+def test_short_runs_dates_and_ids_are_not_card_numbers(text: str) -> None:
+    assert not looks_like_card_number(text)

@@ -15,8 +15,14 @@ from core.errors import CheckoutError
 from core.model import Payment, PaymentMethodType, PaymentStatus
 from core.money import Money
 from entrypoints.bootstrap import CardCheckout
-from entrypoints.http import create_app
-from tests.helpers import ENV, VISA, card_payment, customer_with_card, finalized_invoice
+from tests.helpers import (
+    ENV,
+    VISA,
+    card_payment,
+    customer_with_card,
+    finalized_invoice,
+    webhook_client,
+)
 from tests.unit.test_stripe_webhooks import signed
 
 SECRET = "whsec_test"
@@ -24,9 +30,7 @@ SECRET = "whsec_test"
 
 @pytest.fixture
 async def client(checkout: CardCheckout) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(checkout, notify_every=None, webhook_secrets=[SECRET])
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with webhook_client(checkout, SECRET) as client:
         yield client
 
 

@@ -19,10 +19,10 @@ from core.ports import IdempotencyRecord, IdempotencyState
 from core.usecases.idempotency import Answer, Idempotency, finish_keys_of, idempotent
 from core.usecases.policies import IdempotencyPolicy
 from entrypoints.bootstrap import CardCheckout
-from entrypoints.http import create_app
 from tests.helpers import (
     ENV,
     HeldGateway,
+    api_client,
     card_payment,
     customer_with_card,
     error_of,
@@ -209,13 +209,7 @@ async def test_a_request_that_outlived_reconciliation_finishes_on_what_was_settl
 
 @pytest.fixture
 async def client(checkout: CardCheckout) -> AsyncIterator[httpx.AsyncClient]:
-    await checkout.create_environment("t", "test", environment_id=ENV)
-    _, key = await checkout.create_api_key("t", [ENV], "write")
-    headers = {"Authorization": f"Bearer {key}", "X-Environment-ID": ENV}
-    transport = httpx.ASGITransport(app=create_app(checkout, notify_every=None))
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://testserver", headers=headers
-    ) as client:
+    async with api_client(checkout, "write") as client:
         yield client
 
 

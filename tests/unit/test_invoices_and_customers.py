@@ -15,7 +15,12 @@ import pytest
 
 from adapters.clock import ManualClock
 from adapters.sandbox import Fault, SandboxFaults
-from core.gateway import CheckoutMode, CheckoutSessionStatus, GatewayPaymentMethod
+from core.gateway import (
+    CheckoutMode,
+    CheckoutSessionStatus,
+    CustomerRequest,
+    GatewayPaymentMethod,
+)
 from core.model import Customer, Invoice, InvoicePaymentStatus, InvoiceStatus, PaymentStatus
 from entrypoints.bootstrap import CardCheckout
 from tests.helpers import (
@@ -67,14 +72,15 @@ async def test_create_customer_links_a_new_gateway_customer(
 async def test_customer_with_an_existing_gateway_customer_is_linked_to_it(
     checkout: CardCheckout,
 ) -> None:
-    first = await customer_with_card(checkout)
+    # Made at the gateway before the service knew it (a migration), so no customer links it.
+    existing = await sandbox(checkout).create_customer(CustomerRequest(idempotency_key="old"))
     gateway_customers = len(await sandbox(checkout).store.all("customer"))
 
     linked = await checkout.create_customer(
-        ENV, {"external_id": "migrated-1", "gateway_customer_id": first.gateway_customer_id}
+        ENV, {"external_id": "migrated-1", "gateway_customer_id": existing}
     )
 
-    assert linked.gateway_customer_id == first.gateway_customer_id
+    assert linked.gateway_customer_id == existing
     assert len(await sandbox(checkout).store.all("customer")) == gateway_customers
 
 

@@ -20,18 +20,12 @@ from entrypoints.http import create_app
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.routes import RESOURCES
 from entrypoints.http.routing import ApiRoute
-from tests.helpers import ENV
+from tests.helpers import api_client
 
 
 @pytest.fixture
 async def client(checkout: CardCheckout) -> AsyncIterator[httpx.AsyncClient]:
-    await checkout.create_environment("t", "test", environment_id=ENV)
-    _, key = await checkout.create_api_key("t", [ENV], "admin")
-    app = create_app(checkout, notify_every=None)
-    headers = {"Authorization": f"Bearer {key}", "X-Environment-ID": ENV}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers
-    ) as client:
+    async with api_client(checkout) as client:
         yield client
 
 

@@ -136,11 +136,16 @@ class InMemoryPaymentRepository:
     ) -> Payment | None:
         return self.table.get((environment_id, payment_id))
 
-    async def get_by_tracking_id(self, gateway_tracking_id: str) -> Payment | None:
+    async def get_by_tracking_id(
+        self, environment_id: str, gateway_tracking_id: str
+    ) -> Payment | None:
         for payment in self.table.staged.values():
-            if payment.gateway_tracking_id == gateway_tracking_id:
+            if (payment.environment_id, payment.gateway_tracking_id) == (
+                environment_id,
+                gateway_tracking_id,
+            ):
                 return payment
-        key = self._store.payments_by_tracking_id.get(gateway_tracking_id)
+        key = self._store.payments_by_tracking_id.get((environment_id, gateway_tracking_id))
         return self.table.get(key) if key else None
 
     async def update(self, payment: Payment) -> None:

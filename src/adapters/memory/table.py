@@ -88,7 +88,8 @@ class InMemoryStore:
     invoices: dict[tuple[str, str], Invoice] = attrs.Factory(dict)
     payments: dict[tuple[str, str], Payment] = attrs.Factory(dict)
     payments_by_invoice: dict[tuple[str, str], list[str]] = attrs.Factory(dict)
-    payments_by_tracking_id: dict[str, tuple[str, str]] = attrs.Factory(dict)
+    # (environment id, gateway tracking id) -> payment key
+    payments_by_tracking_id: dict[tuple[str, str], tuple[str, str]] = attrs.Factory(dict)
     events: dict[str, list[PaymentEvent]] = attrs.Factory(dict)
     refunds: dict[tuple[str, str], Refund] = attrs.Factory(dict)
     idempotency: dict[tuple[str, str], IdempotencyRecord] = attrs.Factory(dict)

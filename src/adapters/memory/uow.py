@@ -13,6 +13,7 @@ from adapters.unit_of_work import RollsBackOnExit
 from core.errors import (
     ConcurrentUpdate,
     CustomerAlreadyExists,
+    GatewayCustomerNotOwned,
     IdempotencyKeyInUse,
     InvoiceAlreadyPaid,
     PaymentInProgress,
@@ -21,6 +22,8 @@ from core.model import LIVE_STATUSES, PAID_STATUSES
 from core.ports import ReadOnlyUnitOfWork
 
 R = TypeVar("R")
+
+LINKED_HERE = "Another customer in this environment already links that gateway customer."
 
 
 class _Opened(Generic[R]):
@@ -109,6 +112,31 @@ class InMemoryUnitOfWork(RollsBackOnExit):
         finally:
             self._reset()
 
+    @staticmethod
+    def _check_customers(customers: records.InMemoryCustomerRepository) -> None:
+        """An external id is unique in its environment; a gateway customer has one holder
+        (as SQL's unique indexes)."""
+        for customer in customers.table.staged.values():
+            key = (customer.environment_id, customer.id)
+            others = [c for c in customers.table.rows() if (c.environment_id, c.id) != key]
+            same_external_id = (
+                c
+                for c in others
+                if c.environment_id == customer.environment_id
+                and c.external_id == customer.external_id
+            )
+            if (existing := next(same_external_id, None)) is not None:
+                raise CustomerAlreadyExists(customer_id=existing.id)
+            if customer.gateway_customer_id is not None:
+                holder = next(
+                    (c for c in others if c.gateway_customer_id == customer.gateway_customer_id),
+                    None,
+                )
+                if holder is not None and holder.environment_id != customer.environment_id:
+                    raise GatewayCustomerNotOwned(gateway_customer_id=holder.gateway_customer_id)
+                if holder is not None:
+                    raise CustomerAlreadyExists(LINKED_HERE, customer_id=holder.id)
+
     def _check(self) -> None:
         for table in self._opened_tables("idempotency"):
             if any(table.conflicts()):
@@ -132,16 +160,7 @@ class InMemoryUnitOfWork(RollsBackOnExit):
                 ):
                     raise ConcurrentUpdate()
         if customers := self._opened("customers", records.InMemoryCustomerRepository):
-            for customer in customers.table.staged.values():
-                others = (
-                    c
-                    for c in customers.table.rows()
-                    if c.environment_id == customer.environment_id
-                    and c.external_id == customer.external_id
-                    and c.id != customer.id
-                )
-                if (existing := next(others, None)) is not None:
-                    raise CustomerAlreadyExists(customer_id=existing.id)
+            self._check_customers(customers)
         if payments := self._opened("payments", records.InMemoryPaymentRepository):
             self._check_payments(payments)
         events = self._opened("gateway_events", notifications.InMemoryGatewayEventLog)
@@ -179,7 +198,8 @@ class InMemoryUnitOfWork(RollsBackOnExit):
                         (payment.environment_id, payment.invoice_id), []
                     ).append(payment.id)
                 if payment.gateway_tracking_id:
-                    store.payments_by_tracking_id[payment.gateway_tracking_id] = key
+                    tracking = (payment.environment_id, payment.gateway_tracking_id)
+                    store.payments_by_tracking_id[tracking] = key
             payments.table.apply()
             for event in payments.new_events:
                 store.events.setdefault(event.payment_id, []).append(event)

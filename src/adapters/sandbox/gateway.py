@@ -96,7 +96,8 @@ class SandboxPaymentGateway(HostedCheckout):
         customer = await self._customer_doc(gateway_customer_id)
         default = customer["default_payment_method"]
         card = await self._card(default, default) if default else None
-        return GatewayCustomer(id=customer["id"], default_payment_method=card)
+        metadata = dict(customer.get("metadata") or {})
+        return GatewayCustomer(id=customer["id"], default_payment_method=card, metadata=metadata)
 
     async def list_payment_methods(
         self, gateway_customer_id: str

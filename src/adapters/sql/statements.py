@@ -109,7 +109,8 @@ INVOICE_WITH_CUSTOMER = (
 )
 PAYMENTS = TableStatements(tables.payments, "environment_id", "id")
 PAYMENT_BY_TRACKING_ID = select(tables.payments).where(
-    tables.payments.c.gateway_tracking_id == bindparam("tracking_id")
+    tables.payments.c.environment_id == bindparam("environment_id"),
+    tables.payments.c.gateway_tracking_id == bindparam("tracking_id"),
 )
 LIVE_PAYMENT = select(tables.payments).where(
     tables.payments.c.environment_id == bindparam("environment_id"),

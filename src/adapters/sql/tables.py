@@ -44,6 +44,7 @@ metadata = MetaData(
 
 LIVE = "status IN ('initiated', 'processing')"
 PAID = "status IN ('succeeded', 'partially_refunded', 'refunded')"
+LINKED = "gateway_customer_id IS NOT NULL"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -111,7 +112,10 @@ customers = Table(
     PrimaryKeyConstraint("environment_id", "id"),
     UniqueConstraint("environment_id", "external_id"),
     Index(None, "environment_id", "created_at", "id"),
-)
+    # One holder per gateway customer: no environment adopts another's saved cards.
+    Index("ux_customers_gateway_customer_id", "gateway_customer_id", unique=True,
+          sqlite_where=text(LINKED), postgresql_where=text(LINKED)),
+)  # fmt: skip
 
 invoices = Table(
     "invoices",

@@ -108,7 +108,11 @@ class StripePaymentGateway:
                     lambda: self.client.v1.payment_methods.retrieve_async(default)
                 )
             card = payment_method_from(default, is_default=True)
-        return GatewayCustomer(id=str(customer.id), default_payment_method=card)
+        metadata = field(customer, "metadata") or {}
+        if not isinstance(metadata, dict):  # the SDK's StripeObject is no mapping
+            metadata = metadata.to_dict()
+        metadata = {str(k): str(v) for k, v in metadata.items()}
+        return GatewayCustomer(id=str(customer.id), default_payment_method=card, metadata=metadata)
 
     async def list_payment_methods(
         self, gateway_customer_id: str

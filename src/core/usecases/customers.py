@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.commands import CreateCustomer, SetupCard
-from core.errors import CustomerAlreadyExists
+from core.errors import CustomerAlreadyExists, GatewayCustomerNotOwned
 from core.gateway import (
     CheckoutMode,
     CheckoutSession,
     CheckoutSessionRequest,
     CustomerRequest,
+    GatewayCustomer,
     GatewayPaymentMethod,
 )
 from core.model import Customer
@@ -42,7 +43,8 @@ async def create_customer(
                 )
             )
         else:
-            await gateway_call(deps.gateway.get_customer(gateway_id))
+            linked = await gateway_call(deps.gateway.get_customer(gateway_id))
+            _ensure_owned(linked, environment_id)
         customer = Customer(
             id=customer_id,
             environment_id=environment_id,
@@ -68,6 +70,14 @@ async def _ensure_new(uow: UnitOfWork, environment_id: str, external_id: str) ->
     existing = await uow.customers.get_by_external_id(environment_id, external_id)
     if existing is not None:
         raise CustomerAlreadyExists(customer_id=existing.id)
+
+
+def _ensure_owned(linked: GatewayCustomer, environment_id: str) -> None:
+    """A gateway customer the service created names its environment in its metadata; one
+    made elsewhere names none, and storage then lets only one environment link it."""
+    owner = linked.metadata.get("environment_id")
+    if owner is not None and owner != environment_id:
+        raise GatewayCustomerNotOwned(gateway_customer_id=linked.id)
 
 
 async def get_customer(deps: Deps, environment_id: str, customer_id: str) -> Customer:

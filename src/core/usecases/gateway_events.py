@@ -11,12 +11,16 @@ from core.usecases.recording import apply_charge, apply_session
 from core.usecases.refunds import apply_refund
 
 
-async def handle_gateway_event(deps: Deps, event: GatewayEvent) -> bool:
-    """Apply a verified gateway event exactly once.
+async def handle_gateway_event(deps: Deps, environment_id: str, event: GatewayEvent) -> bool:
+    """Apply a verified gateway event exactly once, to objects of `environment_id` only
+    (the environment whose secret verified it).
 
     Returns False when the event names nothing this service knows (it is still recorded,
-    so a repeat is not looked at again).
+    so a repeat is not looked at again), or names another environment: that one is not
+    recorded, so its delivery to its own environment still applies.
     """
+    if names_another_environment(event, environment_id):
+        return False
     async with deps.uow(read_only=True) as uow:
         if await uow.gateway_events.seen(event.id):
             return True
@@ -26,7 +30,7 @@ async def handle_gateway_event(deps: Deps, event: GatewayEvent) -> bool:
     async def apply(uow: UnitOfWork) -> bool:
         if await uow.gateway_events.seen(event.id):
             return True
-        known = await _apply(deps, uow, event)
+        known = await _apply(deps, uow, environment_id, event)
         await uow.gateway_events.add(event.id, event.type.value, deps.clock.now())
         await uow.commit()
         return known
@@ -46,18 +50,26 @@ async def make_saved_card_default(deps: Deps, session: CheckoutSession) -> None:
                                                                    card))  # fmt: skip
 
 
-async def _apply(deps: Deps, uow: UnitOfWork, event: GatewayEvent) -> bool:
-    """Apply the event to what it names; False when it names nothing known here."""
+def names_another_environment(event: GatewayEvent, environment_id: str) -> bool:
+    """Whether the gateway object says it belongs to an environment other than this one."""
+    named = [event.metadata.get("environment_id")]
+    if event.session is not None:
+        named.append(event.session.metadata.get("environment_id"))
+    return any(name is not None and name != environment_id for name in named)
+
+
+async def _apply(deps: Deps, uow: UnitOfWork, environment_id: str, event: GatewayEvent) -> bool:
+    """Apply the event to what it names in the environment; False when it names nothing
+    known there."""
     if event.type is Kind.REFUND_UPDATED:
         refund_id = event.metadata.get("refund_id")
-        environment_id = event.metadata.get("environment_id")
-        if event.refund is None or refund_id is None or environment_id is None:
+        if event.refund is None or refund_id is None:
             return False
         refund = await uow.refunds.get(environment_id, refund_id)
         if refund is not None:
             await apply_refund(deps, uow, refund, event.refund, Actor.WEBHOOK)
         return refund is not None
-    payment = await _payment_named(uow, event)
+    payment = await _payment_named(uow, environment_id, event)
     if payment is None:
         # A completed card setup names no payment: the card was made the default above.
         return event.session is not None and event.session.mode is CheckoutMode.SETUP
@@ -70,12 +82,17 @@ async def _apply(deps: Deps, uow: UnitOfWork, event: GatewayEvent) -> bool:
     return True
 
 
-async def _payment_named(uow: UnitOfWork, event: GatewayEvent) -> Payment | None:
+async def _payment_named(
+    uow: UnitOfWork, environment_id: str, event: GatewayEvent
+) -> Payment | None:
     payment_id = event.metadata.get("payment_id")
-    environment_id = event.metadata.get("environment_id")
-    if payment_id and environment_id:
-        return await uow.payments.get(environment_id, payment_id, for_update=True)
+    if payment_id:
+        payment = await uow.payments.get(environment_id, payment_id, for_update=True)
+        if payment is not None:
+            return payment
     tracking = (event.charge.intent_id if event.charge else None) or (
         event.session.id if event.session else None
     )
-    return await uow.payments.get_by_tracking_id(tracking) if tracking else None
+    if not tracking:
+        return None
+    return await uow.payments.get_by_tracking_id(environment_id, tracking)

@@ -24,6 +24,8 @@ class WebhookPolicy:
     lease: timedelta = timedelta(minutes=2)
     # Endpoints called at once in a pass (each endpoint's deliveries go one after another).
     parallel_endpoints: int = 8
+    # Endpoints may be registered at loopback and private addresses (local development, tests).
+    allow_private_urls: bool = False
 
     def retry_delay(self, failures: int) -> timedelta:
         """The wait after the `failures`-th failed attempt: base, 2 base, 4 base... capped."""

@@ -8,7 +8,7 @@ from typing import Final
 from core.errors import NotFound, ValidationError
 from core.model import WebhookDelivery, WebhookEndpoint
 from core.ports import UnitOfWork
-from core.rules import check_webhook_events, check_webhook_url
+from core.rules import check_webhook_destination, check_webhook_events, check_webhook_url
 from core.usecases.common import Deps, transaction
 
 MAX_WEBHOOK_ENDPOINTS: Final = 16  # per environment, not counting deleted ones
@@ -21,7 +21,9 @@ async def create_webhook_endpoint(
     endpoint = WebhookEndpoint(
         id=deps.ids.new_id("we"),
         environment_id=environment_id,
-        url=check_webhook_url(url),
+        url=check_webhook_destination(
+            check_webhook_url(url), allow_private=deps.policies.webhooks.allow_private_urls
+        ),
         events=check_webhook_events(events),
         secret=deps.ids.new_secret("whsec"),
         created_at=deps.clock.now(),

@@ -105,7 +105,7 @@ REFUND: Final = Body(
     "CreateRefund",
     (
         Field("amount", Amount(), description="Default: all that is left to refund."),
-        Field("reason", Text()),
+        Field("reason", Text(free=True)),
     ),
     optional=True,
 )

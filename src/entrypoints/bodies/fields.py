@@ -24,6 +24,7 @@ from core.rules import (
     RESERVED_METADATA_KEYS,
     reject_card_data,
 )
+from entrypoints.bodies.text import check_body_text, check_free_text, check_name
 
 Schema = dict[str, Any]
 
@@ -47,15 +48,18 @@ class Kind(Protocol):
 
 @attrs.frozen
 class Text:
-    """A string, stripped, not empty, at most `max_length` characters, maybe of a pattern."""
+    """A string, stripped, not empty, at most `max_length` characters, maybe of a pattern;
+    without control characters, but line breaks and tabs in `free` text."""
 
     max_length: int = MAX_TEXT_LENGTH
     pattern: re.Pattern[str] | None = None
     format: str | None = None  # what OpenAPI calls it (uri, email); the pattern is the check
+    free: bool = False
 
     def read(self, name: str, value: object, before: Mapping[str, Any]) -> str:
         if not isinstance(value, str):
             raise ValidationError(f"{name} must be a string.", field=name)
+        (check_free_text if self.free else check_name)(name, value)
         text = value.strip()
         if not text:
             raise ValidationError(f"{name} must not be empty.", field=name)
@@ -293,7 +297,8 @@ class Body:
         for key in body:
             if not isinstance(key, str):
                 raise ValidationError("Field names must be strings.", field=str(key))
-        reject_card_data(body)
+        reject_card_data(body)  # first: card data is refused as such, whatever else is wrong
+        check_body_text(body)
         unknown = sorted(set(body) - {field.name for field in self.fields})
         if unknown:
             raise ValidationError(f"Unknown field {unknown[0]!r}.", field=unknown[0])

@@ -20,7 +20,10 @@ def app_from_environ() -> Starlette:
         settings,
         notifier=LoggingNotifier(),
         dispatch_inline=False,
-        webhook_sender=HttpWebhookSender(timeout=settings.webhook_timeout),
+        webhook_sender=HttpWebhookSender(
+            timeout=settings.webhook_timeout,
+            allow_private_addresses=settings.webhook_allow_private_urls,
+        ),
     )
     return create_app(
         checkout,

@@ -41,6 +41,8 @@ STATUS_FOR_CODE: Final[dict[str, int]] = {
     "customer_not_linked": 422,
     "refund_exceeds_payment": 422,
     "idempotency_key_reused": 422,
+    "gateway_customer_not_owned": 422,
+    "webhook_url_not_allowed": 422,
     "no_default_payment_method": 402,
     "payment_method_not_found": 402,
     "card_declined": 402,

@@ -13,9 +13,10 @@ from starlette.requests import Request
 
 from core.errors import ValidationError
 from core.model import InvoiceStatus, PaymentStatus
-from core.rules import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from core.rules import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, card_data_error, looks_like_card_number
 from entrypoints.http.routing import Query
 
+IDEMPOTENCY_KEY: Final = "Idempotency-Key"
 LIMIT: Final = Query(
     "limit",
     {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
@@ -31,14 +32,18 @@ CREATED_LT: Final = Query("created_lt", {"type": "string", "format": "date-time"
 
 
 def idempotency_key(request: Request) -> str | None:
-    return request.headers.get("idempotency-key")
+    """The header as given, unless it is a card number: keys are stored and logged."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and looks_like_card_number(key):
+        raise card_data_error(IDEMPOTENCY_KEY)
+    return key
 
 
 def query_int(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() and int("١٢") == 12
         raise ValidationError(f"{name} must be a whole number.", field=name)
     return int(raw)
 

@@ -14,9 +14,9 @@ it serves, so a route without an operation cannot be served.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from starlette.requests import Request
@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from entrypoints.bodies import Body
+from entrypoints.bodies.text import check_request_text
 from entrypoints.http.observability import Metrics
 from entrypoints.library import CardCheckout
 
@@ -159,7 +160,29 @@ def _bound(entry: _Registered, context: Context) -> ApiRoute:
     handler = entry.handler
 
     async def endpoint(request: Request) -> Response:
+        check_request_text(_outside_body(request))
         return await handler(request, context)
 
     endpoint.__name__ = handler.__name__
     return ApiRoute(entry.method, entry.path, endpoint, entry.operation)
+
+
+# Headers that name something stored, as errors name them (the others are the server's to refuse).
+_NAMING_HEADERS: Final = {
+    "idempotency-key": "Idempotency-Key",
+    "x-environment-id": "X-Environment-ID",
+}
+
+
+def _outside_body(request: Request) -> Iterator[tuple[str, str]]:
+    """(field, text) for each path parameter, query parameter and naming header."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str):
+            yield name, value
+    for name, value in request.query_params.multi_items():
+        yield "query", name
+        yield name, value
+    for header, field in _NAMING_HEADERS.items():
+        value = request.headers.get(header)
+        if value is not None:
+            yield field, value

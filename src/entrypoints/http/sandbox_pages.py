@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from core.errors import CheckoutError
 from core.money import CURRENCIES, Money
+from entrypoints.bodies.text import check_name
 from entrypoints.bootstrap import CardCheckout
 
 _STYLE: Final = """
@@ -72,7 +73,9 @@ def sandbox_routes(checkout: CardCheckout) -> list[Route]:
 
     async def show(request: Request) -> Response:
         try:
-            session = await sandbox.checkout_page(request.path_params["session_id"])
+            # A NUL or control character cannot name a session (nor be looked up in PostgreSQL).
+            session_id = check_name("session_id", request.path_params["session_id"])
+            session = await sandbox.checkout_page(session_id)
         except CheckoutError:
             return _page("Not found", "<h1>This checkout does not exist.</h1>", 404)
         if session["status"] != "open":
@@ -80,8 +83,8 @@ def sandbox_routes(checkout: CardCheckout) -> list[Route]:
         return _page("Checkout", _form(session))
 
     async def submit(request: Request) -> Response:
-        session_id = request.path_params["session_id"]
         try:
+            session_id = check_name("session_id", request.path_params["session_id"])
             session = await sandbox.checkout_page(session_id)
         except CheckoutError:
             return _page("Not found", "<h1>This checkout does not exist.</h1>", 404)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from adapters.sql import rows, tables
 from adapters.sql.repositories.pages import page
@@ -16,9 +16,15 @@ from adapters.sql.statements import (
     any_of,
     keyset,
 )
-from core.errors import CustomerAlreadyExists
+from core.errors import CustomerAlreadyExists, GatewayCustomerNotOwned
 from core.model import Customer, Invoice
 from core.ports import CustomerQuery, InvoiceQuery, Page
+
+# Across environments, on purpose: a gateway customer has one holder.
+_GATEWAY_CUSTOMER_HOLDER = select(tables.customers.c.environment_id, tables.customers.c.id).where(
+    tables.customers.c.gateway_customer_id == bindparam("gateway_customer_id")
+)
+LINKED_HERE = "Another customer in this environment already links that gateway customer."
 
 
 class SqlCustomerRepository:
@@ -26,6 +32,17 @@ class SqlCustomerRepository:
         self._session = session
 
     async def add(self, customer: Customer) -> None:
+        """Refuses a gateway customer another customer links: of another environment,
+        `GatewayCustomerNotOwned`. Two adding it at once: the unique index refuses the
+        second (`CustomerAlreadyExists`, as it cannot tell its indexes apart)."""
+        if (gateway_id := customer.gateway_customer_id) is not None:
+            holder = await self._session.one(
+                _GATEWAY_CUSTOMER_HOLDER, {"gateway_customer_id": gateway_id}
+            )
+            if holder is not None and holder["environment_id"] != customer.environment_id:
+                raise GatewayCustomerNotOwned(gateway_customer_id=gateway_id)
+            if holder is not None:
+                raise CustomerAlreadyExists(LINKED_HERE, customer_id=holder["id"])
         values = rows.customer_values(customer)
         self._session.stage_insert(CUSTOMERS, values, CustomerAlreadyExists())
 

@@ -70,8 +70,13 @@ class SqlPaymentRepository:
         row = await self._session.one(statement, PAYMENTS.key(environment_id, payment_id))
         return rows.payment_from(row) if row else None
 
-    async def get_by_tracking_id(self, gateway_tracking_id: str) -> Payment | None:
-        row = await self._session.one(PAYMENT_BY_TRACKING_ID, {"tracking_id": gateway_tracking_id})
+    async def get_by_tracking_id(
+        self, environment_id: str, gateway_tracking_id: str
+    ) -> Payment | None:
+        row = await self._session.one(
+            PAYMENT_BY_TRACKING_ID,
+            {"environment_id": environment_id, "tracking_id": gateway_tracking_id},
+        )
         return rows.payment_from(row) if row else None
 
     async def update(self, payment: Payment) -> None:
