@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 from core.errors import CheckoutError, ServiceUnavailable
 from core.usecases import ReconcileReport
 from entrypoints.http.errors import on_checkout_error, on_http_error
+from entrypoints.http.headers import SecurityHeaders
 from entrypoints.http.observability import Metrics, RequestObservability
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.routes import api_routes
@@ -63,6 +64,7 @@ def create_app(
         },  # a bug is answered (and logged, once) by RequestObservability
     )
     app.add_middleware(RequestObservability, metrics=metrics)
+    app.add_middleware(SecurityHeaders)  # outermost: on the 500 of a bug too
     return app
 
 

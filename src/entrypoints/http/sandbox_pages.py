@@ -17,6 +17,7 @@ from core.errors import CheckoutError
 from core.money import CURRENCIES, Money
 from entrypoints.bodies.text import check_name
 from entrypoints.bootstrap import CardCheckout
+from entrypoints.http.headers import page_headers
 
 _STYLE: Final = """
 body{font-family:system-ui,sans-serif;background:#f6f8fa;margin:0;display:flex;
@@ -32,13 +33,16 @@ background:#635bff;color:#fff;cursor:pointer}.note{color:#59636e;font-size:.8rem
 """
 
 
+_PAGE_HEADERS: Final = page_headers(_STYLE)
+
+
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     html = (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'
         f'</title><meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<style>{_STYLE}</style></head><body><main>{body}</main></body></html>"
     )
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
 
 
 def _form(session: dict[str, object], error: str | None = None) -> str:
