@@ -29,13 +29,16 @@ ALL_EVENTS: Final = "*"
 # Set by the service from the charge; a caller may not put them in metadata.
 RESERVED_METADATA_KEYS: Final = frozenset({"stripe_payment_intent_id", "card_last4", "card_brand"})
 
+# Field names compared as letters and digits only, lower case (`cardNumber`, `card-number` and
+# `Card Number` are one name); a name holding one of the fragments is card data too.
 _CARD_FIELD_NAMES: Final = frozenset(
     {
-        "card", "card_number", "cardnumber", "number", "pan", "cvc", "cvv", "cvc2", "cvv2",
-        "security_code", "exp", "expiry", "expiration", "exp_month", "exp_year",
-        "expiry_month", "expiry_year", "expiration_date", "card_cvc", "card_exp",
+        "card", "cardnumber", "number", "pan", "cvc", "cvv", "cvc2", "cvv2", "securitycode",
+        "exp", "expiry", "expiration", "expmonth", "expyear", "expirymonth", "expiryyear",
+        "expirationdate", "cardcvc", "cardexp",
     }
 )  # fmt: skip
+_CARD_FIELD_FRAGMENTS: Final = ("cardnumber", "cardnum", "creditcard", "ccnum", "cvv", "cvc")
 # A run of digits standing on its own: inside a longer token of letters and digits (a UUID's
 # hex, an order number) it is an identifier, not a card number typed by someone. Between digits,
 # up to three separators as people type them: any space (two, no-break, narrow, tab), dashes,
@@ -72,6 +75,11 @@ def looks_like_card_number(text: str) -> bool:
     return False
 
 
+def _is_card_field_name(key: str) -> bool:
+    name = "".join(char for char in key.lower() if char.isascii() and char.isalnum())
+    return name in _CARD_FIELD_NAMES or any(part in name for part in _CARD_FIELD_FRAGMENTS)
+
+
 def card_data_error(field: str) -> ValidationError:
     # The value is never echoed: it may be a real card.
     return ValidationError(
@@ -88,7 +96,7 @@ def reject_card_data(body: Mapping[str, object], prefix: str = "") -> None:
             if looks_like_card_number(key):
                 # Name the enclosing object, never the key: the key is the card number.
                 raise card_data_error(prefix.rstrip(".") or "body")
-            if key.strip().lower() in _CARD_FIELD_NAMES:
+            if _is_card_field_name(key):
                 raise card_data_error(f"{prefix}{key}")
         if isinstance(value, str):
             if looks_like_card_number(value):

@@ -13,7 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from core.errors import ValidationError
-from core.rules import looks_like_card_number
+from core.rules import looks_like_card_number, reject_card_data
 from entrypoints.bodies import parse_create_payment
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import create_app
@@ -170,3 +170,19 @@ def test_the_separators_people_type_between_groups_do_not_hide_a_card(spelled: s
 )
 def test_short_runs_dates_and_ids_are_not_card_numbers(text: str) -> None:
     assert not looks_like_card_number(text)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["cardNumber", "card-number", "Card Number", "credit_card_number", "ccnum", "cc_number",
+     "CVV", "card_cvc2", "expMonth", "Security-Code"],
+)  # fmt: skip
+def test_card_like_field_names_are_card_data_however_spelled(name: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        reject_card_data({"metadata": {name: "x"}})
+    assert refused.value.details["field"] == f"metadata.{name}"
+
+
+@pytest.mark.parametrize("name", ["order_number", "invoice_ref", "cart", "expected", "discard"])
+def test_ordinary_field_names_are_not_card_data(name: str) -> None:
+    reject_card_data({"metadata": {name: "x"}})
