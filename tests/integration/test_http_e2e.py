@@ -235,7 +235,8 @@ async def _submit_hosted_page(client: httpx.AsyncClient, url: str, card: str) ->
     page = await client.get(url)
     assert page.status_code == 200, page.text
     assert 'name="card_number"' in page.text
-    return await client.post(url, data={"card_number": card})
+    [token] = re.findall(r'name="form_token" value="([^"]+)"', page.text)
+    return await client.post(url, data={"card_number": card, "form_token": token})
 
 
 async def new_customer(client: Client, card: str | None = VISA) -> Json:
@@ -1013,7 +1014,7 @@ async def test_a_hosted_page_refuses_a_card_that_is_not_a_test_card(
     customer = await new_customer(api, card=None)
     setup = _ok(await api.post(f"/api/v1/customers/{customer['id']}/payment_methods/setup"), 201)
 
-    refused = await api.post(setup["url"], data={"card_number": "5555555555554444"})
+    refused = await _submit_hosted_page(api, setup["url"], "5555555555554444")
 
     assert refused.status_code == 402
     cards = await get(api, f"/api/v1/customers/{customer['id']}/payment_methods")

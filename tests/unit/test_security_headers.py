@@ -8,7 +8,7 @@ import hashlib
 import re
 
 from entrypoints.bootstrap import CardCheckout
-from tests.helpers import ENV, api_client
+from tests.helpers import ENV, VISA, api_client
 
 
 async def test_json_answers_are_not_sniffed_nor_stored(checkout: CardCheckout) -> None:
@@ -42,3 +42,26 @@ async def test_the_hosted_page_cannot_be_framed_nor_run_what_it_does_not_carry(
     [style] = re.findall(r"<style>(.*?)</style>", page.text, flags=re.S)
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
     assert f"style-src 'sha256-{digest}'" in policy
+
+
+async def test_the_hosted_form_is_taken_only_with_its_sessions_token(
+    checkout: CardCheckout,
+) -> None:
+    async with api_client(checkout) as client:
+        customer = await checkout.create_customer(ENV, {"external_id": "forged"})
+        setup = await checkout.setup_card(ENV, customer.id)
+        url = f"/sandbox/checkout/{setup.id}"
+        page = await client.get(url)
+        [token] = re.findall(r'name="form_token" value="([^"]+)"', page.text)
+        # As a page of another site would post it: it cannot read the token.
+        unsigned = await client.post(url, data={"card_number": VISA})
+        guessed = await client.post(url, data={"card_number": VISA, "form_token": "x" * 22})
+        assert checkout.sandbox is not None
+        still_open = (await checkout.sandbox.checkout_page(setup.id))["status"]
+        taken = await client.post(url, data={"card_number": VISA, "form_token": token})
+
+    assert (unsigned.status_code, guessed.status_code) == (403, 403)
+    assert still_open == "open"
+    assert taken.status_code == 200
+    assert "Card saved." in taken.text
+    assert len(await checkout.list_payment_methods(ENV, customer.id)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 
 from adapters.sandbox.cards import test_card
@@ -61,6 +62,9 @@ class HostedCheckout(SandboxDocuments):
                 "status": CheckoutSessionStatus.OPEN.value,
                 "payment_intent": None,
                 "payment_method": None,
+                # Carried by the hosted form: a page of another site cannot read it, so it
+                # cannot post the form (shared by every instance, as the session is).
+                "form_token": secrets.token_urlsafe(16),
             }
             return Created(
                 {"checkout_session": session_id}, [("checkout_session", session_id, session)]

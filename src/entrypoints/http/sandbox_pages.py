@@ -6,9 +6,11 @@ would. The card number goes to the sandbox's test-card table only; it is never l
 
 from __future__ import annotations
 
+import hmac
 from html import escape
 from typing import Final
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -61,14 +63,26 @@ def _form(session: dict[str, object], error: str | None = None) -> str:
             "Save card",
         )
     problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    token = escape(str(session.get("form_token", "")))
     return (
         f"{heading}{what}{problem}"
-        '<form method="post"><label for="card_number">Card number</label>'
+        '<form method="post">'
+        f'<input type="hidden" name="form_token" value="{token}">'
+        '<label for="card_number">Card number</label>'
         '<input id="card_number" name="card_number" inputmode="numeric" autocomplete="off" '
         'placeholder="4242 4242 4242 4242" required>'
         f'<button type="submit">{button}</button></form>'
         '<p class="note">Sandbox: use a Stripe test card. Nothing is charged.</p>'
     )
+
+
+def _posted_from_its_page(session: dict[str, object], form: FormData) -> bool:
+    """Whether the form carries its session's token (a session made before tokens has none)."""
+    expected = session.get("form_token")
+    if not isinstance(expected, str):
+        return True
+    given = form.get("form_token")
+    return isinstance(given, str) and hmac.compare_digest(given, expected)
 
 
 def sandbox_routes(checkout: CardCheckout) -> list[Route]:
@@ -93,6 +107,9 @@ def sandbox_routes(checkout: CardCheckout) -> list[Route]:
         except CheckoutError:
             return _page("Not found", "<h1>This checkout does not exist.</h1>", 404)
         form = await request.form()
+        if session["status"] == "open" and not _posted_from_its_page(session, form):
+            expired = "<h1>This form has expired.</h1><p>Open the checkout link again.</p>"
+            return _page("Checkout", expired, 403)
         card_number = str(form.get("card_number", ""))
         try:
             await checkout.complete_sandbox_checkout(session_id, card_number)
