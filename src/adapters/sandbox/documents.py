@@ -8,12 +8,12 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import attrs
 
 from adapters.sandbox.cards import TestCard
-from adapters.sandbox.store import Document, Expected, SandboxStore, Writes
+from adapters.sandbox.store import Document, Expected, SandboxStore, StoreFailures, Writes
 from core.errors import CustomerNotLinked, GatewayError
 from core.gateway import (
     ChargeResult,
@@ -37,28 +37,12 @@ def _fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256(_CANONICAL.encode(params).encode()).hexdigest()
 
 
-class _StoreFailures:
-    """`with unknown_if_the_store_fails():` (a class: a generator-based context manager
-    costs several times as much, on every charge)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: object
-    ) -> Literal[False]:
-        # The SQL store reports its database's failures as `GatewayUnavailable` itself; a
-        # store's connection failing is one too. Anything else is a bug, and propagates.
-        if isinstance(error, OSError):
-            failed = type(error).__name__
-            raise GatewayUnavailable(f"sandbox: its store failed ({failed})") from error
-        return False
+# The SQL store reports its database's failures as `GatewayUnavailable` itself; a store's
+# connection failing is one too.
+_STORE_FAILURES: Final = StoreFailures((OSError,))
 
 
-_STORE_FAILURES: Final = _StoreFailures()
-
-
-def unknown_if_the_store_fails() -> _StoreFailures:
+def unknown_if_the_store_fails() -> StoreFailures:
     """The sandbox's own storage failing is, to its caller, a gateway that did not answer."""
     return _STORE_FAILURES
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
+
+from core.gateway import GatewayUnavailable
 
 Document = dict[str, Any]
 # Documents to store together: (kind, key, document).
@@ -24,6 +26,27 @@ class Expected:
 
     def holds(self, document: Document | None) -> bool:
         return document is not None and document.get(self.field) == self.value
+
+
+class StoreFailures:
+    """`with StoreFailures(kinds):` a store failing with one of `kinds` is, to the sandbox's
+    callers, a gateway that did not answer (an outcome unknown); anything else is a bug and
+    propagates. (A class: a generator-based context manager costs several times as much, on
+    every charge.)"""
+
+    def __init__(self, kinds: tuple[type[BaseException], ...]) -> None:
+        self._kinds = kinds
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> Literal[False]:
+        if isinstance(error, self._kinds):
+            failed = type(error).__name__
+            raise GatewayUnavailable(f"sandbox: its store failed ({failed})") from error
+        return False
 
 
 class SandboxStore(Protocol):

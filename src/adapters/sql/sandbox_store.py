@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -10,27 +10,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.sandbox.store import Document, Expected, Writes
+from adapters.sandbox.store import Document, Expected, StoreFailures, Writes
 from adapters.sql.errors import DATABASE_ERRORS, Refusal, refusal
 from adapters.sql.tables import sandbox_documents as t
-from core.gateway import GatewayUnavailable
 
-
-class _Unanswered:
-    """`with _UNANSWERED:` the store's database failing is, to the sandbox's callers, a
-    gateway that did not answer (an outcome unknown), never one of our own errors."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, error: BaseException | None, _: object) -> Literal[False]:
-        if isinstance(error, DATABASE_ERRORS):
-            failed = type(error).__name__
-            raise GatewayUnavailable(f"sandbox: its store failed ({failed})") from error
-        return False
-
-
-_UNANSWERED: Final = _Unanswered()
+# The store's database failing is, to the sandbox's callers, a gateway that did not answer.
+_UNANSWERED: Final = StoreFailures(DATABASE_ERRORS)
 
 
 class SqlSandboxStore:

@@ -3,8 +3,6 @@ transaction open, then record its answer."""
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from core.errors import (
     NoDefaultPaymentMethod,
     PaymentFailed,
@@ -39,8 +37,6 @@ from core.usecases.recording import (
     outcome,
     settle,
 )
-
-T = TypeVar("T")
 
 
 async def select_card(
@@ -109,8 +105,7 @@ async def charge_recorded(
     if payment.method_type is PaymentMethodType.PAYMENT_LINK:
         answer = await open_payment_link(deps, payment, customer)
     else:
-        charging = deps.gateway.charge(charge_request(payment, customer))
-        answer = await gateway_answer(charging)
+        answer = await gateway_answer(deps.gateway.charge(charge_request(payment, customer)))
     if answer is None and not idempotency.keyed:
         return payment
 
@@ -134,8 +129,9 @@ async def charge_recorded(
 
 
 async def open_payment_link(deps: Deps, payment: Payment, customer: Customer) -> GatewayAnswer:
-    opening = deps.gateway.create_checkout_session(checkout_request(payment, customer))
-    return await gateway_answer(opening)
+    return await gateway_answer(
+        deps.gateway.create_checkout_session(checkout_request(payment, customer))
+    )
 
 
 def charge_request(payment: Payment, customer: Customer) -> ChargeRequest:
