@@ -7,15 +7,18 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 
+import attrs
 import httpx
 import pytest
 
+from adapters.addresses import StaticAddressResolver
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryUnitOfWorkFactory
 from adapters.notifiers import RecordingNotifier
 from adapters.sandbox import SandboxFaults, SandboxPaymentGateway
 from core.errors import CheckoutError
 from core.model import Customer, Invoice
+from core.ports import PaymentGateway
 from entrypoints.bootstrap import CardCheckout, bootstrap
 from entrypoints.http import create_app
 
@@ -38,23 +41,35 @@ DECLINED = "4000000000000002"
 INSUFFICIENT_FUNDS = "4000000000009995"
 AUTHENTICATION_REQUIRED = "4000002760003184"
 EXPIRED = "4000000000000069"
+# Seals the secrets of test databases that outlive one `bootstrap` (PostgreSQL has no key file).
+TEST_ENCRYPTION_KEY = "Kb1zEg4zQAR8fRnY6nDmsqHWetd7DiQ2C_u63hKTrPg="
+# What every webhook host name resolves to in tests, unless a test says otherwise: public.
+PUBLIC_ADDRESS = "93.184.215.14"
 
 
 def in_memory_checkout(
     *, clock: ManualClock | None = None, faults: SandboxFaults | None = None
 ) -> CardCheckout:
-    """Card Checkout on in-memory storage and the sandbox, with a clock the test moves."""
+    """Card Checkout on in-memory storage and the sandbox, with a clock the test moves (and
+    a DNS that answers a public address for every name)."""
     return bootstrap(
         uow=InMemoryUnitOfWorkFactory(),
         clock=clock or ManualClock(),
         notifier=RecordingNotifier(),
         sandbox_faults=faults or SandboxFaults(),
+        address_resolver=StaticAddressResolver(default=[PUBLIC_ADDRESS]),
     )
 
 
 def sandbox(checkout: CardCheckout) -> SandboxPaymentGateway:
     assert checkout.sandbox is not None
     return checkout.sandbox
+
+
+def use_gateway(checkout: CardCheckout, gateway: PaymentGateway) -> None:
+    """Have every environment without a connection of its own charge through `gateway`."""
+    gateways = attrs.evolve(checkout.gateways, default_gateway=gateway)
+    checkout.deps = attrs.evolve(checkout.deps, gateways=gateways)
 
 
 def notifier(checkout: CardCheckout) -> RecordingNotifier:
@@ -151,7 +166,17 @@ async def api_client(
     ENV, which it creates."""
     await checkout.create_environment("t", "test", environment_id=ENV)
     _, key = await checkout.create_api_key("t", [ENV], role)
-    headers = {"Authorization": f"Bearer {key}", "X-Environment-ID": ENV}
+    async with keyed_client(checkout, key) as client:
+        yield client
+
+
+@asynccontextmanager
+async def keyed_client(
+    checkout: CardCheckout, key: str, environment: str = ENV
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of `checkout`'s app (no background passes) sending `key` for
+    `environment` with every request."""
+    headers = {"Authorization": f"Bearer {key}", "X-Environment-ID": environment}
     transport = httpx.ASGITransport(app=create_app(checkout, notify_every=None))
     async with httpx.AsyncClient(
         transport=transport, base_url="http://testserver", headers=headers

@@ -564,16 +564,52 @@ class StorageContract:
             assert await uow.customers.get(ENV, "cust_0001") == mine
             assert await uow.customers.get("env_b", "cust_0001") is None
 
-    async def test_a_gateway_event_is_recorded_once(self, units: UnitOfWorkFactory) -> None:
+    async def test_a_gateway_event_is_recorded_once_per_environment(
+        self, units: UnitOfWorkFactory
+    ) -> None:
         async with units() as uow:
-            await uow.gateway_events.add("evt_1", "payment_intent.succeeded", T0)
+            await uow.gateway_events.add(ENV, "evt_1", "payment_intent.succeeded", T0)
             await uow.commit()
         async with units() as uow:
-            assert await uow.gateway_events.seen("evt_1")
-            assert not await uow.gateway_events.seen("evt_2")
-            again = uow.gateway_events.add("evt_1", "payment_intent.succeeded", T0)
+            assert await uow.gateway_events.seen(ENV, "evt_1")
+            assert not await uow.gateway_events.seen(ENV, "evt_2")
+            assert not await uow.gateway_events.seen("env_b", "evt_1")
+            again = uow.gateway_events.add(ENV, "evt_1", "payment_intent.succeeded", T0)
             with pytest.raises(ConcurrentUpdate):
                 await _write_and_commit(uow, again)
+        async with units() as uow:  # the same event id, delivered for another environment
+            await uow.gateway_events.add("env_b", "evt_1", "payment_intent.succeeded", T0)
+            await uow.commit()
+        async with units() as uow:
+            assert await uow.gateway_events.seen("env_b", "evt_1")
+            assert not await uow.gateway_events.seen("env_c", "evt_1")
+
+    async def test_two_environments_recording_one_event_id_at_once_both_land(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        first, second = units(), units()
+        async with first, second:
+            await first.gateway_events.add(ENV, "evt_1", "checkout_completed", T0)
+            await second.gateway_events.add("env_b", "evt_1", "checkout_completed", T0)
+            await first.commit()
+            await second.commit()
+        async with units() as uow:
+            assert await uow.gateway_events.seen(ENV, "evt_1")
+            assert await uow.gateway_events.seen("env_b", "evt_1")
+
+    async def test_a_gateway_customer_is_found_only_in_the_environment_linking_it(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        await self._seed(units)
+        held = customer().gateway_customer_id
+        assert held is not None
+        async with units() as uow:
+            assert await uow.customers.get_by_gateway_customer_id(ENV, held) == customer()
+            assert await uow.customers.get_by_gateway_customer_id("env_b", held) is None
+            assert await uow.customers.get_by_gateway_customer_id(ENV, "cus_unknown") is None
+            linked_now = attrs.evolve(customer(2), gateway_customer_id="cus_new")
+            await uow.customers.add(linked_now)  # seen by its own transaction before commit
+            assert await uow.customers.get_by_gateway_customer_id(ENV, "cus_new") == linked_now
 
     async def test_the_outbox_hands_out_each_notification_until_delivered(
         self, units: UnitOfWorkFactory

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import attrs
 
+from adapters.remembered import Remembered
 from core.model import ApiKey
 from core.ports import Clock, UnitOfWorkFactory
 
@@ -22,24 +23,20 @@ class CachedApiKeyLookup:
     uow: UnitOfWorkFactory
     clock: Clock
     ttl: timedelta = timedelta(seconds=5)
-    capacity: int = 10_000
-    _keys: dict[str, tuple[ApiKey, datetime]] = attrs.field(factory=dict, init=False)
+    _keys: Remembered[str, ApiKey] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._keys = Remembered(self.ttl)
 
     async def find(self, key_hash: str) -> ApiKey | None:
         now = self.clock.now()
-        remembered = self._keys.get(key_hash)
-        if remembered is not None:
-            key, expires_at = remembered
-            if now < expires_at:
-                return key
-            del self._keys[key_hash]
+        if remembered := self._keys.get(key_hash, now):
+            return remembered[0]
         async with self.uow(read_only=True) as uow:
             stored = await uow.api_keys.get_by_hash(key_hash)
-        if stored is not None and stored.active and self.ttl > timedelta(0):
-            if len(self._keys) >= self.capacity:
-                self._keys.clear()  # rare, and cheaper than tracking recency
-            self._keys[key_hash] = (stored, now + self.ttl)
+        if stored is not None and stored.active:
+            self._keys.put(key_hash, stored, now)
         return stored
 
     def forget(self, key: ApiKey) -> None:
-        self._keys.pop(key.key_hash, None)
+        self._keys.forget(key.key_hash)

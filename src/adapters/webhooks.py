@@ -7,35 +7,43 @@ HMAC-SHA256 of `<timestamp>.<body>` keyed with the endpoint's secret, and dedupe
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import ipaddress
 import json
-import socket
-from collections.abc import Awaitable, Callable, Sequence
+import logging
+import ssl
 from typing import Any, Final
 
 import httpx
 
+from adapters.addresses import SystemAddressResolver
 from adapters.clock import SystemClock
 from core.model import WebhookDelivery, WebhookEndpoint
-from core.ports import Clock
-from core.rules import address_literal, host_may_be_public, is_public_address
+from core.model.webhooks import DeliveryError, WebhookNotAccepted
+from core.ports import AddressResolver, Clock
+from core.rules import address_literal, are_public_addresses, host_may_be_public
+
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "EVENT_ID_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "HttpWebhookSender",
+    "WebhookNotAccepted",  # the core's, raised here
+    "failure_kind",
+    "signature",
+    "webhook_body",
+    "webhook_payload",
+]
 
 EVENT_ID_HEADER: Final = "Card-Checkout-Event-Id"
 TIMESTAMP_HEADER: Final = "Card-Checkout-Timestamp"
 SIGNATURE_HEADER: Final = "Card-Checkout-Signature"
 # A subscriber that does not answer in this long is treated as down (and retried later).
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
-# The same for every refused address, so that a delivery's error reveals nothing about it.
-ADDRESS_NOT_ALLOWED: Final = "The subscriber's address is not allowed."
-# The addresses a host name resolves to, given its port.
-Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
-
-class WebhookNotAccepted(Exception):
-    """The endpoint did not take the delivery: an error status, or no answer at all."""
+_log = logging.getLogger(__name__)
 
 
 def webhook_payload(delivery: WebhookDelivery) -> dict[str, Any]:
@@ -61,18 +69,14 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-async def resolve_host(host: str, port: int) -> Sequence[str]:
-    """Every address the system's resolver gives for `host` (the event loop's getaddrinfo)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
 class HttpWebhookSender:
-    """Sends over one pooled `httpx.AsyncClient`; redirects are not followed.
+    """Sends over one `httpx.AsyncClient`; redirects are not followed.
 
     Unless `allow_private_addresses`, the subscriber's host is resolved at each delivery, every
     address it gives must be public, and the request goes to the first of them (the name kept
-    in `Host` and TLS): a name that now points inside (DNS rebinding) is refused unasked.
+    in `Host`, and in TLS for the certificate's check): a name that now points inside (DNS
+    rebinding) is refused unasked. A failure raises `WebhookNotAccepted` with a kind only; the
+    network's own words (addresses, ports, errnos) go to the service's log.
     """
 
     def __init__(
@@ -82,16 +86,23 @@ class HttpWebhookSender:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         clock: Clock | None = None,
         allow_private_addresses: bool = False,
-        resolver: Resolver = resolve_host,
+        resolver: AddressResolver | None = None,
     ) -> None:
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             headers={"User-Agent": "CardCheckout-Webhooks/1.0"},
+            # No connection kept between deliveries: the pool knows a connection by address
+            # only, and one whose certificate was checked for another name sharing that
+            # address must not carry this name's delivery.
+            limits=httpx.Limits(max_keepalive_connections=0),
+            # Straight to the checked address: a proxy from the environment would connect
+            # on its own, to wherever the name points then.
+            trust_env=False,
         )
         self._clock = clock or SystemClock()
         self._allow_private_addresses = allow_private_addresses
-        self._resolve = resolver
+        self._resolver = resolver or SystemAddressResolver()
 
     async def send(self, endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> None:
         body = webhook_body(delivery)
@@ -117,27 +128,41 @@ class HttpWebhookSender:
             ) as response:
                 status = response.status_code
         except httpx.HTTPError as error:
-            raise WebhookNotAccepted(f"{type(error).__name__}: {error}".rstrip(": ")) from error
+            _log.info("Webhook delivery %s to endpoint %s failed: %r", delivery.id,
+                      endpoint.id, error)  # fmt: skip
+            raise WebhookNotAccepted(failure_kind(error)) from error
+        except Exception as error:
+            _log.exception("Webhook delivery %s to endpoint %s broke", delivery.id, endpoint.id)
+            raise WebhookNotAccepted(DeliveryError.FAILED) from error
         if not 200 <= status < 300:
-            raise WebhookNotAccepted(f"The endpoint answered HTTP {status}.")
+            raise WebhookNotAccepted(DeliveryError.HTTP_STATUS, status=status)
 
     async def _public_address(self, url: httpx.URL) -> str:
-        """The address to connect to; refused alike whatever listens there (a closed port
-        and an open one must not be told apart)."""
+        """The address to connect to. Refused alike whatever listens there, and whether the
+        name has no address or an inside one (which inside names exist is not to be told)."""
         if not host_may_be_public(url.host):
-            raise WebhookNotAccepted(ADDRESS_NOT_ALLOWED)
+            raise WebhookNotAccepted(DeliveryError.ADDRESS_NOT_ALLOWED)
         literal = address_literal(url.host)
         if literal is not None:
             return str(literal)  # `0x7f.1` and the like connect as what they spell
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            answers = await self._resolve(url.raw_host.decode("ascii"), port)
-        except OSError:
-            raise WebhookNotAccepted("The subscriber's host name could not be resolved.") from None
-        addresses = [ipaddress.ip_address(answer.partition("%")[0]) for answer in answers]
-        if not addresses or not all(is_public_address(a) for a in addresses):
-            raise WebhookNotAccepted(ADDRESS_NOT_ALLOWED)
-        return str(addresses[0])
+        answers = await self._resolver.resolve(url.raw_host.decode("ascii"))
+        if not are_public_addresses(answers):
+            raise WebhookNotAccepted(DeliveryError.ADDRESS_NOT_ALLOWED)
+        return str(ipaddress.ip_address(answers[0].partition("%")[0]))
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def failure_kind(error: httpx.HTTPError) -> DeliveryError:
+    """A transport failure as a kind: a closed port, a reset and an unreachable host alike."""
+    if isinstance(error, httpx.TimeoutException):
+        return DeliveryError.TIMEOUT
+    cause: BaseException | None = error
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):  # certificate checks' failures included
+            return DeliveryError.TLS_ERROR
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return DeliveryError.CONNECTION_FAILED

@@ -10,7 +10,7 @@ from typing import Final
 
 import attrs
 
-from core.model import InvoiceStatus, PaymentMethodType
+from core.model import GatewayProvider, InvoiceStatus, PaymentMethodType
 from core.money import Money
 
 # Sorted keys and no spaces: the same values always give the same text, hence the same hash.
@@ -95,3 +95,12 @@ class SetupCard:
 
     def fingerprint(self) -> str:
         return _fingerprint("setup_card", self)
+
+
+@attrs.frozen
+class ConnectGateway:
+    """An environment's gateway: the sandbox, or a Stripe account by its secret key."""
+
+    provider: GatewayProvider
+    secret_key: str | None = None
+    webhook_secrets: tuple[str, ...] = attrs.field(default=(), converter=tuple)

@@ -138,6 +138,14 @@ class CustomerAlreadyExists(Conflict):
     default_message = "A customer with this external_id already exists in this environment."
 
 
+class GatewayNotConnected(Conflict):
+    code = "gateway_not_connected"
+    default_message = (
+        "This live environment has no Stripe connection of its own; an admin connects one "
+        "with PUT /api/v1/connection."
+    )
+
+
 class ConcurrentUpdate(Conflict):
     """Two writers raced for the same row; the loser's transaction changed nothing."""
 
@@ -166,7 +174,10 @@ class CustomerNotLinked(Unprocessable):
 
 class GatewayCustomerNotOwned(Unprocessable):
     code = "gateway_customer_not_owned"
-    default_message = "That gateway customer belongs to another environment."
+    default_message = (
+        "That gateway customer is not this environment's: its metadata must name this "
+        "environment, unless the environment is connected to a Stripe account of its own."
+    )
 
 
 class RefundExceedsPayment(Unprocessable):

@@ -25,6 +25,7 @@ from core.model import (
     ApiKey,
     Customer,
     Environment,
+    GatewayConnection,
     Invoice,
     InvoiceStatus,
     Notification,
@@ -68,7 +69,14 @@ class ApiKeyLookup(Protocol):
 
 class WebhookSender(Protocol):
     async def send(self, endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> None:
-        """Sign and send one delivery to the endpoint; raise unless the endpoint took it."""
+        """Sign and send one delivery to the endpoint; raise unless the endpoint took it
+        (`WebhookNotAccepted`, whose kind is all the delivery records)."""
+
+
+class AddressResolver(Protocol):
+    async def resolve(self, host: str) -> Sequence[str]:
+        """Every address (`93.184.215.14`, `2606:4700::1111`) the host name has now, within
+        a bounded time; none when it does not resolve, or not in time."""
 
 
 class PaymentGateway(Protocol):
@@ -109,6 +117,21 @@ class PaymentGateway(Protocol):
 
     async def get_checkout_session(self, session_id: str) -> CheckoutSession:
         """The hosted page's current state."""
+
+
+class GatewayDirectory(Protocol):
+    """Which gateway serves each environment: its own connection, else the default one."""
+
+    async def for_environment(self, environment_id: str) -> PaymentGateway:
+        """The environment's gateway; `GatewayNotConnected` when a live environment has
+        no Stripe connection to charge through."""
+
+    def forget(self, environment_id: str) -> None:
+        """The environment's connection changed: never answer it from memory again."""
+
+    @property
+    def default(self) -> GatewayConnection:
+        """What applies to an environment without a connection of its own."""
 
 
 # Storage ---------------------------------------------------------------------------------
@@ -192,6 +215,11 @@ class CustomerRepository(Protocol):
     async def get_by_external_id(
         self, environment_id: str, external_id: str
     ) -> Customer | None: ...
+    async def get_by_gateway_customer_id(
+        self, environment_id: str, gateway_customer_id: str
+    ) -> Customer | None:
+        """The environment's customer linking that gateway customer (it has one holder)."""
+
     async def list(self, query: CustomerQuery) -> Page[Customer]:
         """Newest first, keyset-paginated like every list."""
 
@@ -271,9 +299,13 @@ class OutboxRepository(Protocol):
 
 
 class GatewayEventLog(Protocol):
-    async def seen(self, event_id: str) -> bool: ...
-    async def add(self, event_id: str, event_type: str, at: datetime) -> None:
-        """Record a handled event; a second add of the same id fails at commit."""
+    """The gateway events each environment has handled: one account's event may reach every
+    environment's URL, and each handles it as its own."""
+
+    async def seen(self, environment_id: str, event_id: str) -> bool: ...
+    async def add(self, environment_id: str, event_id: str, event_type: str, at: datetime) -> None:
+        """Record a handled event; a second add of the same id in the same environment fails
+        at commit."""
 
 
 class EnvironmentRepository(Protocol):

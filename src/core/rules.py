@@ -138,11 +138,30 @@ def check_webhook_url(url: str) -> str:
 
 def check_webhook_destination(url: str, *, allow_private: bool = False) -> str:
     """A webhook URL whose host may be on the public internet: unless `allow_private`, an
-    inside address or a `localhost` name is refused. Names are resolved, and checked again,
-    by the sender at each delivery."""
+    inside address or a `localhost` name is refused. Other names are resolved (and checked
+    with `are_public_addresses`) at registration and again by the sender at each delivery."""
     if not allow_private and not host_may_be_public(_webhook_host(url)):
         raise WebhookUrlNotAllowed(field="url")
     return url
+
+
+def webhook_host_name(url: str) -> str | None:
+    """The host name a webhook URL's address must be resolved from; None when the URL
+    spells the address itself."""
+    host = _webhook_host(url)
+    return None if address_literal(host.rstrip(".")) is not None else host
+
+
+def are_public_addresses(answers: Iterable[str]) -> bool:
+    """True when a name's answers hold an address and every one is public; an answer that
+    is not an address counts as inside (an IPv6 zone, `%eth0`, is dropped)."""
+    addresses = []
+    for answer in answers:
+        try:
+            addresses.append(ipaddress.ip_address(answer.partition("%")[0]))
+        except ValueError:
+            return False
+    return bool(addresses) and all(is_public_address(address) for address in addresses)
 
 
 def _webhook_host(url: str) -> str:
@@ -206,6 +225,8 @@ def is_public_address(address: IPAddress) -> bool:
             return is_public_address(embedded)
         if address in _NAT64:
             return is_public_address(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.is_site_local:  # fec0::/10: deprecated, yet `is_global` in Python 3.11
+            return False
     return address.is_global and not address.is_multicast and not address.is_reserved
 
 

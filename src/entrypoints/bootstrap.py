@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 import attrs
+from sqlalchemy.engine import make_url
 
+from adapters.addresses import SystemAddressResolver
 from adapters.api_keys import CachedApiKeyLookup
 from adapters.clock import SystemClock
+from adapters.gateways import ConnectedGateways
 from adapters.ids import UlidIdGenerator
 from adapters.memory import InMemoryUnitOfWorkFactory
 from adapters.notifiers import RecordingNotifier
@@ -23,11 +26,19 @@ from adapters.sandbox import (
     SandboxPaymentGateway,
     SandboxStore,
 )
+from adapters.secrets import SecretBox, key_file_beside
 from adapters.sql import SqlSandboxStore, SqlUnitOfWorkFactory, create_engine_from_url
-from adapters.sql.engine import LOCK_TIMEOUT_MS, POOL_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS
+from adapters.sql.engine import (
+    LOCK_TIMEOUT_MS,
+    POOL_TIMEOUT_SECONDS,
+    STATEMENT_TIMEOUT_MS,
+    sqlite_file,
+)
 from adapters.stripe_gateway import StripePaymentGateway
 from adapters.webhooks import DEFAULT_TIMEOUT_SECONDS
+from core.model import GatewayConnection, GatewayProvider
 from core.ports import (
+    AddressResolver,
     Clock,
     IdGenerator,
     Notifier,
@@ -88,6 +99,11 @@ class Settings:
     # Outbound webhooks may go to loopback, private and link-local addresses (local development
     # and tests only: in production they would let a subscriber probe the inside network).
     webhook_allow_private_urls: bool = False
+    # Keys that seal stored secrets (Fernet keys; the first seals, all open). None given: a
+    # SQLite file gets a key file beside it, PostgreSQL stores no secret until keys are set.
+    encryption_keys: tuple[str, ...] = ()
+    # How long an environment's gateway connection is trusted without reading it again.
+    connection_cache_seconds: float = 5.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,11 +123,7 @@ class Settings:
             stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
             public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
-            stripe_webhook_secrets=tuple(
-                secret.strip()
-                for secret in env.get("STRIPE_WEBHOOK_SECRET", "").split(",")
-                if secret.strip()
-            ),
+            stripe_webhook_secrets=_listed(env.get("STRIPE_WEBHOOK_SECRET", "")),
             reconcile_every=float(env.get("RECONCILE_EVERY_SECONDS", "60")),
             reconcile_older_than=float(env.get("RECONCILE_OLDER_THAN_SECONDS", "30")),
             sandbox_latency_ms=float(env.get("SANDBOX_LATENCY_MS", "0")),
@@ -124,7 +136,28 @@ class Settings:
             webhook_timeout=float(env.get("WEBHOOK_TIMEOUT_SECONDS", str(DEFAULT_TIMEOUT_SECONDS))),
             webhook_allow_private_urls=env.get("WEBHOOK_ALLOW_PRIVATE_URLS", "")
             in ("1", "true", "yes"),
+            encryption_keys=_listed(env.get("CARD_CHECKOUT_ENCRYPTION_KEYS", "")),
+            connection_cache_seconds=float(env.get("CONNECTION_CACHE_SECONDS", "5")),
         )
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def secret_box(settings: Settings) -> SecretBox | None:
+    """What seals the stored secrets: the configured keys, else the key file beside a SQLite
+    file (created on first use); PostgreSQL without keys can seal nothing. None: storage
+    that does not outlive the process, which needs no lasting key."""
+    if settings.encryption_keys:
+        return SecretBox(settings.encryption_keys)
+    url = settings.database_url
+    if url is None:
+        return None
+    database = sqlite_file(url)
+    if database is not None:
+        return SecretBox([key_file_beside(database)])
+    return SecretBox(()) if make_url(url).get_backend_name() != "sqlite" else None
 
 
 def bootstrap(
@@ -138,6 +171,7 @@ def bootstrap(
     sandbox_faults: SandboxFaults | None = None,
     dispatch_inline: bool = True,
     webhook_sender: WebhookSender | None = None,
+    address_resolver: AddressResolver | None = None,
 ) -> CardCheckout:
     """Wire Card Checkout. Explicit adapters win over what `settings` would build."""
     settings = settings or Settings()
@@ -156,7 +190,9 @@ def bootstrap(
             lock_timeout_ms=settings.database_lock_timeout_ms,
             pool_timeout=settings.database_pool_timeout_seconds,
         )
-        storage = SqlUnitOfWorkFactory(engine, executor=settings.database_executor)
+        storage = SqlUnitOfWorkFactory(
+            engine, executor=settings.database_executor, secrets=secret_box(settings)
+        )
         sandbox_store = SqlSandboxStore(engine)
     else:
         storage, sandbox_store = InMemoryUnitOfWorkFactory(), InMemorySandboxStore()
@@ -172,14 +208,10 @@ def bootstrap(
             pool_timeout=settings.database_pool_timeout_seconds,
         )
         sandbox_store = SqlSandboxStore(sandbox_engine)
-    if gateway is None and settings.stripe_secret_key is not None:
-        gateway = StripePaymentGateway.create(
-            settings.stripe_secret_key,
-            api_base=settings.stripe_api_base,
-            default_return_url=settings.public_base_url,
-        )
-    if gateway is None:
-        gateway = SandboxPaymentGateway(
+    sandbox = (
+        gateway
+        if isinstance(gateway, SandboxPaymentGateway)
+        else SandboxPaymentGateway(
             clock=clock,
             ids=ids,
             store=sandbox_store,
@@ -190,9 +222,31 @@ def bootstrap(
             base_url=settings.public_base_url,
             emit_charge_events=settings.sandbox_charge_events,
         )
+    )
+
+    def stripe(secret_key: str) -> PaymentGateway:
+        return StripePaymentGateway.create(
+            secret_key,
+            api_base=settings.stripe_api_base,
+            default_return_url=settings.public_base_url,
+        )
+
+    default = GatewayConnection(GatewayProvider.SANDBOX, clock.now())
+    if settings.stripe_secret_key is not None:
+        default = GatewayConnection(GatewayProvider.STRIPE, clock.now(), settings.stripe_secret_key)
+        gateway = gateway or stripe(settings.stripe_secret_key)
+    gateways = ConnectedGateways(
+        uow=storage,
+        clock=clock,
+        default_connection=default,
+        default_gateway=gateway or sandbox,
+        sandbox=sandbox,
+        stripe=stripe,
+        ttl=timedelta(seconds=settings.connection_cache_seconds),
+    )
     deps = Deps(
         uow=storage,
-        gateway=gateway,
+        gateways=gateways,
         clock=clock,
         ids=ids,
         api_keys=CachedApiKeyLookup(
@@ -204,6 +258,7 @@ def bootstrap(
                 allow_private_urls=settings.webhook_allow_private_urls,
             )
         ),
+        addresses=address_resolver or SystemAddressResolver(),
     )
     checkout = CardCheckout(
         deps=deps,
@@ -213,7 +268,7 @@ def bootstrap(
         sandbox_engine=sandbox_engine,
         webhook_sender=webhook_sender,
     )
-    if isinstance(gateway, SandboxPaymentGateway) and gateway.event_sink is None:
+    if sandbox.event_sink is None:
         # The sandbox's hosted pages report completion the way Stripe's webhooks do.
-        gateway.event_sink = checkout.handle_gateway_event
+        sandbox.event_sink = checkout.handle_gateway_event
     return checkout

@@ -12,7 +12,9 @@ from datetime import timedelta
 from sqlalchemy.engine import make_url
 
 from adapters.ids import UlidIdGenerator
+from adapters.secrets import SecretsUnreadable
 from core.errors import CheckoutError, NotFound, ServiceUnavailable
+from core.model import EnvironmentMode
 from entrypoints.bootstrap import CardCheckout, Settings, bootstrap
 
 DEFAULT_TENANT = "default"
@@ -27,10 +29,12 @@ Work = Callable[[CardCheckout], Awaitable[None]]
 
 
 async def _with_checkout(settings: Settings, work: Work) -> None:
-    """Run `work` on the configured storage, brought to the newest schema first."""
+    """Run `work` on the configured storage, brought to the newest schema first, its stored
+    secrets checked against the configured keys."""
     checkout = bootstrap(settings)
     try:
         await checkout.migrate()
+        await checkout.open_secrets()
         await work(checkout)
     finally:
         await checkout.aclose()
@@ -137,8 +141,58 @@ def _set_webhook_secrets(args: argparse.Namespace) -> Work:
     return work
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _connect(args: argparse.Namespace) -> Work:
+    async def work(checkout: CardCheckout) -> None:
+        key = sys.stdin.readline().strip() if args.secret_key == "-" else args.secret_key
+        body = {"provider": args.provider, "webhook_secrets": args.webhook_secret or []}
+        if key:
+            body["secret_key"] = key
+        view = await checkout.connect_gateway(args.environment, body)
+        described = f"key ...{view.secret_key_last4}" if view.secret_key_last4 else "no key"
+        print(f"{view.environment_id} ({view.mode.value}): {view.provider.value}, {described}, "
+              f"{len(view.webhook_secrets_last4)} webhook secret(s)")  # fmt: skip
+
+    return work
+
+
+def _create_environment(args: argparse.Namespace) -> Work:
+    async def work(checkout: CardCheckout) -> None:
+        created = await checkout.create_environment(
+            args.tenant, args.name or args.environment, environment_id=args.environment,
+            mode=EnvironmentMode(args.mode),
+        )  # fmt: skip
+        print(f"{created.id} ({created.mode.value}) for tenant {created.tenant_id}")
+
+    return work
+
+
+async def _rotate_secrets(checkout: CardCheckout) -> None:
+    report = await checkout.rotate_secrets()
+    if report is None:
+        print("nothing to reseal: storage is in memory")
+    else:
+        print(f"resealed {report.changed} of {report.secrets} stored secret(s) with the first key")
+
+
+async def _check_secrets(settings: Settings) -> None:
+    """Refuse to start (`SecretsUnreadable`) where stored secrets cannot be opened; a database
+    that is down or not migrated yet is the service's to report (503, /readyz), not a reason
+    to stay down."""
+    checkout = bootstrap(settings)
+    try:
+        await checkout.open_secrets()
+    except SecretsUnreadable:
+        raise
+    except Exception as error:  # noqa: BLE001 - anything else is reported once it serves
+        print(f"warning: stored secrets not checked: {type(error).__name__}", file=sys.stderr)
+    finally:
+        await checkout.aclose()
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
+
+    asyncio.run(_check_secrets(settings))
 
     uvicorn.run(
         "entrypoints.http.asgi:app_from_environ",
@@ -176,6 +230,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     secrets.add_argument("--environment", required=True)
     secrets.add_argument("--secret", action="append", help="whsec_...; repeat while rotating")
+    connect = environment_commands.add_parser(
+        "connect", help="connect an environment to the sandbox or a Stripe account"
+    )
+    connect.add_argument("--environment", required=True)
+    connect.add_argument("--provider", required=True, choices=["stripe", "sandbox"])
+    connect.add_argument("--secret-key", help="sk_... or rk_...; - reads it from stdin")
+    connect.add_argument("--webhook-secret", action="append", help="whsec_...; repeatable")
+    create_environment = environment_commands.add_parser("create", help="create an environment")
+    create_environment.add_argument("--environment", required=True, help="env_...")
+    create_environment.add_argument("--name")
+    create_environment.add_argument("--mode", choices=["test", "live"], default="test")
+    create_environment.add_argument("--tenant", default=DEFAULT_TENANT)
+    stored_secrets = commands.add_parser("secrets", help="the secrets stored sealed")
+    secret_commands = stored_secrets.add_subparsers(dest="secrets_command", required=True)
+    secret_commands.add_parser(
+        "rotate", help="seal every stored secret again with the first CARD_CHECKOUT_ENCRYPTION_KEYS"
+    )
     commands.add_parser("demo", help="set up a demo environment and print curl commands")
     reconcile = commands.add_parser(
         "reconcile", help="settle payments and refunds left in flight, asking the gateway"
@@ -186,20 +257,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_environ()
     try:
         if args.command == "serve":
-            _serve(args)
+            _serve(args, settings)
         elif args.command == "migrate":
             asyncio.run(_with_checkout(settings, _migrate_only))
             print(f"database at the newest schema: {_safe(settings.database_url)}")
         elif args.command == "api-keys":
             asyncio.run(_with_checkout(settings, _create_key(args)))
         elif args.command == "environments":
-            asyncio.run(_with_checkout(settings, _set_webhook_secrets(args)))
+            work = {"webhook-secrets": _set_webhook_secrets, "connect": _connect,
+                    "create": _create_environment}[args.environment_command]  # fmt: skip
+            asyncio.run(_with_checkout(settings, work(args)))
+        elif args.command == "secrets":
+            asyncio.run(_with_checkout(settings, _rotate_secrets))
         elif args.command == "demo":
             asyncio.run(_with_checkout(settings, _demo(settings)))
         elif args.command == "reconcile":
             asyncio.run(_with_checkout(settings, _reconcile(args)))
     except CheckoutError as error:
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        return 1
+    except SecretsUnreadable as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
 

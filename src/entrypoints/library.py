@@ -8,19 +8,28 @@ asked. Errors are the core's exceptions, each with the contract's `code`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TypeVar
 
 import attrs
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.gateways import ConnectedGateways
 from adapters.sandbox import SandboxPaymentGateway
+from adapters.sql import SqlUnitOfWorkFactory
 from adapters.sql.migrate import migrate
+from adapters.sql.sealing import SealingReport, reseal
 from adapters.stripe_gateway import StripePaymentGateway
 from adapters.webhooks import HttpWebhookSender
-from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment
+from core.commands import (
+    ConnectGateway,
+    CreateCustomer,
+    CreateInvoice,
+    CreatePayment,
+    RefundPayment,
+)
 from core.errors import NotFound, ServiceUnavailable, ValidationError
 from core.gateway import CheckoutSession, GatewayEvent
 from core.model import (
@@ -35,7 +44,6 @@ from core.model import (
 )
 from core.ports import (
     Notifier,
-    Page,
     PaymentGateway,
     WebhookSender,
 )
@@ -45,6 +53,7 @@ from core.usecases import (
     ReconcileReport,
     WebhookReport,
     access,
+    connections,
     customers,
     gateway_events,
     invoices,
@@ -55,7 +64,9 @@ from core.usecases import (
     webhook_delivery,
     webhook_endpoints,
 )
+from core.usecases.connections import ConnectionView
 from entrypoints.bodies import (
+    parse_connect_gateway,
     parse_create_customer,
     parse_create_invoice,
     parse_create_payment,
@@ -64,57 +75,13 @@ from entrypoints.bodies import (
     parse_setup_card,
     queries,
 )
+from entrypoints.methods import Body, listing_of, parsed, use_case, value_of
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-P = ParamSpec("P")
-Q = TypeVar("Q")
-Body = Mapping[str, object]
 # Notifications delivered per transaction.
 NOTIFICATION_BATCH = 100
-
-
-def _value_of(
-    answered: Callable[Concatenate[CardCheckout, P], Awaitable[Answer[T]]],
-) -> Callable[Concatenate[CardCheckout, P], Awaitable[T]]:
-    """The library's spelling of a keyed call: the answer's value alone."""
-
-    async def value(checkout: CardCheckout, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return (await answered(checkout, *args, **kwargs)).value
-
-    value.__name__ = answered.__name__.removesuffix("_answer")
-    value.__doc__ = answered.__doc__
-    return value
-
-
-def _listing(
-    query: Callable[P, Q], listed: Callable[[Deps, Q], Awaitable[Page[T]]]
-) -> Callable[Concatenate[CardCheckout, P], Awaitable[Page[T]]]:
-    """A list method: the caller's filters read by `query`, then the use case `listed`."""
-
-    async def listing(checkout: CardCheckout, /, *args: P.args, **kwargs: P.kwargs) -> Page[T]:
-        return await listed(checkout.deps, query(*args, **kwargs))
-
-    listing.__doc__ = query.__doc__
-    return listing
-
-
-def _use_case(
-    run: Callable[Concatenate[Deps, P], Awaitable[T]],
-) -> Callable[Concatenate[CardCheckout, P], Awaitable[T]]:
-    """A method that is the use case `run`, on the library's dependencies."""
-
-    async def method(checkout: CardCheckout, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await run(checkout.deps, *args, **kwargs)
-
-    method.__name__ = run.__name__
-    method.__doc__ = run.__doc__
-    return method
-
-
-def _parsed(body: T | Body, parse: Callable[[object], T], kind: type[T]) -> T:
-    return body if isinstance(body, kind) else parse(body)
 
 
 @attrs.define
@@ -136,13 +103,20 @@ class CardCheckout:
     webhook_sender: WebhookSender | None = None
 
     @property
+    def gateways(self) -> ConnectedGateways:
+        assert isinstance(self.deps.gateways, ConnectedGateways), "wired by bootstrap"
+        return self.deps.gateways
+
+    @property
     def gateway(self) -> PaymentGateway:
-        return self.deps.gateway
+        """The gateway of environments without a connection of their own."""
+        return self.gateways.default_gateway
 
     @property
     def sandbox(self) -> SandboxPaymentGateway | None:
-        gateway = self.deps.gateway
-        return gateway if isinstance(gateway, SandboxPaymentGateway) else None
+        """The sandbox, when it may serve: by default, or to environments connected to it."""
+        sandbox = self.gateways.sandbox
+        return sandbox if isinstance(sandbox, SandboxPaymentGateway) else None
 
     async def _changed(self, work: Awaitable[T]) -> T:
         try:
@@ -161,9 +135,16 @@ class CardCheckout:
 
     # Environments and API keys
 
-    create_environment = _use_case(access.create_environment)
-    get_environment = _use_case(access.get_environment)
-    set_webhook_secrets = _use_case(access.set_webhook_secrets)
+    create_environment = use_case(access.create_environment)
+    get_environment = use_case(access.get_environment)
+    set_webhook_secrets = use_case(connections.set_webhook_secrets)
+    get_connection = use_case(connections.describe_connection)
+
+    async def connect_gateway(
+        self, environment_id: str, body: ConnectGateway | Body
+    ) -> ConnectionView:
+        command = parsed(body, parse_connect_gateway, ConnectGateway)
+        return await connections.connect_gateway(self.deps, environment_id, command)
 
     async def webhook_secrets(self, environment_id: str, fallback: Sequence[str]) -> list[str]:
         """The environment's own webhook secrets, or `fallback` when it has none."""
@@ -183,7 +164,7 @@ class CardCheckout:
             raise ValidationError("role must be read, write or admin.", field="role") from None
         return await access.create_api_key(self.deps, tenant_id, environment_ids, parsed)
 
-    revoke_api_key = _use_case(access.revoke_api_key)
+    revoke_api_key = use_case(access.revoke_api_key)
 
     async def authorize(
         self, raw_key: str | None, environment_id: str | None, needs: Role
@@ -196,14 +177,14 @@ class CardCheckout:
         self, environment_id: str, body: CreateCustomer | Body, *,
         idempotency_key: str | None = None,
     ) -> Answer[Customer]:  # fmt: skip
-        command = _parsed(body, parse_create_customer, CreateCustomer)
+        command = parsed(body, parse_create_customer, CreateCustomer)
         return await customers.create_customer(self.deps, environment_id, command, idempotency_key)
 
-    create_customer = _value_of(create_customer_answer)
+    create_customer = value_of(create_customer_answer)
 
-    get_customer = _use_case(customers.get_customer)
-    list_customers = _listing(queries.customer_query, customers.list_customers)
-    list_payment_methods = _use_case(customers.list_payment_methods)
+    get_customer = use_case(customers.get_customer)
+    list_customers = listing_of(queries.customer_query, customers.list_customers)
+    list_payment_methods = use_case(customers.list_payment_methods)
 
     async def setup_card(
         self,
@@ -221,29 +202,29 @@ class CardCheckout:
     async def create_invoice_answer(
         self, environment_id: str, body: CreateInvoice | Body, *, idempotency_key: str | None = None
     ) -> Answer[Invoice]:
-        command = _parsed(body, parse_create_invoice, CreateInvoice)
+        command = parsed(body, parse_create_invoice, CreateInvoice)
         return await invoices.create_invoice(self.deps, environment_id, command, idempotency_key)
 
-    create_invoice = _value_of(create_invoice_answer)
+    create_invoice = value_of(create_invoice_answer)
 
-    finalize_invoice_answer = _use_case(invoices.finalize_invoice)
-    finalize_invoice = _value_of(finalize_invoice_answer)
-    void_invoice_answer = _use_case(invoices.void_invoice)
-    void_invoice = _value_of(void_invoice_answer)
-    get_invoice = _use_case(invoices.get_invoice)
-    list_invoices = _listing(queries.invoice_query, invoices.list_invoices)
+    finalize_invoice_answer = use_case(invoices.finalize_invoice)
+    finalize_invoice = value_of(finalize_invoice_answer)
+    void_invoice_answer = use_case(invoices.void_invoice)
+    void_invoice = value_of(void_invoice_answer)
+    get_invoice = use_case(invoices.get_invoice)
+    list_invoices = listing_of(queries.invoice_query, invoices.list_invoices)
 
     # Payments
 
     async def create_payment_answer(
         self, environment_id: str, body: CreatePayment | Body, *, idempotency_key: str | None = None
     ) -> Answer[Payment]:
-        command = _parsed(body, parse_create_payment, CreatePayment)
+        command = parsed(body, parse_create_payment, CreatePayment)
         return await self._changed(
             payments.create_payment(self.deps, environment_id, command, idempotency_key)
         )
 
-    create_payment = _value_of(create_payment_answer)
+    create_payment = value_of(create_payment_answer)
 
     async def process_payment_answer(
         self, environment_id: str, payment_id: str, *, idempotency_key: str | None = None
@@ -252,11 +233,11 @@ class CardCheckout:
             payments.process_payment(self.deps, environment_id, payment_id, idempotency_key)
         )
 
-    process_payment = _value_of(process_payment_answer)
+    process_payment = value_of(process_payment_answer)
 
-    get_payment = _use_case(payments.get_payment)
-    list_payments = _listing(queries.payment_query, payments.list_payments)
-    payment_events = _use_case(payments.payment_events)
+    get_payment = use_case(payments.get_payment)
+    list_payments = listing_of(queries.payment_query, payments.list_payments)
+    payment_events = use_case(payments.payment_events)
 
     async def refund_payment_answer(
         self,
@@ -271,9 +252,9 @@ class CardCheckout:
             refunds.refund_payment(self.deps, environment_id, command, idempotency_key)
         )
 
-    refund_payment = _value_of(refund_payment_answer)
+    refund_payment = value_of(refund_payment_answer)
 
-    list_refunds = _use_case(refunds.list_refunds)
+    list_refunds = use_case(refunds.list_refunds)
 
     # Gateway events, reconciliation, notifications
 
@@ -317,9 +298,9 @@ class CardCheckout:
             self.deps, environment_id, url, events
         )
 
-    list_webhook_endpoints = _use_case(webhook_endpoints.list_webhook_endpoints)
-    get_webhook_endpoint = _use_case(webhook_endpoints.get_webhook_endpoint)
-    delete_webhook_endpoint = _use_case(webhook_endpoints.delete_webhook_endpoint)
+    list_webhook_endpoints = use_case(webhook_endpoints.list_webhook_endpoints)
+    get_webhook_endpoint = use_case(webhook_endpoints.get_webhook_endpoint)
+    delete_webhook_endpoint = use_case(webhook_endpoints.delete_webhook_endpoint)
 
     async def webhook_deliveries(
         self, environment_id: str, endpoint_id: str, *, limit: int = 20
@@ -354,12 +335,28 @@ class CardCheckout:
             if engine is not None:
                 await migrate(engine)
 
+    async def open_secrets(self) -> SealingReport | None:
+        """Check that every stored secret opens with the configured keys (`SecretsUnreadable`
+        if one does not) and seal those stored before secrets were sealed."""
+        return await self._reseal(only_plain=True)
+
+    async def rotate_secrets(self) -> SealingReport | None:
+        """Seal every stored secret again with the first configured key."""
+        return await self._reseal(only_plain=False)
+
+    async def _reseal(self, *, only_plain: bool) -> SealingReport | None:
+        storage = self.deps.uow
+        if not isinstance(storage, SqlUnitOfWorkFactory):
+            return None  # in memory: nothing is at rest
+        return await reseal(storage.engine, storage.secrets, only_plain=only_plain)
+
     async def aclose(self) -> None:
         """Release what the adapters hold (connections, clients)."""
         if self.sandbox is not None:
             await self.sandbox.drain_events()
-        if isinstance(self.deps.gateway, StripePaymentGateway):
-            await self.deps.gateway.aclose()
+        await self.gateways.aclose()
+        if isinstance(self.gateway, StripePaymentGateway):
+            await self.gateway.aclose()
         if isinstance(self.webhook_sender, HttpWebhookSender):
             await self.webhook_sender.aclose()
         for engine in (self.engine, self.sandbox_engine):

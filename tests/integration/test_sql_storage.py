@@ -398,7 +398,45 @@ async def test_the_one_holder_migration_names_shared_gateway_customers_instead_o
         await connection.execute(
             text("UPDATE customers SET gateway_customer_id = NULL WHERE environment_id = 'env_a'")
         )
-    await migrate(unmigrated_engine)
+    await migrate(unmigrated_engine, "0009")
     async with unmigrated_engine.connect() as connection:
         version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
     assert version == "0009"
+
+
+async def test_events_seen_before_the_per_environment_log_stay_seen_and_the_migration_goes_back(
+    unmigrated_engine: AsyncEngine,
+) -> None:
+    await migrate(unmigrated_engine, "0009")
+    async with unmigrated_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO gateway_events (id, type, processed_at)"
+                " VALUES ('evt_before', 'checkout.session.completed', :at)"
+            ),
+            {"at": T0},
+        )
+    await migrate(unmigrated_engine, "0010")
+    units = SqlUnitOfWorkFactory(unmigrated_engine)
+    async with units() as uow:
+        # Which environment handled it is not known: none applies it again.
+        assert await uow.gateway_events.seen(ENV, "evt_before")
+        assert await uow.gateway_events.seen("env_b", "evt_before")
+        assert not await uow.gateway_events.seen(ENV, "evt_after")
+        await uow.gateway_events.add(ENV, "evt_after", "checkout_completed", T0)
+        await uow.gateway_events.add("env_b", "evt_after", "checkout_completed", T0)
+        await uow.commit()
+    async with units() as uow:
+        assert await uow.gateway_events.seen("env_b", "evt_after")
+        assert not await uow.gateway_events.seen("env_c", "evt_after")
+
+    def downgrade(connection: Any) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009")
+
+    async with unmigrated_engine.begin() as connection:
+        await connection.run_sync(downgrade)
+    async with unmigrated_engine.connect() as connection:
+        kept = await connection.execute(text("SELECT id FROM gateway_events ORDER BY id"))
+        assert kept.scalars().all() == ["evt_after", "evt_before"]  # one row per event id

@@ -13,8 +13,9 @@ import pytest
 from adapters.clock import SystemClock
 from adapters.ids import UlidIdGenerator
 from adapters.sandbox import InMemorySandboxStore, SandboxFaults, SandboxPaymentGateway
+from core.model import PaymentStatus
 from entrypoints.bootstrap import CardCheckout, bootstrap
-from tests.helpers import ENV, OTHER_ENV, webhook_client
+from tests.helpers import ENV, OTHER_ENV, customer_with_card, finalized_invoice, webhook_client
 from tests.integration.conftest import SqlPath
 from tests.unit.test_http_webhook_tenancy import (
     ENV_B_SECRET,
@@ -24,7 +25,7 @@ from tests.unit.test_http_webhook_tenancy import (
     _session_event,
     _unchanged,
 )
-from tests.unit.test_payment_links_and_refunds import session_id
+from tests.unit.test_payment_links_and_refunds import payment_link, session_id
 from tests.unit.test_stripe_webhooks import signed
 
 
@@ -67,6 +68,26 @@ async def test_env_b_and_unknown_environment_events_leave_env_a_payment_alone(
         "received": True,
         "handled": True,
     }
+
+
+async def test_an_event_id_recorded_for_env_a_still_settles_env_b_payment(
+    checkout: CardCheckout, client: httpx.AsyncClient
+) -> None:
+    """One Stripe account, both environments' URLs: the same event reaches each. Recorded for
+    env A, where it names nothing, it still settles env B's payment."""
+    await _env_a_link_in_processing(checkout)  # both environments, env B with its own secret
+    customer = await customer_with_card(checkout, None, env=OTHER_ENV)
+    invoice = await finalized_invoice(checkout, customer, env=OTHER_ENV)
+    link = await checkout.create_payment(OTHER_ENV, payment_link(invoice))
+    event = _session_event("checkout.session.completed", session_id(link), "complete", "e_both")
+
+    at_a = await _post(client, ENV, event, signed(event, SERVICE_WIDE_SECRET))
+    at_b = await _post(client, OTHER_ENV, event, signed(event, ENV_B_SECRET))
+
+    assert [at_a.json()["handled"], at_b.json()["handled"]] == [False, True]
+    assert (await checkout.get_payment(OTHER_ENV, link.id)).status is PaymentStatus.SUCCEEDED
+    again = await _post(client, OTHER_ENV, event, signed(event, ENV_B_SECRET))
+    assert again.json() == {"received": True, "handled": True}  # applied once, acknowledged
 
 
 async def test_a_signed_event_with_a_nul_in_a_payment_id_is_a_400(

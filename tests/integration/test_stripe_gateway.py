@@ -356,3 +356,41 @@ async def test_a_rate_limited_charge_is_retried_with_the_same_key() -> None:
     result = await gateway.charge(TestStripeGatewayContract().charge_request("c", "p", "k-rl"))
     assert result.status is ChargeStatus.SUCCEEDED
     assert [r.headers["idempotency-key"] for r in recorder.requests] == ["k-rl", "k-rl"]
+
+
+async def test_an_environment_connected_to_stripe_charges_there_and_others_stay_on_the_sandbox(
+    localstripe_url: str,
+) -> None:
+    """No STRIPE_SECRET_KEY: the sandbox is the default; one environment's own connection
+    sends its customers and charges to Stripe (localstripe), the other's stay in the sandbox."""
+    from entrypoints.bootstrap import Settings, bootstrap
+    from tests.helpers import ENV, OTHER_ENV, VISA, card_payment, finalized_invoice
+    from tests.integration.conftest import attach_card
+
+    checkout = bootstrap(Settings(stripe_api_base=localstripe_url))
+    try:
+        for environment in (ENV, OTHER_ENV):
+            await checkout.create_environment("t", environment, environment_id=environment)
+        await checkout.connect_gateway(ENV, {"provider": "stripe", "secret_key": "sk_test_own"})
+        paid = {}
+        for environment in (ENV, OTHER_ENV):
+            customer = await checkout.create_customer(environment, {"external_id": "acme"})
+            assert customer.gateway_customer_id is not None
+            if environment == ENV:
+                await attach_card(localstripe_url, customer.gateway_customer_id, VISA)
+            else:
+                setup = await checkout.setup_card(environment, customer.id)
+                await checkout.complete_sandbox_checkout(setup.id, VISA)
+            invoice = await finalized_invoice(checkout, customer, env=environment)
+            paid[environment] = await checkout.create_payment(environment, card_payment(invoice))
+        sandbox = checkout.sandbox
+        assert sandbox is not None
+        charged_in_sandbox = [
+            c["metadata"]["payment_id"] for c in await sandbox.succeeded_charges()
+        ]
+    finally:
+        await checkout.aclose()
+    assert paid[ENV].gateway_tracking_id is not None
+    assert paid[ENV].gateway_tracking_id.startswith("pi_")
+    assert paid[ENV].status.value == paid[OTHER_ENV].status.value == "succeeded"
+    assert charged_in_sandbox == [paid[OTHER_ENV].id]

@@ -22,6 +22,7 @@ from entrypoints.bodies import (
     CREATE_PAYMENT,
     CREATE_WEBHOOK_ENDPOINT,
     Body,
+    parse_connect_gateway,
     parse_create_customer,
     parse_create_invoice,
     parse_create_payment,
@@ -610,6 +611,7 @@ def _parser(body: Body) -> Callable[[object], object]:
         "CreateRefund": lambda b: parse_refund("pay_1", b),
         "CardSetup": lambda b: parse_setup_card("cust_1", b),
         "CreateWebhookEndpoint": parse_create_webhook_endpoint,
+        "GatewayConnection": parse_connect_gateway,
     }[body.name]
 
 
@@ -620,6 +622,7 @@ VALID_BODIES: dict[str, dict[str, object]] = {
     "CreateRefund": {},
     "CardSetup": {},
     "CreateWebhookEndpoint": {"url": "https://hooks.example/in"},
+    "GatewayConnection": {"provider": "stripe", "secret_key": "sk_test_1"},
 }
 BODY_IDS = [body.name for body in BODIES]
 

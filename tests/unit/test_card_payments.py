@@ -13,7 +13,6 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import attrs
 import pytest
 
 from adapters.clock import ManualClock
@@ -46,6 +45,7 @@ from tests.helpers import (
     finalized_invoice,
     notifier,
     sandbox,
+    use_gateway,
 )
 
 
@@ -1253,9 +1253,7 @@ async def test_an_event_settling_the_payment_before_the_api_records_it_is_not_re
     again; the webhook got there first, so that write loses and is re-run on fresh reads."""
     customer = await customer_with_card(checkout, card)
     invoice = await finalized_invoice(checkout, customer)
-    checkout.deps = attrs.evolve(
-        checkout.deps, gateway=_WebhookFirst(sandbox(checkout), checkout, clock)
-    )
+    use_gateway(checkout, _WebhookFirst(sandbox(checkout), checkout, clock))
     if card == VISA:
         answered = await checkout.create_payment(ENV, card_payment(invoice))
     else:
@@ -1304,11 +1302,9 @@ async def test_an_invoice_voided_while_the_card_is_looked_up_is_not_charged(
     customer = await customer_with_card(checkout)
     invoice = await finalized_invoice(checkout, customer)
     gateway = sandbox(checkout)
-    checkout.deps = attrs.evolve(
-        checkout.deps,
-        gateway=_InvoiceChangesDuringCardLookUp(
-            gateway, lambda: checkout.void_invoice(ENV, invoice.id)
-        ),
+    use_gateway(
+        checkout,
+        _InvoiceChangesDuringCardLookUp(gateway, lambda: checkout.void_invoice(ENV, invoice.id)),
     )
 
     error = await error_of(checkout.create_payment(ENV, card_payment(invoice)))
@@ -1333,9 +1329,7 @@ async def test_a_payment_started_while_the_card_is_looked_up_is_named_and_not_ch
         first.append(started.id)
 
     gateway = sandbox(checkout)
-    checkout.deps = attrs.evolve(
-        checkout.deps, gateway=_InvoiceChangesDuringCardLookUp(gateway, start_another)
-    )
+    use_gateway(checkout, _InvoiceChangesDuringCardLookUp(gateway, start_another))
 
     error = await error_of(checkout.create_payment(ENV, card_payment(invoice)))
 

@@ -3,6 +3,7 @@
 The table below is the contract's (API.md, "Errors"), copied whole, plus the codes the contract
 names with a status elsewhere in its text. The app may add codes of its own (listed here too, so
 that a new one is a decision, not an accident), but never drop or re-status one of the contract's.
+The edge's refusals (429, 431), which the contract has no status for, are a set of their own.
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ PROJECT_CODES: dict[str, int] = {
     "method_not_allowed": 405,
     "customer_already_exists": 409,
     "concurrent_update": 409,
+    "gateway_not_connected": 409,  # a live environment left without its Stripe connection
+}
+
+# Refusals at the edge that the contract has no status for (issue 18 asks for them): kept
+# apart from PROJECT_CODES so that extending the contract's statuses stays a decision.
+EDGE_CODES: dict[str, int] = {
+    "rate_limited": 429,  # a client failing authentication too often, with Retry-After
+    "request_header_fields_too_large": 431,  # headers too many or too large
 }
 
 
@@ -144,10 +153,14 @@ def test_the_apps_status_table_is_the_contracts_and_its_own_codes_nothing_missin
     # Contract -> app: no contract code missing, none with another status.
     assert {c: app_table.get(c) for c in implemented} == implemented
     # App -> contract: every other code the app answers is one of its own, as listed here.
-    assert {c: s for c, s in app_table.items() if c not in CONTRACT} == PROJECT_CODES
+    assert {c: s for c, s in app_table.items() if c not in CONTRACT} == {
+        **PROJECT_CODES,
+        **EDGE_CODES,
+    }
     # And every code an error can carry has exactly one status in the app's table.
     assert set(error_classes()) - NOT_YET_IMPLEMENTED == set(app_table)
 
 
 def test_the_project_codes_do_not_reuse_a_contract_code() -> None:
     assert not set(PROJECT_CODES) & set(CONTRACT)
+    assert not set(EDGE_CODES) & (set(CONTRACT) | set(PROJECT_CODES))

@@ -56,9 +56,35 @@ async def test_a_gateway_customer_whose_metadata_names_another_environment_is_re
     assert error.code == "gateway_customer_not_owned"
 
 
+async def _own_accounts(checkout: CardCheckout) -> None:
+    """ENV and OTHER_ENV each connected to a Stripe account of its own (here, one shared
+    sandbox plays both, so a customer made elsewhere is reachable from each)."""
+    checkout.gateways.stripe = lambda _key: sandbox(checkout)
+    for environment in (ENV, OTHER_ENV):
+        await checkout.create_environment("t", environment, environment_id=environment)
+        await checkout.connect_gateway(
+            environment, {"provider": "stripe", "secret_key": f"sk_test_{environment}"}
+        )
+
+
+async def test_a_gateway_customer_made_elsewhere_is_not_linked_through_a_shared_account(
+    checkout: CardCheckout,
+) -> None:
+    # The default connection serves every environment: any tenant could have made it.
+    migrated = await _gateway_customer(checkout)
+
+    error = await error_of(
+        checkout.create_customer(ENV, {"external_id": "m", "gateway_customer_id": migrated})
+    )
+
+    assert error.code == "gateway_customer_not_owned"
+    assert list((await checkout.list_customers(ENV)).items) == []
+
+
 async def test_a_gateway_customer_linked_by_another_environment_is_refused_without_metadata(
     checkout: CardCheckout,
 ) -> None:
+    await _own_accounts(checkout)
     # Metadata says nothing: storage knows OTHER_ENV linked it first.
     migrated = await _gateway_customer(checkout)
     await checkout.create_customer(OTHER_ENV, {"external_id": "m", "gateway_customer_id": migrated})
@@ -72,6 +98,7 @@ async def test_a_gateway_customer_linked_by_another_environment_is_refused_witho
 
 
 async def test_an_own_or_unclaimed_gateway_customer_is_linked(checkout: CardCheckout) -> None:
+    await _own_accounts(checkout)
     own = await _gateway_customer(checkout, environment_id=ENV)
     unclaimed = await _gateway_customer(checkout)
 

@@ -8,20 +8,29 @@ from core.gateway import (
     ChargeStatus,
     CheckoutMode,
     CheckoutSession,
+    CheckoutSessionRequest,
     CheckoutSessionStatus,
     GatewayEvent,
     GatewayEventType,
 )
 from core.model import InvoicePaymentStatus, Payment, PaymentStatus
 from entrypoints.bootstrap import CardCheckout
-from tests.helpers import ENV, OTHER_ENV, customer_with_card, finalized_invoice
+from tests.helpers import (
+    DECLINED,
+    ENV,
+    OTHER_ENV,
+    VISA,
+    customer_with_card,
+    finalized_invoice,
+    sandbox,
+)
 from tests.unit.test_payment_links_and_refunds import payment_link, session_id
 
 
-async def _link_in_processing(checkout: CardCheckout) -> Payment:
-    customer = await customer_with_card(checkout, None)
-    invoice = await finalized_invoice(checkout, customer)
-    link = await checkout.create_payment(ENV, payment_link(invoice))
+async def _link_in_processing(checkout: CardCheckout, env: str = ENV) -> Payment:
+    customer = await customer_with_card(checkout, None, env=env)
+    invoice = await finalized_invoice(checkout, customer, env=env)
+    link = await checkout.create_payment(env, payment_link(invoice))
     assert link.status is PaymentStatus.PROCESSING
     return link
 
@@ -98,3 +107,62 @@ async def test_a_charge_event_is_found_by_tracking_id_only_in_its_environment(
     )  # fmt: skip
     assert not await checkout.handle_gateway_event(charge, environment_id=OTHER_ENV)
     await _unchanged(checkout, link)
+
+
+async def test_an_event_id_seen_in_one_environment_still_applies_in_another(
+    checkout: CardCheckout, clock: ManualClock
+) -> None:
+    """Event ids are per environment: one environment's events (even forged, signed with its
+    own secret) never keep another's with the same id from applying."""
+    links = {env: await _link_in_processing(checkout, env) for env in (ENV, OTHER_ENV)}
+    for env, link in links.items():
+        assert await checkout.handle_gateway_event(
+            _completed(link, clock, {}, "evt_same_id"), environment_id=env
+        )
+        assert (await checkout.get_payment(env, link.id)).status is PaymentStatus.SUCCEEDED
+
+
+async def test_an_event_that_named_nothing_in_one_environment_applies_in_its_own(
+    checkout: CardCheckout, clock: ManualClock
+) -> None:
+    """One account's event reaches every environment's URL: recorded where it names nothing,
+    it is still applied where it does."""
+    link = await _link_in_processing(checkout, OTHER_ENV)
+    shared = _completed(link, clock, {}, "evt_to_every_url")
+
+    assert not await checkout.handle_gateway_event(shared, environment_id=ENV)
+    assert await checkout.handle_gateway_event(shared, environment_id=OTHER_ENV)
+
+    assert (await checkout.get_payment(OTHER_ENV, link.id)).status is PaymentStatus.SUCCEEDED
+
+
+async def test_a_card_setup_naming_no_environment_sets_no_default_of_another_environment(
+    checkout: CardCheckout,
+) -> None:
+    victim = await customer_with_card(checkout, VISA)  # in ENV: VISA is the default
+    assert victim.gateway_customer_id is not None
+    gateway = sandbox(checkout)
+
+    async def default_card() -> str | None:
+        assert victim.gateway_customer_id is not None
+        found = await gateway.get_customer(victim.gateway_customer_id)
+        return found.default_payment_method.id if found.default_payment_method else None
+
+    visa = await default_card()
+    setup = await gateway.create_checkout_session(
+        CheckoutSessionRequest(mode=CheckoutMode.SETUP, idempotency_key="made-elsewhere",
+                               gateway_customer_id=victim.gateway_customer_id)
+    )  # fmt: skip
+    completed = await gateway.complete_checkout_session(setup.id, DECLINED)
+    assert completed.session is not None
+    assert (completed.metadata, completed.session.metadata) == ({}, {})
+    assert completed.session.charge is not None
+    saved = completed.session.charge.payment_method_id
+
+    # Signed for OTHER_ENV's URL: its customer is not linked there, so it is ignored.
+    handled = await checkout.handle_gateway_event(completed, environment_id=OTHER_ENV)
+    assert await default_card() == visa
+    assert not handled  # names nothing of OTHER_ENV's (the webhook route logs that)
+    # Delivered for the environment that links it, the card becomes the default.
+    assert await checkout.handle_gateway_event(completed, environment_id=ENV)
+    assert await default_card() == saved != visa

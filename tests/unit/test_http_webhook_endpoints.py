@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from entrypoints.bootstrap import CardCheckout
-from entrypoints.http import create_app
 from tests.helpers import (
     DECLINED,
     ENV,
@@ -18,6 +17,7 @@ from tests.helpers import (
     customer_with_card,
     error_of,
     finalized_invoice,
+    keyed_client,
 )
 
 ROUTE = "/api/v1/webhook_endpoints"
@@ -38,11 +38,7 @@ async def keys(checkout: CardCheckout) -> dict[str, str]:
 
 @pytest.fixture
 async def client(checkout: CardCheckout, keys: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(checkout, notify_every=None))
-    headers = {"Authorization": f"Bearer {keys['admin']}", "X-Environment-ID": ENV}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://testserver", headers=headers
-    ) as client:
+    async with keyed_client(checkout, keys["admin"]) as client:
         yield client
 
 

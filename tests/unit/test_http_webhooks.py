@@ -122,7 +122,7 @@ async def test_webhook_secrets_must_look_like_stripes(checkout: CardCheckout) ->
     await checkout.create_environment("t", "secrets", environment_id=ENV)
     with pytest.raises(CheckoutError) as refused:
         await checkout.set_webhook_secrets(ENV, ["not-a-secret"])
-    assert refused.value.details["field"] == "secret"
+    assert refused.value.details["field"] == "webhook_secrets"
     cleared = await checkout.set_webhook_secrets(ENV, [])
     assert cleared.webhook_secrets == ()
 

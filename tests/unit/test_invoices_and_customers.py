@@ -72,8 +72,11 @@ async def test_create_customer_links_a_new_gateway_customer(
 async def test_customer_with_an_existing_gateway_customer_is_linked_to_it(
     checkout: CardCheckout,
 ) -> None:
-    # Made at the gateway before the service knew it (a migration), so no customer links it.
-    existing = await sandbox(checkout).create_customer(CustomerRequest(idempotency_key="old"))
+    # Made at the gateway before the service knew it (a migration), so no customer links it;
+    # its metadata names the environment it is migrated into (the account is shared).
+    existing = await sandbox(checkout).create_customer(
+        CustomerRequest(idempotency_key="old", metadata={"environment_id": ENV})
+    )
     gateway_customers = len(await sandbox(checkout).store.all("customer"))
 
     linked = await checkout.create_customer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,10 +18,12 @@ from core.model import InvoicePaymentStatus, InvoiceStatus, PaymentStatus, Refun
 from entrypoints.bodies import BODIES, Body
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import create_app
+from entrypoints.http.errors import STATUS_FOR_CODE
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.routes import RESOURCES
 from entrypoints.http.routing import ApiRoute
-from tests.helpers import api_client
+from tests.helpers import ENV, OTHER_ENV, VISA, api_client, customer_with_card, webhook_client
+from tests.unit.test_stripe_webhooks import signed
 
 
 @pytest.fixture
@@ -83,18 +86,126 @@ def test_request_schemas_are_derived_from_the_body_definitions(document: dict[st
     assert used == set(by_name)
 
 
-def test_keyed_posts_take_an_idempotency_key_and_keyed_routes_answer_errors(
-    document: dict[str, Any],
-) -> None:
+def test_keyed_posts_take_an_idempotency_key(document: dict[str, Any]) -> None:
     for method, path, operation in operations(document):
         headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
-        if "security" in operation:
-            assert operation["responses"]["default"]["content"]["application/json"]["schema"] == {
-                "$ref": "#/components/schemas/Error"
-            }
         if method == "POST" and "security" in operation:
             expected = path != "/api/v1/webhook_endpoints"  # created once, never replayed
             assert ("Idempotency-Key" in headers) is expected, path
+
+
+def declared(operation: dict[str, Any], status: int) -> set[str]:
+    """The error codes `operation` declares under `status` (none: not declared)."""
+    response = operation["responses"].get(str(status))
+    if response is None:
+        return set()
+    schema = response["content"]["application/json"]["schema"]
+    error, narrowed = schema["allOf"]
+    assert error == {"$ref": "#/components/schemas/Error"}
+    return set(narrowed["properties"]["error"]["properties"]["code"]["enum"])
+
+
+def test_every_error_answer_is_declared_in_the_error_shape_under_its_status(
+    document: dict[str, Any],
+) -> None:
+    for method, path, operation in operations(document):
+        where = (method, path)
+        for status in operation["responses"]:
+            if status.startswith("2") or (path, status) == ("/readyz", "503"):
+                continue  # successes, and a probe's "not ready"
+            codes = declared(operation, int(status))
+            assert codes, where
+            assert {STATUS_FOR_CODE[code] for code in codes} == {int(status)}, where
+        # Hostile text in a path, query or header, and oversized headers: any route.
+        assert "validation_error" in declared(operation, 400), where
+        assert declared(operation, 431) == {"request_header_fields_too_large"}, where
+        assert declared(operation, 500) == {"internal_error"}, where
+        if "security" in operation:
+            assert declared(operation, 401) == {"unauthorized"}, where
+            assert declared(operation, 403) == {"forbidden"}, where
+            assert declared(operation, 429) == {"rate_limited"}, where
+            assert "service_unavailable" in declared(operation, 503), where
+            assert "Retry-After" in operation["responses"]["429"]["headers"]
+            assert "Retry-After" in operation["responses"]["503"]["headers"]
+        else:
+            assert "429" not in operation["responses"], where  # only keyed routes throttle
+        if method == "POST" and "security" in operation:
+            assert "invalid_json" in declared(operation, 400), where
+            assert declared(operation, 413) == {"payload_too_large"}, where
+            assert declared(operation, 415) == {"unsupported_media_type"}, where
+
+
+def test_every_error_code_is_declared_by_some_operation(document: dict[str, Any]) -> None:
+    everywhere: set[str] = set()
+    for _, path, operation in operations(document):
+        for status in operation["responses"]:
+            if status[0] in "45" and (path, status) != ("/readyz", "503"):
+                everywhere |= declared(operation, int(status))
+    # Answered by the router, for a method no operation at that path takes.
+    assert set(STATUS_FOR_CODE) - everywhere == {"method_not_allowed"}
+
+
+def test_routes_declare_their_own_refusals(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    create_customer = paths["/api/v1/customers"]["post"]
+    assert {"gateway_customer_not_owned", "idempotency_key_reused"} <= declared(
+        create_customer, 422
+    )
+    assert {"customer_already_exists", "idempotency_key_in_use"} <= declared(create_customer, 409)
+    assert declared(paths["/api/v1/webhook_endpoints"]["post"], 422) == {"webhook_url_not_allowed"}
+    stripe = paths["/api/v1/webhooks/stripe/{environment_id}"]["post"]
+    assert declared(stripe, 400) == {"validation_error", "invalid_json"}
+    assert declared(stripe, 503) == {"service_unavailable"}
+    payment = paths["/api/v1/payments"]["post"]
+    assert declared(payment, 402) == {
+        "no_default_payment_method", "payment_method_not_found", "card_declined",
+        "insufficient_funds", "authentication_required", "expired_card",
+    }  # fmt: skip
+    assert "payment_not_found" in declared(paths["/api/v1/payments/{payment_id}"]["get"], 404)
+
+
+async def test_refusals_the_routes_answer_are_the_ones_they_declare(
+    checkout: CardCheckout, client: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    await checkout.create_environment("t", "other", environment_id=OTHER_ENV)
+    victim = await customer_with_card(checkout, VISA, env=OTHER_ENV)
+    surrogate = b'{"external_id": "a", "name": "\\ud800"}'
+    cases = [
+        ("GET", "/api/v1/payments", client.get("/api/v1/payments?customer_id=cus%00"),
+         400, "validation_error"),
+        ("POST", "/api/v1/customers",
+         client.post("/api/v1/customers", content=surrogate,
+                     headers={"Content-Type": "application/json"}),
+         400, "validation_error"),
+        ("POST", "/api/v1/customers",
+         client.post("/api/v1/customers", json={
+             "external_id": "thief", "gateway_customer_id": victim.gateway_customer_id}),
+         422, "gateway_customer_not_owned"),
+        ("POST", "/api/v1/webhook_endpoints",
+         client.post("/api/v1/webhook_endpoints", json={"url": "http://169.254.169.254/"}),
+         422, "webhook_url_not_allowed"),
+        ("GET", "/api/v1/invoices", client.get("/api/v1/invoices", headers={"X-Big": "a" * 20_000}),
+         431, "request_header_fields_too_large"),
+    ]  # fmt: skip
+    for method, path, call, status, code in cases:
+        response = await call
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), path
+        assert code in declared(document["paths"][path][method.lower()], status), (path, code)
+
+
+async def test_a_signed_event_that_does_not_parse_is_a_declared_400(
+    checkout: CardCheckout, document: dict[str, Any]
+) -> None:
+    stripe = document["paths"]["/api/v1/webhooks/stripe/{environment_id}"]["post"]
+    async with webhook_client(checkout, "whsec_test") as client:
+        for payload in (b"{not json", json.dumps({"id": "evt_1", "type": 7}).encode()):
+            response = await client.post(
+                f"/api/v1/webhooks/stripe/{ENV}",
+                content=payload,
+                headers={"Stripe-Signature": signed(payload, "whsec_test")},
+            )
+            assert response.status_code == 400
+            assert response.json()["error"]["code"] in declared(stripe, 400)
 
 
 def test_response_enumerations_come_from_the_enum_classes(document: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from adapters.addresses import StaticAddressResolver, SystemAddressResolver
 from adapters.clock import ManualClock, SystemClock
 from adapters.ids import UlidIdGenerator
 from adapters.memory import (
@@ -71,6 +72,8 @@ IMPLEMENTATIONS: list[tuple[type[Any], type[Any]]] = [
     (ports.WebhookDeliveryRepository, InMemoryWebhookDeliveryRepository),
     (ports.WebhookDeliveryRepository, SqlWebhookDeliveryRepository),
     (ports.WebhookSender, HttpWebhookSender),
+    (ports.AddressResolver, SystemAddressResolver),
+    (ports.AddressResolver, StaticAddressResolver),
     (ports.Clock, SystemClock),
     (ports.Clock, ManualClock),
     (ports.IdGenerator, UlidIdGenerator),

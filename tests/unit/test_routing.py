@@ -35,7 +35,9 @@ def test_a_route_is_called_as_its_resource_says_unless_it_says_otherwise(
     ]
 
 
-def test_webhook_endpoints_need_an_admin_key_and_probes_need_none(checkout: CardCheckout) -> None:
+def test_endpoints_and_connection_need_an_admin_key_and_probes_need_none(
+    checkout: CardCheckout,
+) -> None:
     app = create_app(checkout, notify_every=None)
     access = {
         (route.method, route.path): route.operation.access
@@ -43,8 +45,12 @@ def test_webhook_endpoints_need_an_admin_key_and_probes_need_none(checkout: Card
         if isinstance(route, ApiRoute)
     }
     admin = {key for key, needs in access.items() if needs is Access.ADMIN_KEY}
-    assert admin == {key for key in access if key[1].startswith("/api/v1/webhook_endpoints")}
-    assert len(admin) == 5
+    assert admin == {
+        key
+        for key in access
+        if key[1].startswith(("/api/v1/webhook_endpoints", "/api/v1/connection"))
+    }
+    assert len(admin) == 7
     public = {key for key, needs in access.items() if needs is Access.PUBLIC}
     assert public == {
         ("GET", "/healthz"),

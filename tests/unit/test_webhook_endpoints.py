@@ -9,16 +9,19 @@ from datetime import datetime, timedelta
 import attrs
 import pytest
 
+from adapters.addresses import StaticAddressResolver
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryUnitOfWorkFactory
 from core.errors import NotFound, ValidationError
 from core.model import Notification, NotificationType, WebhookDelivery, WebhookEndpoint
+from core.model.webhooks import DeliveryError, WebhookNotAccepted
 from core.usecases import Deps, WebhookPolicy, outbox, webhook_delivery, webhook_endpoints
 from entrypoints.bootstrap import CardCheckout, bootstrap
 from tests.helpers import (
     DECLINED,
     ENV,
     OTHER_ENV,
+    PUBLIC_ADDRESS,
     VISA,
     card_payment,
     customer_with_card,
@@ -47,7 +50,7 @@ class RecordingSender:
     async def send(self, endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> None:
         self.calls.append(Call(self.clock.now(), endpoint.id, delivery.notification))
         if self.fails(delivery):
-            raise RuntimeError("The endpoint answered HTTP 500.")
+            raise WebhookNotAccepted(DeliveryError.HTTP_STATUS, status=500)
 
     def to(self, endpoint: WebhookEndpoint) -> list[Call]:
         return [c for c in self.calls if c.endpoint_id == endpoint.id]
@@ -208,7 +211,12 @@ async def test_a_paid_invoice_is_an_event_too(
 async def test_two_dispatchers_queue_a_notification_once_per_endpoint(
     clock: ManualClock,
 ) -> None:
-    checkout = bootstrap(uow=InMemoryUnitOfWorkFactory(), clock=clock, dispatch_inline=False)
+    checkout = bootstrap(
+        uow=InMemoryUnitOfWorkFactory(),
+        clock=clock,
+        dispatch_inline=False,
+        address_resolver=StaticAddressResolver(default=[PUBLIC_ADDRESS]),
+    )
     every = await endpoint_for(checkout)
     await declined_payment(checkout)
 
@@ -261,7 +269,7 @@ async def test_a_failing_endpoint_is_retried_with_backoff_then_given_up_and_disa
     assert sender.calls[-1].at - sender.calls[0].at >= POLICY.give_up_after
     assert head.attempts == POLICY.max_attempts
     assert head.failed_at == sender.calls[-1].at
-    assert head.last_error == "The endpoint answered HTTP 500."
+    assert head.last_error == "http_status_500"
     assert disabled == (every.id,)
     endpoint = await checkout.get_webhook_endpoint(ENV, every.id)
     assert endpoint.disabled_at == head.failed_at
@@ -338,7 +346,7 @@ async def test_deleting_an_endpoint_gives_up_what_was_pending_for_it(
     assert (report.given_up, report.delivered, sender.calls) == (3, 0, [])
     async with checkout.deps.uow() as uow:
         left = await uow.webhook_deliveries.for_endpoint(ENV, gone.id, 10)
-    assert {d.last_error for d in left} == {"The webhook endpoint was deleted."}
+    assert {d.last_error for d in left} == {"endpoint_deleted"}
 
 
 # Leases ------------------------------------------------------------------------------------

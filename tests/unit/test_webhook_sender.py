@@ -76,16 +76,18 @@ async def test_a_delivery_is_posted_as_json_with_a_signature_the_receiver_can_ch
 @pytest.mark.parametrize("status", [301, 400, 404, 410, 500, 503])
 async def test_anything_but_2xx_is_a_failure(status: int) -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(status))
-    with pytest.raises(WebhookNotAccepted, match=f"HTTP {status}"):
+    with pytest.raises(WebhookNotAccepted) as refused:
         await _sender(transport, ManualClock()).send(ENDPOINT, DELIVERY)
+    assert refused.value.recorded == f"http_status_{status}"
 
 
 async def test_no_answer_is_a_failure() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectTimeout("timed out", request=request)
 
-    with pytest.raises(WebhookNotAccepted, match="ConnectTimeout: timed out"):
+    with pytest.raises(WebhookNotAccepted) as refused:
         await _sender(httpx.MockTransport(handler), ManualClock()).send(ENDPOINT, DELIVERY)
+    assert refused.value.recorded == "timeout"
 
 
 def test_the_secret_is_not_in_an_endpoints_repr() -> None:

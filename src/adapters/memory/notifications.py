@@ -78,13 +78,15 @@ class InMemoryOutboxRepository:
 class InMemoryGatewayEventLog:
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
-        self.added: dict[str, str] = {}
+        # (environment id, event id) -> event type
+        self.added: dict[tuple[str, str], str] = {}
 
-    async def seen(self, event_id: str) -> bool:
-        return event_id in self._store.gateway_events or event_id in self.added
+    async def seen(self, environment_id: str, event_id: str) -> bool:
+        key = (environment_id, event_id)
+        return key in self._store.gateway_events or key in self.added
 
-    async def add(self, event_id: str, event_type: str, at: datetime) -> None:
-        self.added[event_id] = event_type
+    async def add(self, environment_id: str, event_id: str, event_type: str, at: datetime) -> None:
+        self.added[(environment_id, event_id)] = event_type
 
 
 class InMemoryWebhookEndpointRepository:

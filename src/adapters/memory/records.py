@@ -75,6 +75,19 @@ class InMemoryCustomerRepository:
             None,
         )
 
+    async def get_by_gateway_customer_id(
+        self, environment_id: str, gateway_customer_id: str
+    ) -> Customer | None:
+        return next(
+            (
+                c
+                for c in self.table.rows()
+                if c.environment_id == environment_id
+                and c.gateway_customer_id == gateway_customer_id
+            ),
+            None,
+        )
+
     async def list(self, query: CustomerQuery) -> Page[Customer]:
         rows = (
             c

@@ -95,7 +95,8 @@ class InMemoryStore:
     idempotency: dict[tuple[str, str], IdempotencyRecord] = attrs.Factory(dict)
     # Only what is not yet delivered: delivery removes a notification.
     outbox: dict[str, Notification] = attrs.Factory(dict)
-    gateway_events: dict[str, str] = attrs.Factory(dict)
+    # (environment id, event id) -> event type
+    gateway_events: dict[tuple[str, str], str] = attrs.Factory(dict)
     webhook_endpoints: dict[tuple[str, str], WebhookEndpoint] = attrs.Factory(dict)
     webhook_deliveries: dict[tuple[str, str], WebhookDelivery] = attrs.Factory(dict)
     commits: int = 0

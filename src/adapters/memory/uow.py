@@ -164,8 +164,8 @@ class InMemoryUnitOfWork(RollsBackOnExit):
         if payments := self._opened("payments", records.InMemoryPaymentRepository):
             self._check_payments(payments)
         events = self._opened("gateway_events", notifications.InMemoryGatewayEventLog)
-        if events and any(event_id in self.store.gateway_events for event_id in events.added):
-            raise ConcurrentUpdate()
+        if events and any(key in self.store.gateway_events for key in events.added):
+            raise ConcurrentUpdate()  # recorded in its environment by another transaction
 
     def _check_payments(self, payments: records.InMemoryPaymentRepository) -> None:
         for payment in payments.table.staged.values():

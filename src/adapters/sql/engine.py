@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -29,6 +32,23 @@ def normalize_url(url: str) -> str:
     return parsed.set(drivername=driver).render_as_string(False) if driver else url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or one in memory."""
+    parsed = make_url(url)
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
+        return None
+    return None if name.startswith("file:") or parsed.query.get("mode") == "memory" else Path(name)
+
+
+def create_owner_only(database: Path) -> None:
+    """Create the database file readable by its owner only (SQLite gives its journal and WAL
+    files the same mode); an existing file is left as it is, and one that cannot be made is
+    SQLite's to report when it is opened (a 503, like any unreachable database)."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def create_engine_from_url(
     url: str,
     *,
@@ -42,6 +62,9 @@ def create_engine_from_url(
     whichever executor runs on it."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() == "sqlite":
+        database = sqlite_file(url)
+        if database is not None:
+            create_owner_only(database)
         engine = create_async_engine(url, echo=echo)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine

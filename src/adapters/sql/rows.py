@@ -12,7 +12,6 @@ from core.model import (
     Actor,
     ApiKey,
     Customer,
-    Environment,
     Failure,
     Invoice,
     InvoicePaymentStatus,
@@ -27,7 +26,6 @@ from core.model import (
     RefundStatus,
     Role,
     WebhookDelivery,
-    WebhookEndpoint,
 )
 from core.money import CURRENCIES, Currency, Money
 
@@ -44,28 +42,6 @@ def _failure(value: Any) -> Failure | None:
 
 def _failure_json(failure: Failure | None) -> dict[str, Any] | None:
     return json_converter.unstructure(failure) if failure else None
-
-
-def environment_values(environment: Environment) -> dict[str, Any]:
-    return {
-        "id": environment.id,
-        "tenant_id": environment.tenant_id,
-        "name": environment.name,
-        "created_at": environment.created_at,
-        "webhook_secrets": list(environment.webhook_secrets),
-        "version": environment.version,
-    }
-
-
-def environment_from(row: Row) -> Environment:
-    return Environment(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        created_at=row["created_at"],
-        webhook_secrets=tuple(row["webhook_secrets"] or ()),
-        version=row["version"],
-    )
 
 
 def api_key_values(key: ApiKey) -> dict[str, Any]:
@@ -304,36 +280,6 @@ def notification_from(row: Row) -> Notification:
         type=NotificationType(row["type"]),
         occurred_at=row["occurred_at"],
         data=row["data"],
-    )
-
-
-def webhook_endpoint_values(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "environment_id": endpoint.environment_id,
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "events": sorted(kind.value for kind in endpoint.events),
-        "secret": endpoint.secret,
-        "created_at": endpoint.created_at,
-        "disabled_at": endpoint.disabled_at,
-        "deleted_at": endpoint.deleted_at,
-        "failing_since": endpoint.failing_since,
-        "version": endpoint.version,
-    }
-
-
-def webhook_endpoint_from(row: Row) -> WebhookEndpoint:
-    return WebhookEndpoint(
-        id=row["id"],
-        environment_id=row["environment_id"],
-        url=row["url"],
-        events=frozenset(NotificationType(kind) for kind in row["events"]),
-        secret=row["secret"],
-        created_at=row["created_at"],
-        disabled_at=row["disabled_at"],
-        deleted_at=row["deleted_at"],
-        failing_since=row["failing_since"],
-        version=row["version"],
     )
 
 

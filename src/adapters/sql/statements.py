@@ -93,6 +93,10 @@ CUSTOMER_BY_EXTERNAL_ID = select(tables.customers).where(
     tables.customers.c.environment_id == bindparam("environment_id"),
     tables.customers.c.external_id == bindparam("external_id"),
 )
+CUSTOMER_BY_GATEWAY_CUSTOMER_ID = select(tables.customers).where(
+    tables.customers.c.environment_id == bindparam("environment_id"),
+    tables.customers.c.gateway_customer_id == bindparam("gateway_customer_id"),
+)
 INVOICES = TableStatements(tables.invoices, "environment_id", "id")
 CUSTOMER_LABELS = {column.name: f"customer__{column.name}" for column in tables.customers.c}
 INVOICE_WITH_CUSTOMER = (
@@ -131,8 +135,12 @@ IDEMPOTENCY_IN_PROGRESS_FOR = select(tables.idempotency_records).where(
     _KEYS.resource_id == bindparam("resource_id"),
     _KEYS.state == "in_progress",
 )
-GATEWAY_EVENT_SEEN = select(tables.gateway_events.c.id).where(
-    tables.gateway_events.c.id == bindparam("event_id")
+_EVENTS = tables.gateway_events.c
+# Seen in the environment, or before the log was per environment (migration 0010): those
+# were seen by every environment then, and stay so.
+GATEWAY_EVENT_SEEN = select(_EVENTS.id).where(
+    any_of(_EVENTS.environment_id, [bindparam("environment_id"), tables.BEFORE_ENVIRONMENTS]),
+    _EVENTS.id == bindparam("event_id"),
 )
 WEBHOOK_ENDPOINTS = TableStatements(tables.webhook_endpoints, "environment_id", "id")
 WEBHOOK_DELIVERIES = TableStatements(tables.webhook_deliveries, "environment_id", "id")

@@ -2,7 +2,7 @@
 
 Money is stored exactly as integer minor units beside its currency code. The rules that must
 hold across processes are constraints here: one live and one paid payment per invoice
-(partial unique indexes), unique idempotency keys per environment, unique gateway event ids,
+(partial unique indexes), unique idempotency keys and gateway event ids per environment,
 unique customer external ids per environment, and refunds that never pass the amount.
 """
 
@@ -79,9 +79,15 @@ environments = Table(
     Column("tenant_id", String(64), nullable=False, index=True),
     Column("name", String(200), nullable=False),
     Column("created_at", _when(), nullable=False),
-    # Null for rows from before it existed: no secrets of its own.
+    # Null for rows from before it existed: no secrets of its own. Secrets are stored
+    # sealed (adapters/secrets.py), as is the connection's key.
     Column("webhook_secrets", JSON),
     Column("version", Integer, nullable=False),
+    Column("mode", String(8), nullable=False, server_default="test"),
+    # Null: no connection of its own, the service's default gateway applies.
+    Column("gateway_provider", String(16)),
+    Column("gateway_secret_key", Text),
+    Column("connection_updated_at", _when()),
 )
 
 api_keys = Table(
@@ -281,8 +287,8 @@ webhook_endpoints = Table(
     Column("url", Text, nullable=False),
     # The event types it wants; an empty list: all of them.
     Column("events", JSON, nullable=False),
-    # Kept to sign deliveries (an HMAC key cannot be stored as a hash).
-    Column("secret", String(255), nullable=False),
+    # Kept, sealed, to sign deliveries (an HMAC key cannot be stored as a hash).
+    Column("secret", Text, nullable=False),
     Column("created_at", _when(), nullable=False),
     Column("disabled_at", _when()),
     Column("deleted_at", _when()),
@@ -325,12 +331,19 @@ webhook_deliveries = Table(
           sqlite_where=text(PENDING_DELIVERY), postgresql_where=text(PENDING_DELIVERY)),
 )  # fmt: skip
 
+# The environment of the events handled before the log was per environment (no environment
+# has this id).
+BEFORE_ENVIRONMENTS = ""
+
 gateway_events = Table(
     "gateway_events",
     metadata,
-    Column("id", String(255), primary_key=True),
+    # Each environment handles an event as its own: one account's event may reach several.
+    Column("environment_id", String(64), nullable=False),
+    Column("id", String(255), nullable=False),
     Column("type", String(64), nullable=False),
     Column("processed_at", _when(), nullable=False),
+    PrimaryKeyConstraint("environment_id", "id"),
 )
 
 sandbox_documents = Table(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.secrets import SecretBox
 from adapters.sql.asyncpg_executor import AsyncpgExecutor
 from adapters.sql.executor import Executor
 from adapters.sql.repositories import (
@@ -50,7 +51,7 @@ class SqlUnitOfWork(RollsBackOnExit):
     def __init__(self, factory: SqlUnitOfWorkFactory, read_only: bool) -> None:
         self._factory = factory
         self._session = SqlSession(factory.executor, read_only)
-        self.environments = SqlEnvironmentRepository(self._session)
+        self.environments = SqlEnvironmentRepository(self._session, factory.secrets)
         self.api_keys = SqlApiKeyRepository(self._session)
         self.customers = SqlCustomerRepository(self._session)
         self.invoices = SqlInvoiceRepository(self._session)
@@ -59,7 +60,7 @@ class SqlUnitOfWork(RollsBackOnExit):
         self.idempotency = SqlIdempotencyRepository(self._session)
         self.outbox = SqlOutboxRepository(self._session)
         self.gateway_events = SqlGatewayEventLog(self._session)
-        self.webhook_endpoints = SqlWebhookEndpointRepository(self._session)
+        self.webhook_endpoints = SqlWebhookEndpointRepository(self._session, factory.secrets)
         self.webhook_deliveries = SqlWebhookDeliveryRepository(self._session)
 
     async def commit(self) -> None:
@@ -72,11 +73,19 @@ class SqlUnitOfWork(RollsBackOnExit):
 
 class SqlUnitOfWorkFactory:
     """Units of work on `engine`, their statements run by `executor`: "sqlalchemy" or
-    "asyncpg" (None: the database's default, asyncpg on PostgreSQL)."""
+    "asyncpg" (None: the database's default, asyncpg on PostgreSQL). Secrets are sealed with
+    `secrets` (None: a key of this process alone, for tests and throwaway databases)."""
 
-    def __init__(self, engine: AsyncEngine, *, executor: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        executor: str | None = None,
+        secrets: SecretBox | None = None,
+    ) -> None:
         self.engine = engine
         self.executor = executor_for(engine, executor)
+        self.secrets = secrets or SecretBox([SecretBox.new_key()])
         self.commits = 0  # transactions its units committed
 
     def __call__(self, *, read_only: bool = False) -> SqlUnitOfWork:

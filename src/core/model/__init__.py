@@ -25,7 +25,15 @@ from core.model.payment import (
     can_transition,
 )
 from core.model.refund import Refund, RefundStatus
-from core.model.tenancy import ApiKey, Customer, Environment, Role
+from core.model.tenancy import (
+    ApiKey,
+    Customer,
+    Environment,
+    EnvironmentMode,
+    GatewayConnection,
+    GatewayProvider,
+    Role,
+)
 from core.model.webhooks import (
     NOTIFICATION_FOR_STATUS,
     Notification,
@@ -46,7 +54,10 @@ __all__ = [
     "ChargeDetails",
     "Customer",
     "Environment",
+    "EnvironmentMode",
     "Failure",
+    "GatewayConnection",
+    "GatewayProvider",
     "Invoice",
     "InvoicePaymentStatus",
     "InvoiceStatus",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Final
 
 import attrs
+
+from core.errors import GatewayNotConnected, ValidationError
 
 
 @attrs.frozen
@@ -29,6 +33,54 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class EnvironmentMode(StrEnum):
+    """Whether an environment moves real money (live) or plays (test)."""
+
+    TEST = "test"
+    LIVE = "live"
+
+
+class GatewayProvider(StrEnum):
+    STRIPE = "stripe"
+    SANDBOX = "sandbox"
+
+
+# Stripe's secret and restricted keys, the prefixes of their live kinds, and its webhook
+# signing secrets: printable ASCII, nothing that could break a header or a log line.
+STRIPE_KEY: Final = re.compile(r"(sk|rk)_[\x21-\x7e]{1,250}")
+LIVE_KEY_PREFIXES: Final = ("sk_live_", "rk_live_")
+WEBHOOK_SECRET: Final = re.compile(r"whsec_[\x21-\x7e]{1,250}")
+
+
+@attrs.frozen
+class GatewayConnection:
+    """The gateway account an environment charges through (its secret key, when Stripe)."""
+
+    provider: GatewayProvider
+    updated_at: datetime
+    secret_key: str | None = None
+
+    def check_for(self, mode: EnvironmentMode) -> None:
+        """Refuse a connection the environment must not use: the sandbox or a test key in
+        a live environment, a live key in a test one, a Stripe connection without a key."""
+        key = self.secret_key
+        if self.provider is GatewayProvider.SANDBOX:
+            if key is not None:
+                raise ValidationError("The sandbox takes no secret key.", field="secret_key")
+            if mode is EnvironmentMode.LIVE:
+                raise ValidationError("A live environment cannot use the sandbox.",
+                                      field="provider")  # fmt: skip
+            return
+        if key is None or not STRIPE_KEY.fullmatch(key):
+            raise ValidationError("A Stripe connection needs its secret key (sk_... or rk_...).",
+                                  field="secret_key")  # fmt: skip
+        if key.startswith(LIVE_KEY_PREFIXES) != (mode is EnvironmentMode.LIVE):
+            raise ValidationError(
+                f"A {mode.value} environment needs a {mode.value}-mode Stripe key.",
+                field="secret_key",
+            )
+
+
 @attrs.frozen
 class Environment:
     """An isolated space of data (live, test, a customer's staging...) of one tenant."""
@@ -41,9 +93,34 @@ class Environment:
     # empty: the service-wide secret applies.
     webhook_secrets: tuple[str, ...] = ()
     version: int = 1
+    mode: EnvironmentMode = EnvironmentMode.TEST
+    # None: the service's default gateway (STRIPE_SECRET_KEY's account, else the sandbox).
+    connection: GatewayConnection | None = None
 
     def with_webhook_secrets(self, secrets: tuple[str, ...]) -> Environment:
+        for secret in secrets:
+            if not WEBHOOK_SECRET.fullmatch(secret):
+                raise ValidationError("A webhook secret starts with whsec_.",
+                                      field="webhook_secrets")  # fmt: skip
         return attrs.evolve(self, webhook_secrets=secrets, version=self.version + 1)
+
+    def connected(
+        self, connection: GatewayConnection, webhook_secrets: tuple[str, ...]
+    ) -> Environment:
+        """The environment charging through `connection`, its webhooks signed by those secrets."""
+        connection.check_for(self.mode)
+        changed = self.with_webhook_secrets(webhook_secrets)
+        return attrs.evolve(changed, connection=connection)
+
+    def connection_or(self, default: GatewayConnection) -> GatewayConnection:
+        """What this environment charges through: its own connection (checked when it was
+        set), else the service's `default`, which a live environment takes only if it is
+        Stripe (`GatewayNotConnected` otherwise)."""
+        if self.connection is not None:
+            return self.connection
+        if default.provider is GatewayProvider.SANDBOX and self.mode is EnvironmentMode.LIVE:
+            raise GatewayNotConnected(environment_id=self.id)
+        return default
 
 
 @attrs.frozen

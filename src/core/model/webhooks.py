@@ -87,6 +87,35 @@ class WebhookEndpoint:
         )
 
 
+class DeliveryError(StrEnum):
+    """What a failed delivery records as its `last_error`: a kind, never the network's own
+    words (an errno, an address or a port would tell a subscriber what listens where)."""
+
+    TIMEOUT = "timeout"  # no answer in time, connecting or waiting for the status
+    CONNECTION_FAILED = "connection_failed"  # refused, reset, unreachable, not HTTP
+    TLS_ERROR = "tls_error"  # no TLS, or a certificate that is not the host's
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"  # the host has no address, or not a public one
+    HTTP_STATUS = "http_status"  # recorded with the status: `http_status_503`
+    ENDPOINT_DISABLED = "endpoint_disabled"  # given up unsent
+    ENDPOINT_DELETED = "endpoint_deleted"  # given up unsent
+    FAILED = "failed"  # the sender broke (its details are in the service's log)
+
+
+class WebhookNotAccepted(Exception):
+    """The endpoint did not take a delivery; `recorded` is what the delivery keeps of it."""
+
+    def __init__(self, error: DeliveryError, *, status: int | None = None) -> None:
+        self.error = error
+        self.status = status
+        super().__init__(self.recorded)
+
+    @property
+    def recorded(self) -> str:
+        if self.error is DeliveryError.HTTP_STATUS and self.status is not None:
+            return f"{self.error.value}_{self.status}"
+        return self.error.value
+
+
 @attrs.frozen
 class WebhookDelivery:
     """One notification on its way to one endpoint, with what its attempts gave."""

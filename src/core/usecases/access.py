@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from core.errors import Forbidden, NotFound, Unauthorized, ValidationError
-from core.model import ApiKey, Environment, Role
+from core.model import ApiKey, Environment, EnvironmentMode, Role
 from core.ports import UnitOfWork
 from core.usecases.common import Deps, transaction
 
@@ -14,7 +14,12 @@ ROLE_RANK: Final = {Role.READ: 0, Role.WRITE: 1, Role.ADMIN: 2}
 
 
 async def create_environment(
-    deps: Deps, tenant_id: str, name: str, *, environment_id: str | None = None
+    deps: Deps,
+    tenant_id: str,
+    name: str,
+    *,
+    environment_id: str | None = None,
+    mode: EnvironmentMode = EnvironmentMode.TEST,
 ) -> Environment:
     """A new environment, with the given id (it must start with `env_`) or a fresh one."""
     if environment_id is not None and (
@@ -29,6 +34,7 @@ async def create_environment(
         tenant_id=tenant_id,
         name=name,
         created_at=deps.clock.now(),
+        mode=mode,
     )
     async with deps.uow() as uow:
         if await uow.environments.get(environment.id) is not None:
@@ -44,26 +50,6 @@ async def get_environment(deps: Deps, environment_id: str) -> Environment:
     if environment is None:
         raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
     return environment
-
-
-async def set_webhook_secrets(
-    deps: Deps, environment_id: str, secrets: Sequence[str]
-) -> Environment:
-    """The secrets that sign the gateway's webhooks for this environment (empty: none)."""
-    cleaned = tuple(secret.strip() for secret in secrets if secret.strip())
-    if any(not secret.startswith("whsec_") for secret in cleaned):
-        raise ValidationError("A webhook secret starts with whsec_.", field="secret")
-
-    async def store(uow: UnitOfWork) -> Environment:
-        environment = await uow.environments.get(environment_id)
-        if environment is None:
-            raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
-        changed = environment.with_webhook_secrets(cleaned)
-        await uow.environments.update(changed)
-        await uow.commit()
-        return changed
-
-    return await transaction(deps, store)
 
 
 async def create_api_key(

@@ -26,7 +26,7 @@ from core.model import (
     PaymentMethodType,
     PaymentStatus,
 )
-from core.ports import UnitOfWork
+from core.ports import PaymentGateway, UnitOfWork
 from core.usecases.common import Deps, gateway_call, gateway_customer_id, optimistic, payment_of
 from core.usecases.idempotency import Idempotency
 from core.usecases.recording import (
@@ -40,16 +40,14 @@ from core.usecases.recording import (
 
 
 async def select_card(
-    deps: Deps, customer: Customer, payment_method_id: str | None
+    gateway: PaymentGateway, customer: Customer, payment_method_id: str | None
 ) -> GatewayPaymentMethod | PaymentFailed:
     """The card to charge (given, or the customer's default), or why there is none."""
-    gateway_customer = await gateway_call(deps.gateway.get_customer(gateway_customer_id(customer)))
+    gateway_customer = await gateway_call(gateway.get_customer(gateway_customer_id(customer)))
     if payment_method_id is None:
         card = gateway_customer.default_payment_method
         return card if card is not None else NoDefaultPaymentMethod(customer_id=customer.id)
-    card = await gateway_call(
-        deps.gateway.get_payment_method(gateway_customer.id, payment_method_id)
-    )
+    card = await gateway_call(gateway.get_payment_method(gateway_customer.id, payment_method_id))
     if card is None:
         return PaymentMethodNotFound(customer_id=customer.id, payment_method_id=payment_method_id)
     return card
@@ -90,6 +88,7 @@ async def begin_processing(
 
 async def charge_recorded(
     deps: Deps,
+    gateway: PaymentGateway,
     payment: Payment,
     customer: Customer,
     idempotency: Idempotency,
@@ -103,9 +102,9 @@ async def charge_recorded(
     if payment.status is not PaymentStatus.PROCESSING:
         return outcome(payment)
     if payment.method_type is PaymentMethodType.PAYMENT_LINK:
-        answer = await open_payment_link(deps, payment, customer)
+        answer = await open_payment_link(gateway, payment, customer)
     else:
-        answer = await gateway_answer(deps.gateway.charge(charge_request(payment, customer)))
+        answer = await gateway_answer(gateway.charge(charge_request(payment, customer)))
     if answer is None and not idempotency.keyed:
         return payment
 
@@ -128,9 +127,11 @@ async def charge_recorded(
     return outcome(recorded)
 
 
-async def open_payment_link(deps: Deps, payment: Payment, customer: Customer) -> GatewayAnswer:
+async def open_payment_link(
+    gateway: PaymentGateway, payment: Payment, customer: Customer
+) -> GatewayAnswer:
     return await gateway_answer(
-        deps.gateway.create_checkout_session(checkout_request(payment, customer))
+        gateway.create_checkout_session(checkout_request(payment, customer))
     )
 
 

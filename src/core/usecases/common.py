@@ -19,10 +19,11 @@ from core.errors import (
 from core.gateway import GatewayUnavailable
 from core.model import Customer, Invoice, Payment, Refund
 from core.ports import (
+    AddressResolver,
     ApiKeyLookup,
     Clock,
+    GatewayDirectory,
     IdGenerator,
-    PaymentGateway,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -40,11 +41,14 @@ class Deps:
     """The one set of dependencies every use case takes."""
 
     uow: UnitOfWorkFactory
-    gateway: PaymentGateway
+    gateways: GatewayDirectory
     clock: Clock
     ids: IdGenerator
     api_keys: ApiKeyLookup
     policies: Policies = attrs.Factory(Policies)
+    # Checks webhook URLs' host names at registration (None: no name can be checked, so
+    # none is accepted unless private URLs are allowed).
+    addresses: AddressResolver | None = None
 
 
 async def transaction(deps: Deps, work: Callable[[UnitOfWork], Awaitable[R]]) -> R:

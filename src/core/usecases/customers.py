@@ -14,7 +14,7 @@ from core.gateway import (
     GatewayCustomer,
     GatewayPaymentMethod,
 )
-from core.model import Customer
+from core.model import Customer, Environment, GatewayProvider
 from core.ports import CustomerQuery, Page, UnitOfWork
 from core.usecases.common import Deps, customer_of, gateway_call, gateway_customer_id
 from core.usecases.idempotency import Answer, Idempotency, idempotent
@@ -29,11 +29,13 @@ async def create_customer(
         async with deps.uow(read_only=True) as uow:
             await idempotency.replay_if_done(uow)
             await _ensure_new(uow, environment_id, command.external_id)
+            environment = await uow.environments.get(environment_id)
         customer_id = deps.ids.new_id("cust")
+        gateway = await deps.gateways.for_environment(environment_id)
         gateway_id = command.gateway_customer_id
         if gateway_id is None:
             gateway_id = await gateway_call(
-                deps.gateway.create_customer(
+                gateway.create_customer(
                     CustomerRequest(
                         idempotency_key=f"{customer_id}:customer",
                         name=command.name,
@@ -43,8 +45,8 @@ async def create_customer(
                 )
             )
         else:
-            linked = await gateway_call(deps.gateway.get_customer(gateway_id))
-            _ensure_owned(linked, environment_id)
+            linked = await gateway_call(gateway.get_customer(gateway_id))
+            _ensure_owned(linked, environment_id, own_account=_has_own_account(environment))
         customer = Customer(
             id=customer_id,
             environment_id=environment_id,
@@ -72,12 +74,18 @@ async def _ensure_new(uow: UnitOfWork, environment_id: str, external_id: str) ->
         raise CustomerAlreadyExists(customer_id=existing.id)
 
 
-def _ensure_owned(linked: GatewayCustomer, environment_id: str) -> None:
-    """A gateway customer the service created names its environment in its metadata; one
-    made elsewhere names none, and storage then lets only one environment link it."""
+def _ensure_owned(linked: GatewayCustomer, environment_id: str, *, own_account: bool) -> None:
+    """A gateway customer the service created names its environment in its metadata. One
+    made elsewhere names none: an environment with a Stripe account of its own may link it
+    (storage lets one customer hold it); through a shared account it could be any tenant's."""
     owner = linked.metadata.get("environment_id")
-    if owner is not None and owner != environment_id:
+    if owner != environment_id and (owner is not None or not own_account):
         raise GatewayCustomerNotOwned(gateway_customer_id=linked.id)
+
+
+def _has_own_account(environment: Environment | None) -> bool:
+    connection = environment.connection if environment else None
+    return connection is not None and connection.provider is GatewayProvider.STRIPE
 
 
 async def get_customer(deps: Deps, environment_id: str, customer_id: str) -> Customer:
@@ -94,7 +102,8 @@ async def list_payment_methods(
     deps: Deps, environment_id: str, customer_id: str
 ) -> Sequence[GatewayPaymentMethod]:
     customer = await get_customer(deps, environment_id, customer_id)
-    return await gateway_call(deps.gateway.list_payment_methods(gateway_customer_id(customer)))
+    gateway = await deps.gateways.for_environment(environment_id)
+    return await gateway_call(gateway.list_payment_methods(gateway_customer_id(customer)))
 
 
 async def setup_card(
@@ -103,8 +112,9 @@ async def setup_card(
     """A hosted page that saves a card and makes it the customer's default."""
     customer = await get_customer(deps, environment_id, command.customer_id)
     key = idempotency_key or deps.ids.new_id("setup")
+    gateway = await deps.gateways.for_environment(environment_id)
     return await gateway_call(
-        deps.gateway.create_checkout_session(
+        gateway.create_checkout_session(
             CheckoutSessionRequest(
                 mode=CheckoutMode.SETUP,
                 gateway_customer_id=gateway_customer_id(customer),

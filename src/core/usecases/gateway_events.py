@@ -12,42 +12,59 @@ from core.usecases.refunds import apply_refund
 
 
 async def handle_gateway_event(deps: Deps, environment_id: str, event: GatewayEvent) -> bool:
-    """Apply a verified gateway event exactly once, to objects of `environment_id` only
-    (the environment whose secret verified it).
+    """Apply a verified gateway event exactly once in `environment_id`, to its objects only
+    (the environment whose secret verified it). Once per environment: one account's event
+    may reach several environments' URLs, and what one has seen never stops another.
 
-    Returns False when the event names nothing this service knows (it is still recorded,
-    so a repeat is not looked at again), or names another environment: that one is not
-    recorded, so its delivery to its own environment still applies.
+    Returns False when the event names nothing this environment knows (it is still recorded
+    for it, so a repeat is not looked at again), or names another environment: that one is
+    not recorded, so its delivery to its own environment still applies.
     """
     if names_another_environment(event, environment_id):
         return False
     async with deps.uow(read_only=True) as uow:
-        if await uow.gateway_events.seen(event.id):
+        if await uow.gateway_events.seen(environment_id, event.id):
             return True
     if event.type is Kind.CHECKOUT_COMPLETED and event.session is not None:
-        await make_saved_card_default(deps, event.session)
+        await make_saved_card_default(deps, environment_id, event.session)
 
     async def apply(uow: UnitOfWork) -> bool:
-        if await uow.gateway_events.seen(event.id):
+        if await uow.gateway_events.seen(environment_id, event.id):
             return True
         known = await _apply(deps, uow, environment_id, event)
-        await uow.gateway_events.add(event.id, event.type.value, deps.clock.now())
+        await uow.gateway_events.add(environment_id, event.id, event.type.value, deps.clock.now())
         await uow.commit()
         return known
 
     return await transaction(deps, apply)
 
 
-async def make_saved_card_default(deps: Deps, session: CheckoutSession) -> None:
-    """A completed setup page, or a paid link asked to save its card: make it the default.
+async def make_saved_card_default(
+    deps: Deps, environment_id: str, session: CheckoutSession
+) -> None:
+    """A completed setup page, or a paid link asked to save its card: make it the default,
+    if a customer of `environment_id` links the session's gateway customer. Else nothing: a
+    session naming no environment may name another environment's customer, whose cards are
+    not this one's to change (the event then names nothing here, and is logged as such).
 
     Idempotent at the gateway, so a repeated event or reconciliation may do it again.
     """
     card = session.charge.payment_method_id if session.charge else None
     saves = session.mode is CheckoutMode.SETUP or session.save_card_and_make_default
-    if card and saves and session.status is CheckoutSessionStatus.COMPLETE:
-        await gateway_call(deps.gateway.set_default_payment_method(session.gateway_customer_id,
-                                                                   card))  # fmt: skip
+    if not (card and saves and session.status is CheckoutSessionStatus.COMPLETE):
+        return
+    async with deps.uow(read_only=True) as uow:
+        if not await _customer_linked_here(uow, environment_id, session):
+            return
+    gateway = await deps.gateways.for_environment(environment_id)
+    await gateway_call(gateway.set_default_payment_method(session.gateway_customer_id, card))
+
+
+async def _customer_linked_here(
+    uow: UnitOfWork, environment_id: str, session: CheckoutSession
+) -> bool:
+    gateway_id = session.gateway_customer_id
+    return await uow.customers.get_by_gateway_customer_id(environment_id, gateway_id) is not None
 
 
 def names_another_environment(event: GatewayEvent, environment_id: str) -> bool:
@@ -71,8 +88,12 @@ async def _apply(deps: Deps, uow: UnitOfWork, environment_id: str, event: Gatewa
         return refund is not None
     payment = await _payment_named(uow, environment_id, event)
     if payment is None:
-        # A completed card setup names no payment: the card was made the default above.
-        return event.session is not None and event.session.mode is CheckoutMode.SETUP
+        # A card setup names no payment: known if its customer is (whose card was made the
+        # default above).
+        session = event.session
+        if session is None or session.mode is not CheckoutMode.SETUP:
+            return False
+        return await _customer_linked_here(uow, environment_id, session)
     if event.type in (Kind.PAYMENT_SUCCEEDED, Kind.PAYMENT_FAILED):
         if event.charge is not None:
             await apply_charge(deps, uow, payment, event.charge, Actor.WEBHOOK)

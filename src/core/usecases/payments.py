@@ -37,8 +37,12 @@ async def create_payment(
             raise InvoiceNotFound(invoice_id=command.destination_id)
         invoice, customer = found
         check_payment_matches_invoice(command, invoice)
-        charge_now = command.process_payment and command.method_type is PaymentMethodType.CARD
-        card = await select_card(deps, customer, command.payment_method_id) if charge_now else None
+        gateway = None
+        card = None
+        if command.process_payment:
+            gateway = await deps.gateways.for_environment(environment_id)
+            if command.method_type is PaymentMethodType.CARD:
+                card = await select_card(gateway, customer, command.payment_method_id)
 
         # Processing always writes the invoice's next version, so the first attempt may go on
         # the invoice as read above: its versioned update refuses it if it changed since.
@@ -85,7 +89,9 @@ async def create_payment(
         except PaymentInProgress as busy:
             raise await _naming_live_payment(deps, busy, environment_id,
                                              command.destination_id) from None  # fmt: skip
-        return await charge_recorded(deps, payment, customer, idempotency, processing)
+        if gateway is None:
+            return payment
+        return await charge_recorded(deps, gateway, payment, customer, idempotency, processing)
 
     request = (environment_id, "create_payment", command.fingerprint)
     return await idempotent(deps, idempotency_key, request, Payment, run)
@@ -103,9 +109,10 @@ async def process_payment(
             _ensure_initiated(payment)
             customer = await customer_of(uow, environment_id, payment.customer_id)
             await _payable_for(uow, payment, for_update=False)
+        gateway = await deps.gateways.for_environment(environment_id)
         card = None
         if payment.method_type is PaymentMethodType.CARD:
-            card = await select_card(deps, customer, payment.payment_method_id)
+            card = await select_card(gateway, customer, payment.payment_method_id)
 
         async def record(uow: UnitOfWork, _: None) -> tuple[Payment, Invoice | None]:
             await idempotency.claim(uow, about=payment_id)
@@ -119,7 +126,7 @@ async def process_payment(
             return current, processing
 
         current, processing = await optimistic(deps, None, record)
-        return await charge_recorded(deps, current, customer, idempotency, processing)
+        return await charge_recorded(deps, gateway, current, customer, idempotency, processing)
 
     request = (environment_id, "process_payment", lambda: payment_id)
     return await idempotent(deps, idempotency_key, request, Payment, run)

@@ -147,25 +147,22 @@ def _one_line(error: Exception) -> str:
 async def _reconcile_payment(deps: Deps, payment: Payment) -> _Outcome:
     """Settle one `processing` payment if the gateway knows its outcome."""
     answer: GatewayAnswer
+    gateway = await deps.gateways.for_environment(payment.environment_id)
     if payment.method_type is PaymentMethodType.PAYMENT_LINK and payment.gateway_tracking_id:
-        answer = await gateway_answer(
-            deps.gateway.get_checkout_session(payment.gateway_tracking_id)
-        )
+        answer = await gateway_answer(gateway.get_checkout_session(payment.gateway_tracking_id))
     else:
         async with deps.uow(read_only=True) as uow:
             customer = await customer_of(uow, payment.environment_id, payment.customer_id)
         if payment.method_type is PaymentMethodType.PAYMENT_LINK:
-            answer = await open_payment_link(deps, payment, customer)
+            answer = await open_payment_link(gateway, payment, customer)
         else:
             answer = await gateway_answer(
-                deps.gateway.find_charge(
-                    charge_request(payment, customer), payment.gateway_tracking_id
-                )
+                gateway.find_charge(charge_request(payment, customer), payment.gateway_tracking_id)
             )
     if answer is None or isinstance(answer, GatewayFailure):
         return _Outcome.UNKNOWN  # a look-up that failed says nothing about the payment
     if isinstance(answer, CheckoutSession):
-        await make_saved_card_default(deps, answer)
+        await make_saved_card_default(deps, payment.environment_id, answer)
 
     async def record(uow: UnitOfWork) -> Payment | None:
         """The payment as recorded; None when another process had settled it already."""
@@ -189,7 +186,8 @@ async def _reconcile_payment(deps: Deps, payment: Payment) -> _Outcome:
 
 async def _reconcile_refund(deps: Deps, refund: Refund) -> _Outcome:
     """Settle one pending refund if the gateway knows its outcome."""
-    answer = await send_refund(deps, refund)
+    gateway = await deps.gateways.for_environment(refund.environment_id)
+    answer = await send_refund(deps, gateway, refund)
     if answer is None or answer.outcome is RefundOutcome.PENDING:
         return _Outcome.UNKNOWN
 

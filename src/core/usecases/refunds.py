@@ -21,7 +21,7 @@ from core.gateway import (
 )
 from core.model import Actor, Failure, PaymentStatus, Refund, RefundStatus
 from core.money import Money
-from core.ports import UnitOfWork
+from core.ports import PaymentGateway, UnitOfWork
 from core.usecases.common import Deps, invoice_of, payment_of, refund_of, transaction
 from core.usecases.idempotency import Answer, Idempotency, idempotent
 from core.usecases.recording import move
@@ -33,6 +33,8 @@ async def refund_payment(
     """Reserve the amount, ask the gateway with no transaction open, record its answer."""
 
     async def run(idempotency: Idempotency) -> Refund:
+        gateway = await deps.gateways.for_environment(environment_id)
+
         async def reserve(uow: UnitOfWork) -> Refund:
             refund_id = deps.ids.new_id("re")
             await idempotency.claim(uow, about=refund_id)
@@ -73,7 +75,7 @@ async def refund_payment(
             return refund
 
         refund = await transaction(deps, reserve)
-        answer = await send_refund(deps, refund)
+        answer = await send_refund(deps, gateway, refund)
         if answer is None and not idempotency.keyed:
             return refund
 
@@ -98,13 +100,13 @@ def _outcome(refund: Refund) -> Refund:
     return refund
 
 
-async def send_refund(deps: Deps, refund: Refund) -> GatewayRefund | None:
+async def send_refund(deps: Deps, gateway: PaymentGateway, refund: Refund) -> GatewayRefund | None:
     """Ask the gateway for the refund (again: its key never refunds twice); None: unknown."""
     async with deps.uow(read_only=True) as uow:
         payment = await payment_of(uow, refund.environment_id, refund.payment_id)
     assert payment.gateway_tracking_id is not None, "a succeeded payment has its charge id"
     try:
-        return await deps.gateway.refund(
+        return await gateway.refund(
             RefundRequest(
                 intent_id=payment.gateway_tracking_id,
                 amount=refund.amount,

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Final
 
 import attrs
 
 from core.errors import ConcurrentUpdate
 from core.model import WebhookDelivery, WebhookEndpoint
+from core.model.webhooks import DeliveryError, WebhookNotAccepted
 from core.ports import UnitOfWork, WebhookSender
 from core.usecases.common import Deps, transaction
 
-MAX_WEBHOOK_ERROR_LENGTH: Final = 500
 Leased = list[tuple[WebhookDelivery, WebhookEndpoint]]
 
 
@@ -88,10 +87,8 @@ async def _lease_due(deps: Deps, uow: UnitOfWork, limit: int) -> tuple[Leased, W
         endpoint = endpoints[key]
         if endpoint is None or not endpoint.active:
             gone = endpoint is None or endpoint.deleted_at is not None
-            why = "deleted" if gone else "disabled"
-            await uow.webhook_deliveries.update(
-                delivery.abandoned(now, f"The webhook endpoint was {why}.")
-            )
+            why = DeliveryError.ENDPOINT_DELETED if gone else DeliveryError.ENDPOINT_DISABLED
+            await uow.webhook_deliveries.update(delivery.abandoned(now, why.value))
             given_up += 1
             continue
         held = delivery.rescheduled(now + deps.policies.webhooks.lease)
@@ -109,13 +106,20 @@ async def _send_to_endpoint(
         try:
             await sender.send(endpoint, delivery)
         except Exception as error:  # noqa: BLE001 - any failure is recorded and retried
-            reason = (str(error) or type(error).__name__)[:MAX_WEBHOOK_ERROR_LENGTH]
             return report + await record_failure(
-                deps, delivery, reason, waiting=deliveries[index + 1 :]
+                deps, delivery, _kind_of(error), waiting=deliveries[index + 1 :]
             )
         await record_sent(deps, delivery)
         report += WebhookReport(delivered=1)
     return report
+
+
+def _kind_of(error: Exception) -> str:
+    """What a failed attempt records: a kind, never the exception's words (they may name
+    the addresses and ports the sender tried)."""
+    if isinstance(error, WebhookNotAccepted):
+        return error.recorded
+    return DeliveryError.FAILED.value
 
 
 async def record_sent(deps: Deps, delivery: WebhookDelivery) -> None:

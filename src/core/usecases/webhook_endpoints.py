@@ -5,26 +5,41 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from core.errors import NotFound, ValidationError
+from core.errors import NotFound, ValidationError, WebhookUrlNotAllowed
 from core.model import WebhookDelivery, WebhookEndpoint
 from core.ports import UnitOfWork
-from core.rules import check_webhook_destination, check_webhook_events, check_webhook_url
+from core.rules import (
+    are_public_addresses,
+    check_webhook_destination,
+    check_webhook_events,
+    check_webhook_url,
+    webhook_host_name,
+)
 from core.usecases.common import Deps, transaction
 
 MAX_WEBHOOK_ENDPOINTS: Final = 16  # per environment, not counting deleted ones
+# One answer whether the name has no address or an inside one: which inside names exist
+# is not the caller's to learn.
+NAME_NOT_ALLOWED: Final = (
+    "The webhook URL's host name must resolve, and only to public addresses; loopback, "
+    "private, link-local, multicast and reserved addresses are refused."
+)
 
 
 async def create_webhook_endpoint(
     deps: Deps, environment_id: str, url: str, events: Iterable[str] = ()
 ) -> WebhookEndpoint:
     """A new endpoint for the environment's events (none named: all of them)."""
+    url = check_webhook_destination(
+        check_webhook_url(url), allow_private=deps.policies.webhooks.allow_private_urls
+    )
+    wanted = check_webhook_events(events)
+    await _check_host_name(deps, url)  # last: it may wait on DNS
     endpoint = WebhookEndpoint(
         id=deps.ids.new_id("we"),
         environment_id=environment_id,
-        url=check_webhook_destination(
-            check_webhook_url(url), allow_private=deps.policies.webhooks.allow_private_urls
-        ),
-        events=check_webhook_events(events),
+        url=url,
+        events=wanted,
         secret=deps.ids.new_secret("whsec"),
         created_at=deps.clock.now(),
     )
@@ -38,6 +53,17 @@ async def create_webhook_endpoint(
         await uow.webhook_endpoints.add(endpoint)
         await uow.commit()
     return endpoint
+
+
+async def _check_host_name(deps: Deps, url: str) -> None:
+    """Unless private URLs are allowed, every address the URL's host name resolves to now
+    must be public (the sender checks again at each delivery: answers change)."""
+    name = webhook_host_name(url)
+    if deps.policies.webhooks.allow_private_urls or name is None:
+        return
+    answers = await deps.addresses.resolve(name) if deps.addresses is not None else ()
+    if not are_public_addresses(answers):
+        raise WebhookUrlNotAllowed(NAME_NOT_ALLOWED, field="url")
 
 
 async def list_webhook_endpoints(deps: Deps, environment_id: str) -> Sequence[WebhookEndpoint]:

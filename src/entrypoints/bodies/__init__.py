@@ -17,8 +17,15 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from core.commands import CreateCustomer, CreateInvoice, CreatePayment, RefundPayment, SetupCard
-from core.model import InvoiceStatus, NotificationType, PaymentMethodType
+from core.commands import (
+    ConnectGateway,
+    CreateCustomer,
+    CreateInvoice,
+    CreatePayment,
+    RefundPayment,
+    SetupCard,
+)
+from core.model import GatewayProvider, InvoiceStatus, NotificationType, PaymentMethodType
 from core.rules import (
     ALL_EVENTS,
     HTTP_URL,
@@ -123,7 +130,24 @@ CREATE_WEBHOOK_ENDPOINT: Final = Body(
         ),
     ),
 )
+CONNECT_GATEWAY: Final = Body(
+    "GatewayConnection",
+    (
+        Field("provider", Choice(tuple(GatewayProvider)), required=True),
+        Field(
+            "secret_key",
+            Text(max_length=255),
+            description="The Stripe account's secret key (sk_...) or restricted key (rk_...).",
+        ),
+        Field(
+            "webhook_secrets",
+            Strings(),
+            description="The secrets (whsec_...) that sign its webhooks; several while rotating.",
+        ),
+    ),
+)
 BODIES: Final = (
+    CONNECT_GATEWAY,
     CREATE_PAYMENT,
     CREATE_CUSTOMER,
     CREATE_INVOICE,
@@ -159,6 +183,10 @@ def parse_setup_card(customer_id: str, body: object) -> SetupCard:
     return _command(SetupCard, SETUP_CARD.read(body), customer_id=customer_id)
 
 
+def parse_connect_gateway(body: object) -> ConnectGateway:
+    return _command(ConnectGateway, CONNECT_GATEWAY.read(body))
+
+
 def parse_create_webhook_endpoint(body: object) -> tuple[str, list[str]]:
     """The url and event names of a new webhook endpoint (checked again by the use case)."""
     fields = CREATE_WEBHOOK_ENDPOINT.read(body)
@@ -184,6 +212,7 @@ def _command(
 
 __all__ = [
     "BODIES",
+    "CONNECT_GATEWAY",
     "CREATE_CUSTOMER",
     "CREATE_INVOICE",
     "CREATE_PAYMENT",
@@ -193,6 +222,7 @@ __all__ = [
     "Body",
     "Field",
     "Schema",
+    "parse_connect_gateway",
     "parse_create_customer",
     "parse_create_invoice",
     "parse_create_payment",

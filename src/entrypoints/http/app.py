@@ -20,12 +20,14 @@ from starlette.routing import BaseRoute
 from core.errors import CheckoutError, ServiceUnavailable
 from core.usecases import ReconcileReport
 from entrypoints.http.errors import on_checkout_error, on_http_error
+from entrypoints.http.header_limits import HeaderLimits
 from entrypoints.http.headers import SecurityHeaders
 from entrypoints.http.observability import Metrics, RequestObservability
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.routes import api_routes
 from entrypoints.http.routing import Context
 from entrypoints.http.sandbox_pages import sandbox_routes
+from entrypoints.http.throttle import AuthThrottle
 from entrypoints.library import CardCheckout
 
 logger = logging.getLogger("card_checkout.http")
@@ -39,12 +41,14 @@ def create_app(
     reconcile_older_than: float = 30.0,
     webhook_secrets: Sequence[str] = (),
     close_checkout: bool = True,
+    auth_throttle: AuthThrottle | None = None,
 ) -> Starlette:
     """The service over `checkout`. Background tasks deliver the outbox (and send the webhooks
     that are due, when `checkout` has a sender) every `notify_every` seconds, and reconcile
     payments in flight every `reconcile_every` seconds (None: never)."""
     metrics = Metrics()
-    context = Context(checkout, metrics, tuple(webhook_secrets))
+    throttle = AuthThrottle() if auth_throttle is None else auth_throttle
+    context = Context(checkout, metrics, tuple(webhook_secrets), auth_throttle=throttle)
     routes: list[BaseRoute] = [*api_routes(context)]
     if checkout.sandbox is not None:
         routes.extend(sandbox_routes(checkout))
@@ -63,6 +67,7 @@ def create_app(
             HTTPException: on_http_error,
         },  # a bug is answered (and logged, once) by RequestObservability
     )
+    app.add_middleware(HeaderLimits)  # before any route, yet logged and counted
     app.add_middleware(RequestObservability, metrics=metrics)
     app.add_middleware(SecurityHeaders)  # outermost: on the 500 of a bug too
     return app

@@ -36,6 +36,7 @@ STATUS_FOR_CODE: Final[dict[str, int]] = {
     "idempotency_key_in_use": 409,
     "customer_already_exists": 409,
     "concurrent_update": 409,
+    "gateway_not_connected": 409,
     "amount_mismatch": 422,
     "currency_mismatch": 422,
     "customer_not_linked": 422,
@@ -51,6 +52,8 @@ STATUS_FOR_CODE: Final[dict[str, int]] = {
     "expired_card": 402,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "rate_limited": 429,
+    "request_header_fields_too_large": 431,
     "gateway_error": 502,
     "service_unavailable": 503,
     "internal_error": 500,
@@ -64,6 +67,19 @@ class MethodNotAllowed(CheckoutError):
     default_message = "This route does not take that method."
 
 
+class RateLimited(CheckoutError):
+    """Too many failed authentications from this client; `retry_after` (seconds) says when
+    it may try again, and becomes the Retry-After header."""
+
+    code = "rate_limited"
+    default_message = "Too many requests with an unusable API key from this client; wait."
+
+
+class RequestHeaderFieldsTooLarge(CheckoutError):
+    code = "request_header_fields_too_large"
+    default_message = "The request's headers are too large or too many."
+
+
 def status_for(error: CheckoutError) -> int:
     return STATUS_FOR_CODE.get(error.code, 500)
 
@@ -72,6 +88,8 @@ def error_response(error: CheckoutError, headers: Mapping[str, str] | None = Non
     headers = dict(headers or {})
     if isinstance(error, ServiceUnavailable):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    elif isinstance(error, RateLimited) and "retry_after" in error.details:
+        headers["Retry-After"] = str(error.details["retry_after"])
     return JSONResponse(error_json(error), status_code=status_for(error), headers=headers)
 
 

@@ -8,13 +8,26 @@ schema without an operation is a bug, refused when the app is built.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any, Final
 
 from starlette.routing import BaseRoute, Route
 
+from core.errors import (
+    CheckoutError,
+    Forbidden,
+    InternalError,
+    InvalidJson,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationError,
+)
 from core.rules import MAX_IDEMPOTENCY_KEY_LENGTH
 from entrypoints.bodies import Body
-from entrypoints.http.routing import Access, ApiRoute, Operation
+from entrypoints.http.errors import STATUS_FOR_CODE, RateLimited, RequestHeaderFieldsTooLarge
+from entrypoints.http.routing import KEYED, Access, ApiRoute, Operation
 from entrypoints.http.schemas import ERROR, SCHEMAS, ref
 
 Schema = dict[str, Any]
@@ -33,6 +46,48 @@ _STRIPE_SIGNATURE: Final = {
     "schema": {"type": "string"},
 }
 _KEYED: Final[list[Schema]] = [{"bearer": [], "environment": []}, {"apiKey": [], "environment": []}]
+
+# Any route: hostile text in its path, query or naming headers (400), headers too large (431),
+# a bug (500).
+_ANY_ROUTE: Final = (ValidationError, RequestHeaderFieldsTooLarge, InternalError)
+# A keyed route: no usable key, or a client refused for failing too often; storage down.
+_KEY_REFUSALS: Final = (Unauthorized, Forbidden, RateLimited, ServiceUnavailable)
+# A keyed write reads a JSON body, even where the body is optional.
+_JSON_BODY: Final = (InvalidJson, PayloadTooLarge, UnsupportedMediaType)
+_WRITES: Final = frozenset({"POST", "PUT", "PATCH"})
+_RETRY_AFTER: Final = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def declared_errors(route: ApiRoute) -> dict[int, list[str]]:
+    """The error codes `route` may answer, by status: those of every route, of its access and
+    body, and its own."""
+    operation = route.operation
+    errors: list[type[CheckoutError]] = [*_ANY_ROUTE, *operation.errors]
+    if operation.access in KEYED:
+        errors += _KEY_REFUSALS
+        if route.method in _WRITES:
+            errors += _JSON_BODY
+    by_status: dict[int, set[str]] = {}
+    for error in errors:
+        by_status.setdefault(STATUS_FOR_CODE[error.code], set()).add(error.code)
+    return {status: sorted(codes) for status, codes in sorted(by_status.items())}
+
+
+def _error_response(status: int, codes: list[str]) -> Schema:
+    """The one error shape, its `code` narrowed to what this status answers here."""
+    narrowed = {"properties": {"error": {"properties": {"code": {"enum": codes}}}}}
+    response: Schema = {
+        "description": f"{HTTPStatus(status).phrase}: {', '.join(codes)}",
+        "content": {"application/json": {"schema": {"allOf": [ERROR, narrowed]}}},
+    }
+    if status in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE):
+        response["headers"] = _RETRY_AFTER
+    return response
 
 
 def _operation(route: ApiRoute, bodies: dict[str, Schema]) -> Schema:
@@ -66,19 +121,14 @@ def _operation(route: ApiRoute, bodies: dict[str, Schema]) -> Schema:
         document["parameters"] = parameters
     if operation.body is not None:
         document["requestBody"] = _request_body(operation.body, bodies)
-    if operation.access in (Access.KEY, Access.ADMIN_KEY):
+    for status, codes in declared_errors(route).items():
+        if str(status) in document["responses"]:
+            raise ValueError(f"{operation.id} answers {status} both as a success and an error")
+        document["responses"][str(status)] = _error_response(status, codes)
+    if operation.access in KEYED:
         document["security"] = _KEYED
-        document["responses"]["default"] = {
-            "description": "An error, in the one error shape",
-            "content": {"application/json": {"schema": ERROR}},
-        }
     if operation.access is Access.ADMIN_KEY:
         document["description"] = "Needs an admin key."
-    if operation.access is Access.STRIPE_SIGNATURE:
-        document["responses"]["default"] = {
-            "description": "A bad or stale signature (400), or a failure to retry (5xx)",
-            "content": {"application/json": {"schema": ERROR}},
-        }
     return document
 
 

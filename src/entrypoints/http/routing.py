@@ -23,9 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.errors import CheckoutError, IdempotencyKeyInUse, IdempotencyKeyReused, Unauthorized
 from entrypoints.bodies import Body
 from entrypoints.bodies.text import check_request_text
+from entrypoints.http.errors import RateLimited
 from entrypoints.http.observability import Metrics
+from entrypoints.http.throttle import AuthThrottle
 from entrypoints.library import CardCheckout
 
 Schema = dict[str, Any]
@@ -41,6 +44,8 @@ class Context:
     webhook_secrets: tuple[str, ...] = ()
     # The OpenAPI document, filled by `create_app` once every route is known.
     openapi: Schema = attrs.field(factory=dict)
+    # Failed authentication per client: keyed routes refuse a client that keeps failing.
+    auth_throttle: AuthThrottle = attrs.field(factory=AuthThrottle)
 
 
 Handler = Callable[[Request, Context], Awaitable[Response]]
@@ -53,6 +58,11 @@ class Access(Enum):
     KEY = "key"  # an API key with the method's role (read for GET, write otherwise)
     ADMIN_KEY = "admin_key"
     STRIPE_SIGNATURE = "stripe_signature"
+
+
+KEYED: Final = (Access.KEY, Access.ADMIN_KEY)
+# What a request under an Idempotency-Key may be refused for, beside its route's own errors.
+KEY_REUSE: Final = (IdempotencyKeyInUse, IdempotencyKeyReused)
 
 
 @attrs.frozen
@@ -83,6 +93,9 @@ class Operation:
     idempotent: bool = False
     query: tuple[Query, ...] = ()
     media_type: str = "application/json"
+    # The errors of its own it may answer; those of its access, its body and of every route
+    # are added by the document (`openapi.declared_errors`).
+    errors: tuple[type[CheckoutError], ...] = ()
 
 
 class ApiRoute(Route):
@@ -133,6 +146,7 @@ class Routes:
         idempotent: bool = False,
         query: tuple[Query, ...] = (),
         media_type: str = "application/json",
+        errors: tuple[type[CheckoutError], ...] = (),
     ) -> Callable[[Handler], Handler]:
         operation = Operation(
             operation_id,
@@ -144,6 +158,7 @@ class Routes:
             idempotent=idempotent,
             query=query,
             media_type=media_type,
+            errors=errors,
         )
 
         def register(handler: Handler) -> Handler:
@@ -158,10 +173,28 @@ class Routes:
 
 def _bound(entry: _Registered, context: Context) -> ApiRoute:
     handler = entry.handler
+    keyed = entry.operation.access in KEYED
 
     async def endpoint(request: Request) -> Response:
+        if not keyed:
+            check_request_text(_outside_body(request))
+            return await handler(request, context)
+        # A throttled client is refused before its key is looked at: a valid key must not
+        # answer differently, or the refusal would tell a guesser which guess was right.
+        client = request.client.host if request.client else "unknown"
+        throttle = context.auth_throttle
+        wait = throttle.retry_after(client)
+        if wait is not None:
+            raise RateLimited(retry_after=wait)
         check_request_text(_outside_body(request))
-        return await handler(request, context)
+        try:
+            response = await handler(request, context)
+        except Unauthorized:
+            throttle.failed(client)
+            raise
+        if response.status_code == 401:
+            throttle.failed(client)
+        return response
 
     endpoint.__name__ = handler.__name__
     return ApiRoute(entry.method, entry.path, endpoint, entry.operation)

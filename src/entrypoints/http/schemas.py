@@ -12,6 +12,8 @@ from typing import Any, Final
 from core.gateway import CheckoutSessionStatus
 from core.model import (
     Actor,
+    EnvironmentMode,
+    GatewayProvider,
     InvoicePaymentStatus,
     InvoiceStatus,
     NotificationType,
@@ -159,6 +161,22 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "finalized_at": _TIME,
             "voided_at": _TIME,
             "paid_at": _TIME,
+        },
+    },
+    "GatewayConnectionView": {
+        "type": "object",
+        "properties": {
+            "object": {"const": "gateway_connection"},
+            "environment_id": _TEXT,
+            "mode": enum_of(EnvironmentMode),
+            "provider": enum_of(GatewayProvider),
+            "source": {
+                "enum": ["environment", "default"],
+                "description": "default: the environment has no connection of its own.",
+            },
+            "secret_key_last4": _TEXT_OR_NULL,
+            "webhook_secrets_last4": {"type": "array", "items": _TEXT},
+            "updated_at": _TIME,
         },
     },
     "WebhookEndpoint": {

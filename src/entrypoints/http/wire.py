@@ -26,6 +26,7 @@ from core.model import (
     WebhookEndpoint,
 )
 from core.ports import Page
+from core.usecases.connections import ConnectionView
 
 Json = dict[str, Any]
 
@@ -168,6 +169,19 @@ def payment_method_json(card: GatewayPaymentMethod) -> Json:
 
 def checkout_session_json(session: CheckoutSession) -> Json:
     return {"id": session.id, "url": session.url, "status": session.status.value}
+
+
+def connection_json(view: ConnectionView) -> Json:
+    return {
+        "object": "gateway_connection",
+        "environment_id": view.environment_id,
+        "mode": view.mode.value,
+        "provider": view.provider.value,
+        "source": "environment" if view.own else "default",
+        "secret_key_last4": view.secret_key_last4,
+        "webhook_secrets_last4": list(view.webhook_secrets_last4),
+        "updated_at": when(view.updated_at),
+    }
 
 
 def webhook_endpoint_json(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> Json:

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-from adapters.sql import rows
+from adapters.secrets import SecretBox
+from adapters.sql import rows, sealed_rows
+from adapters.sql.sealed_rows import with_secrets
 from adapters.sql.session import SqlSession
 from adapters.sql.statements import API_KEY_BY_HASH, API_KEYS, ENVIRONMENTS
 from core.model import ApiKey, Environment
 
 
 class SqlEnvironmentRepository:
-    def __init__(self, session: SqlSession) -> None:
+    def __init__(self, session: SqlSession, box: SecretBox) -> None:
         self._session = session
+        self._box = box
 
     async def add(self, environment: Environment) -> None:
-        self._session.stage_insert(ENVIRONMENTS, rows.environment_values(environment))
+        values = with_secrets(lambda: sealed_rows.environment_values(environment, self._box))
+        self._session.stage_insert(ENVIRONMENTS, values)
 
     async def get(self, environment_id: str) -> Environment | None:
         row = await self._session.one(ENVIRONMENTS.get, ENVIRONMENTS.key(environment_id))
-        return rows.environment_from(row) if row else None
+        return with_secrets(lambda: sealed_rows.environment_from(row, self._box)) if row else None
 
     async def update(self, environment: Environment) -> None:
-        self._session.stage_update(ENVIRONMENTS, rows.environment_values(environment))
+        values = with_secrets(lambda: sealed_rows.environment_values(environment, self._box))
+        self._session.stage_update(ENVIRONMENTS, values)
 
 
 class SqlApiKeyRepository:

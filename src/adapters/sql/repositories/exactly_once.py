@@ -48,10 +48,12 @@ class SqlGatewayEventLog:
     def __init__(self, session: SqlSession) -> None:
         self._session = session
 
-    async def seen(self, event_id: str) -> bool:
-        result = await self._session.execute(GATEWAY_EVENT_SEEN, {"event_id": event_id})
+    async def seen(self, environment_id: str, event_id: str) -> bool:
+        params = {"environment_id": environment_id, "event_id": event_id}
+        result = await self._session.execute(GATEWAY_EVENT_SEEN, params)
         return result.first() is not None
 
-    async def add(self, event_id: str, event_type: str, at: datetime) -> None:
-        values = {"id": event_id, "type": event_type, "processed_at": at}
-        self._session.stage_append(tables.gateway_events, event_id, values)
+    async def add(self, environment_id: str, event_id: str, event_type: str, at: datetime) -> None:
+        values = {"environment_id": environment_id, "id": event_id, "type": event_type,
+                  "processed_at": at}  # fmt: skip
+        self._session.stage_append(tables.gateway_events, (environment_id, event_id), values)

@@ -9,6 +9,7 @@ from adapters.sql.repositories.pages import page
 from adapters.sql.session import SqlSession
 from adapters.sql.statements import (
     CUSTOMER_BY_EXTERNAL_ID,
+    CUSTOMER_BY_GATEWAY_CUSTOMER_ID,
     CUSTOMER_LABELS,
     CUSTOMERS,
     INVOICE_WITH_CUSTOMER,
@@ -54,6 +55,15 @@ class SqlCustomerRepository:
         row = await self._session.one(
             CUSTOMER_BY_EXTERNAL_ID,
             {"environment_id": environment_id, "external_id": external_id},
+        )
+        return rows.customer_from(row) if row else None
+
+    async def get_by_gateway_customer_id(
+        self, environment_id: str, gateway_customer_id: str
+    ) -> Customer | None:
+        row = await self._session.one(
+            CUSTOMER_BY_GATEWAY_CUSTOMER_ID,
+            {"environment_id": environment_id, "gateway_customer_id": gateway_customer_id},
         )
         return rows.customer_from(row) if row else None
 

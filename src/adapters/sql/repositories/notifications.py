@@ -7,7 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from adapters.sql import rows, tables
+from adapters.secrets import SecretBox
+from adapters.sql import rows, sealed_rows, tables
+from adapters.sql.sealed_rows import with_secrets
 from adapters.sql.session import SqlSession
 from adapters.sql.statements import (
     ENDPOINTS_OF_ENVIRONMENT,
@@ -35,26 +37,33 @@ class SqlOutboxRepository:
 
 
 class SqlWebhookEndpointRepository:
-    def __init__(self, session: SqlSession) -> None:
+    def __init__(self, session: SqlSession, box: SecretBox) -> None:
         self._session = session
+        self._box = box
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
-        self._session.stage_insert(WEBHOOK_ENDPOINTS, rows.webhook_endpoint_values(endpoint))
+        values = with_secrets(lambda: sealed_rows.webhook_endpoint_values(endpoint, self._box))
+        self._session.stage_insert(WEBHOOK_ENDPOINTS, values)
 
     async def get(self, environment_id: str, endpoint_id: str) -> WebhookEndpoint | None:
         row = await self._session.one(
             WEBHOOK_ENDPOINTS.get, WEBHOOK_ENDPOINTS.key(environment_id, endpoint_id)
         )
-        return rows.webhook_endpoint_from(row) if row else None
+        return (
+            with_secrets(lambda: sealed_rows.webhook_endpoint_from(row, self._box)) if row else None
+        )
 
     async def list(self, environment_id: str) -> Sequence[WebhookEndpoint]:
         result = await self._session.execute(
             ENDPOINTS_OF_ENVIRONMENT, {"environment_id": environment_id}
         )
-        return [rows.webhook_endpoint_from(row) for row in result.records]
+        return with_secrets(
+            lambda: [sealed_rows.webhook_endpoint_from(row, self._box) for row in result.records]
+        )
 
     async def update(self, endpoint: WebhookEndpoint) -> None:
-        self._session.stage_update(WEBHOOK_ENDPOINTS, rows.webhook_endpoint_values(endpoint))
+        values = with_secrets(lambda: sealed_rows.webhook_endpoint_values(endpoint, self._box))
+        self._session.stage_update(WEBHOOK_ENDPOINTS, values)
 
 
 class SqlWebhookDeliveryRepository:

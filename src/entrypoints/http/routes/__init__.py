@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from entrypoints.http.routes.connection import connection
 from entrypoints.http.routes.customers import customers
 from entrypoints.http.routes.invoices import invoices
 from entrypoints.http.routes.operations import operations
@@ -10,7 +11,7 @@ from entrypoints.http.routes.webhook_endpoints import webhook_endpoints
 from entrypoints.http.routes.webhooks import webhooks
 from entrypoints.http.routing import ApiRoute, Context
 
-RESOURCES = (payments, customers, invoices, webhook_endpoints, webhooks, operations)
+RESOURCES = (payments, customers, invoices, webhook_endpoints, connection, webhooks, operations)
 
 
 def api_routes(context: Context) -> list[ApiRoute]:

@@ -5,16 +5,26 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.errors import (
+    CustomerAlreadyExists,
+    CustomerNotFound,
+    CustomerNotLinked,
+    GatewayCustomerNotOwned,
+    GatewayError,
+    GatewayNotConnected,
+)
 from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
 from entrypoints.http import keyed, params, wire
 from entrypoints.http.answers import answer
 from entrypoints.http.auth import environment_of
 from entrypoints.http.body import json_body
-from entrypoints.http.routing import Context, Routes, Tag
+from entrypoints.http.routing import KEY_REUSE, Context, Routes, Tag
 from entrypoints.http.schemas import list_of, ref
 
 CUSTOMER = ref("Customer")
+# What a customer's saved cards are asked of the gateway for.
+AT_THE_GATEWAY = (CustomerNotFound, CustomerNotLinked, GatewayError, GatewayNotConnected)
 customers = Routes(Tag("Customers", "Who pays, here and at the gateway, and their saved cards."))
 
 
@@ -26,6 +36,14 @@ customers = Routes(Tag("Customers", "Who pays, here and at the gateway, and thei
     {201: CUSTOMER},
     body=bodies.CREATE_CUSTOMER,
     idempotent=True,
+    errors=(
+        CustomerAlreadyExists,
+        CustomerNotLinked,  # the gateway customer it names does not exist
+        GatewayCustomerNotOwned,
+        GatewayError,
+        GatewayNotConnected,
+        *KEY_REUSE,
+    ),
 )
 async def create_customer(request: Request, context: Context) -> Response:
     creating = await keyed.create(request, context, context.checkout.create_customer_answer)
@@ -52,7 +70,12 @@ async def list_customers(request: Request, context: Context) -> Response:
 
 
 @customers.route(
-    "GET", "/customers/{customer_id}", "getCustomer", "Get a customer", {200: CUSTOMER}
+    "GET",
+    "/customers/{customer_id}",
+    "getCustomer",
+    "Get a customer",
+    {200: CUSTOMER},
+    errors=(CustomerNotFound,),
 )
 async def get_customer(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
@@ -66,6 +89,7 @@ async def get_customer(request: Request, context: Context) -> Response:
     "listPaymentMethods",
     "The customer's saved cards",
     {200: list_of("PaymentMethod")},
+    errors=AT_THE_GATEWAY,
 )
 async def payment_methods(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
@@ -82,7 +106,8 @@ async def payment_methods(request: Request, context: Context) -> Response:
     "A hosted page that saves a card as the default",
     {201: ref("CheckoutSession")},
     body=bodies.SETUP_CARD,
-    idempotent=True,
+    idempotent=True,  # passed on to the gateway, which replays its page
+    errors=AT_THE_GATEWAY,
 )
 async def setup_card(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)

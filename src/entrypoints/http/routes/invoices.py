@@ -5,12 +5,21 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.errors import (
+    ConcurrentUpdate,
+    CustomerNotFound,
+    InvalidStateTransition,
+    InvoiceAlreadyPaid,
+    InvoiceNotFound,
+    InvoiceVoided,
+    PaymentInProgress,
+)
 from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
 from entrypoints.http import keyed, params, wire
 from entrypoints.http.answers import answer
 from entrypoints.http.auth import environment_of
-from entrypoints.http.routing import Context, Routes, Tag
+from entrypoints.http.routing import KEY_REUSE, Context, Routes, Tag
 from entrypoints.http.schemas import list_of, ref
 
 INVOICE = ref("Invoice")
@@ -25,6 +34,7 @@ invoices = Routes(Tag("Invoices", "What a customer owes; payments pay them."))
     {201: INVOICE},
     body=bodies.CREATE_INVOICE,
     idempotent=True,
+    errors=(CustomerNotFound, *KEY_REUSE),
 )
 async def create_invoice(request: Request, context: Context) -> Response:
     creating = await keyed.create(request, context, context.checkout.create_invoice_answer)
@@ -51,7 +61,14 @@ async def list_invoices(request: Request, context: Context) -> Response:
     return JSONResponse(wire.page_json(page, wire.invoice_json))
 
 
-@invoices.route("GET", "/invoices/{invoice_id}", "getInvoice", "Get an invoice", {200: INVOICE})
+@invoices.route(
+    "GET",
+    "/invoices/{invoice_id}",
+    "getInvoice",
+    "Get an invoice",
+    {200: INVOICE},
+    errors=(InvoiceNotFound,),
+)
 async def get_invoice(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
     invoice = await context.checkout.get_invoice(environment, request.path_params["invoice_id"])
@@ -65,6 +82,7 @@ async def get_invoice(request: Request, context: Context) -> Response:
     "Finalize a draft invoice",
     {200: INVOICE},
     idempotent=True,
+    errors=(InvoiceNotFound, InvalidStateTransition, ConcurrentUpdate, *KEY_REUSE),
 )
 async def finalize_invoice(request: Request, context: Context) -> Response:
     finalizing = await keyed.act(
@@ -80,6 +98,14 @@ async def finalize_invoice(request: Request, context: Context) -> Response:
     "Void an unpaid invoice",
     {200: INVOICE},
     idempotent=True,
+    errors=(
+        InvoiceNotFound,
+        InvoiceVoided,
+        InvoiceAlreadyPaid,
+        PaymentInProgress,
+        ConcurrentUpdate,
+        *KEY_REUSE,
+    ),
 )
 async def void_invoice(request: Request, context: Context) -> Response:
     voiding = await keyed.act(request, context, "invoice_id", context.checkout.void_invoice_answer)

@@ -5,16 +5,50 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.errors import (
+    PAYMENT_FAILURES,
+    AmountMismatch,
+    CheckoutError,
+    ConcurrentUpdate,
+    CurrencyMismatch,
+    CustomerNotFound,
+    CustomerNotLinked,
+    GatewayError,
+    GatewayNotConnected,
+    InvalidStateTransition,
+    InvoiceAlreadyPaid,
+    InvoiceNotFinalized,
+    InvoiceNotFound,
+    InvoiceVoided,
+    PaymentInProgress,
+    PaymentNotFound,
+    RefundExceedsPayment,
+)
 from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
 from entrypoints.http import keyed, params, wire
 from entrypoints.http.answers import answer, payment_answer
 from entrypoints.http.auth import environment_of
 from entrypoints.http.body import json_body
-from entrypoints.http.routing import Context, Routes, Tag
+from entrypoints.http.routing import KEY_REUSE, Context, Routes, Tag
 from entrypoints.http.schemas import list_of, ref
 
 PAYMENT = ref("Payment")
+# Why charging an invoice may be refused or fail, whether the payment is created or processed.
+CHARGING: tuple[type[CheckoutError], ...] = (
+    InvoiceNotFound,
+    InvoiceNotFinalized,
+    InvoiceVoided,
+    InvoiceAlreadyPaid,
+    PaymentInProgress,
+    InvalidStateTransition,
+    ConcurrentUpdate,
+    CustomerNotLinked,
+    *PAYMENT_FAILURES.values(),
+    GatewayError,
+    GatewayNotConnected,
+    *KEY_REUSE,
+)
 payments = Routes(Tag("Payments", "Charging invoices, by saved card or hosted payment link."))
 
 
@@ -26,6 +60,7 @@ payments = Routes(Tag("Payments", "Charging invoices, by saved card or hosted pa
     {201: PAYMENT, 202: PAYMENT},
     body=bodies.CREATE_PAYMENT,
     idempotent=True,
+    errors=(*CHARGING, AmountMismatch, CurrencyMismatch),
 )
 async def create_payment(request: Request, context: Context) -> Response:
     creating = await keyed.create(request, context, context.checkout.create_payment_answer)
@@ -64,7 +99,14 @@ async def list_payments(request: Request, context: Context) -> Response:
     return JSONResponse(wire.page_json(page, wire.payment_json))
 
 
-@payments.route("GET", "/payments/{payment_id}", "getPayment", "Get a payment", {200: PAYMENT})
+@payments.route(
+    "GET",
+    "/payments/{payment_id}",
+    "getPayment",
+    "Get a payment",
+    {200: PAYMENT},
+    errors=(PaymentNotFound,),
+)
 async def get_payment(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
     payment = await context.checkout.get_payment(environment, request.path_params["payment_id"])
@@ -78,6 +120,7 @@ async def get_payment(request: Request, context: Context) -> Response:
     "Charge an initiated payment",
     {201: PAYMENT, 202: PAYMENT},
     idempotent=True,
+    errors=(*CHARGING, PaymentNotFound, CustomerNotFound),
 )
 async def process_payment(request: Request, context: Context) -> Response:
     processing = await keyed.act(
@@ -94,6 +137,15 @@ async def process_payment(request: Request, context: Context) -> Response:
     {201: ref("Refund")},
     body=bodies.REFUND,
     idempotent=True,
+    errors=(
+        PaymentNotFound,
+        InvalidStateTransition,
+        RefundExceedsPayment,
+        ConcurrentUpdate,
+        GatewayError,
+        GatewayNotConnected,
+        *KEY_REUSE,
+    ),
 )
 async def refund_payment(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
@@ -115,6 +167,7 @@ async def refund_payment(request: Request, context: Context) -> Response:
     "listRefunds",
     "A payment's refunds",
     {200: list_of("Refund")},
+    errors=(PaymentNotFound,),
 )
 async def list_refunds(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
@@ -128,6 +181,7 @@ async def list_refunds(request: Request, context: Context) -> Response:
     "listPaymentEvents",
     "A payment's transitions, oldest first",
     {200: list_of("PaymentEvent")},
+    errors=(PaymentNotFound,),
 )
 async def payment_events(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)

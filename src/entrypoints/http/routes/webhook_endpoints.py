@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.errors import ConcurrentUpdate, NotFound, WebhookUrlNotAllowed
 from core.model import Role
 from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
@@ -29,6 +30,7 @@ webhook_endpoints = Routes(
     "Send the environment's events to a URL, signed (admin keys)",
     {201: ENDPOINT},
     body=bodies.CREATE_WEBHOOK_ENDPOINT,
+    errors=(WebhookUrlNotAllowed,),
 )  # No Idempotency-Key: creating an endpoint twice is seen and undone.
 async def create_webhook_endpoint(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)
@@ -57,6 +59,7 @@ async def list_webhook_endpoints(request: Request, context: Context) -> Response
     "getWebhookEndpoint",
     "Get a webhook endpoint (admin keys)",
     {200: ENDPOINT},
+    errors=(NotFound,),
 )
 async def get_webhook_endpoint(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)
@@ -72,6 +75,7 @@ async def get_webhook_endpoint(request: Request, context: Context) -> Response:
     "deleteWebhookEndpoint",
     "Stop sending to a webhook endpoint (admin keys)",
     {200: ENDPOINT},
+    errors=(NotFound, ConcurrentUpdate),
 )
 async def delete_webhook_endpoint(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)
@@ -88,6 +92,7 @@ async def delete_webhook_endpoint(request: Request, context: Context) -> Respons
     "A webhook endpoint's deliveries with their attempts, newest first (admin keys)",
     {200: list_of("WebhookDelivery")},
     query=(params.LIMIT,),
+    errors=(NotFound,),
 )
 async def webhook_deliveries(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)

@@ -8,7 +8,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.stripe_gateway.webhooks import parse_event, verify_signature
-from core.errors import CheckoutError
+from core.errors import (
+    CheckoutError,
+    ConcurrentUpdate,
+    GatewayError,
+    GatewayNotConnected,
+    InvalidJson,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from entrypoints.http.body import MAX_WEBHOOK_BYTES, raw_body
 from entrypoints.http.routing import Access, Context, Routes, Tag
 from entrypoints.http.schemas import ref
@@ -25,6 +33,16 @@ webhooks = Routes(Tag("Gateway webhooks", "What the gateway tells us, signed."))
     {200: ref("WebhookReceipt")},
     body="StripeEvent",
     access=Access.STRIPE_SIGNATURE,
+    # 400: a bad or stale signature, or a signed event that does not parse; the others are
+    # failures Stripe retries.
+    errors=(
+        InvalidJson,
+        PayloadTooLarge,
+        ConcurrentUpdate,
+        GatewayError,
+        GatewayNotConnected,
+        ServiceUnavailable,
+    ),
 )
 async def stripe_webhook(request: Request, context: Context) -> Response:
     """Verified, applied once, acknowledged; a failure answers 5xx so Stripe retries."""
