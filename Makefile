@@ -2,32 +2,43 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Where `make run` (and `make demo`'s curl commands) serve: make run PORT=8123
+HOST ?= 127.0.0.1
+PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo migrate bench test test-unit test-integration lint fmt clean
+.PHONY: help install install-runtime run demo migrate bench test test-unit test-integration lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+# The service and its runtime dependencies only: what serving needs.
+$(BIN)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# Then the test and lint tools on top.
+$(BIN)/.installed: $(BIN)/.runtime
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+install-runtime: $(BIN)/.runtime ## Create .venv with the service's runtime dependencies only
+
 install: $(BIN)/.installed ## Create .venv and install the project with its dev tools
 
-run: install ## Set up and serve on the embedded defaults (SQLite file, sandbox), after a demo
+run: install-runtime ## Serve on the embedded defaults (SQLite file, sandbox) after a demo; PORT=8000
 	$(BIN)/card-checkout migrate
-	$(BIN)/card-checkout demo
-	$(BIN)/card-checkout serve --host 127.0.0.1 --port 8000
+	$(BIN)/card-checkout demo --host $(HOST) --port $(PORT)
+	$(BIN)/card-checkout serve --host $(HOST) --port $(PORT)
 
-migrate: install ## Bring the database (DATABASE_URL, default a SQLite file) to the newest schema
+migrate: install-runtime ## Bring the database (DATABASE_URL, default a SQLite file) to the newest schema
 	$(BIN)/card-checkout migrate
 
-demo: install ## Set up a demo environment and print curl commands for it
-	$(BIN)/card-checkout demo
+demo: install-runtime ## Set up a demo environment and print curl commands for it (PORT=8000)
+	$(BIN)/card-checkout demo --host $(HOST) --port $(PORT)
 
 test: install lint test-unit test-integration ## Set up and run every check and test
 

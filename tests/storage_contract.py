@@ -43,6 +43,7 @@ from core.model import (
 from core.money import Money
 from core.ports import (
     CustomerQuery,
+    DeliveryQuery,
     IdempotencyRecord,
     IdempotencyState,
     InvoiceQuery,
@@ -230,6 +231,32 @@ class StorageContract:
             assert stored is not None
             assert stored.revoked_at == T0
             assert not stored.active
+
+    async def test_a_tenants_api_keys_are_listed_newest_first_revoked_ones_too(
+        self, units: UnitOfWorkFactory
+    ) -> None:
+        def key(key_id: str, tenant: str, created: datetime) -> ApiKey:
+            return ApiKey(
+                id=key_id, tenant_id=tenant, key_hash=ApiKey.hash(f"ck_{key_id}"),
+                role=Role.READ, environment_ids=frozenset({"env_a"}), created_at=created,
+            )  # fmt: skip
+
+        # key_b and key_c were made in the same instant: the greater id comes first.
+        later = T0 + timedelta(hours=1)
+        oldest, b, c = key("key_a", "t1", T0), key("key_b", "t1", later), key("key_c", "t1", later)
+        async with units() as uow:
+            for made in (b, key("key_x", "t2", later), oldest, c):
+                await uow.api_keys.add(made)
+            await uow.commit()
+        async with units() as uow:
+            await uow.api_keys.update(oldest.revoked(later))
+            await uow.commit()
+        async with units(read_only=True) as uow:
+            listed = await uow.api_keys.of_tenant("t1")
+            assert [k.id for k in listed] == ["key_c", "key_b", "key_a"]
+            assert listed[2].revoked_at == later
+            assert [k.id for k in await uow.api_keys.of_tenant("t2")] == ["key_x"]
+            assert await uow.api_keys.of_tenant("t3") == []
 
     async def test_nothing_is_kept_unless_committed(self, units: UnitOfWorkFactory) -> None:
         async with units() as uow:
@@ -801,7 +828,7 @@ class StorageContract:
             assert due == [now, other_env, later]
             assert await uow.webhook_deliveries.due(T0 + timedelta(minutes=1), 1) == [now]
             assert not await uow.webhook_deliveries.due(T0 - timedelta(seconds=1), 10)
-            newest = await uow.webhook_deliveries.for_endpoint(ENV, "we_0001", 3)
+            newest = await uow.webhook_deliveries.list(DeliveryQuery(ENV, "we_0001", 3))
             assert [d.id for d in newest] == ["whd_0005", "whd_0004", "whd_0002"]
             assert await uow.webhook_deliveries.get(ENV, "whd_0005") == given_up
             assert await uow.webhook_deliveries.get("env_b", "whd_0001") is None

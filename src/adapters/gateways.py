@@ -12,6 +12,9 @@ from adapters.remembered import Remembered
 from core.model import Environment, GatewayConnection, GatewayProvider
 from core.ports import Clock, PaymentGateway, UnitOfWorkFactory
 
+# How long a Stripe client no longer used may still be finishing calls before it is closed.
+RETIRED_CLIENT_GRACE_SECONDS = 120.0
+
 
 @attrs.define
 class ConnectedGateways:
@@ -32,6 +35,9 @@ class ConnectedGateways:
     # Builds the gateway of a Stripe account from its secret key.
     stripe: Callable[[str], PaymentGateway]
     ttl: timedelta = timedelta(seconds=5)
+    # Stripe clients kept open, the least recently used closed beyond that: keys an admin
+    # replaced, or cycled through, are not held (with their connections) forever.
+    max_stripe_clients: int = 64
     _environments: Remembered[str, Environment | None] = attrs.field(init=False)
     _stripe_clients: dict[str, PaymentGateway] = attrs.field(factory=dict, init=False)
 
@@ -54,11 +60,16 @@ class ConnectedGateways:
             return self.default_gateway
         if connection.provider is GatewayProvider.SANDBOX:
             return self.sandbox
-        assert connection.secret_key is not None, "a Stripe connection has its key"
-        client = self._stripe_clients.get(connection.secret_key)
-        if client is None:
-            client = self._stripe_clients[connection.secret_key] = self.stripe(
-                connection.secret_key
+        key = connection.secret_key
+        assert key is not None, "a Stripe connection has its key"
+        client = self._stripe_clients.pop(key, None) or self.stripe(key)
+        self._stripe_clients[key] = client  # the most recently used last
+        if len(self._stripe_clients) > self.max_stripe_clients:
+            oldest = next(iter(self._stripe_clients))
+            retired = self._stripe_clients.pop(oldest)
+            # Closed once the calls it may still be making are done.
+            asyncio.get_running_loop().call_later(
+                RETIRED_CLIENT_GRACE_SECONDS, lambda: asyncio.ensure_future(_close(retired))
             )
         return client
 

@@ -40,13 +40,18 @@ class RecordingNotifier:
 
 
 class LoggingNotifier:
-    """Writes each notification as one log line."""
+    """Writes each notification as one log line, its fields apart (a JSON log keeps them as
+    fields); the line carries whatever the context binds (the request or pass id)."""
 
     async def notify(self, notification: Notification) -> None:
         logger.info(
-            "notification %s %s environment=%s %s",
+            "notification %s %s",
             notification.id,
             notification.type.value,
-            notification.environment_id,
-            " ".join(f"{k}={v}" for k, v in sorted(notification.data.items()) if v is not None),
+            extra={
+                "notification_id": notification.id,
+                "notification_type": notification.type.value,
+                "environment_id": notification.environment_id,
+                "data": {k: v for k, v in sorted(notification.data.items()) if v is not None},
+            },
         )

@@ -57,6 +57,19 @@ class InvalidJson(CheckoutError):
     default_message = "The request body must be a JSON object."
 
 
+class MissingEnvironment(CheckoutError):
+    """A key was given but not the environment it should act in."""
+
+    code = "missing_environment"
+    default_message = (
+        "The X-Environment-ID header is required: it names the environment the key acts in."
+    )
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        details.setdefault("field", "X-Environment-ID")
+        super().__init__(message, **details)
+
+
 class Unauthorized(CheckoutError):
     code = "unauthorized"
     default_message = "A valid API key is required."

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Protocol, Self, TypeVar
 
 import attrs
 
@@ -21,17 +21,20 @@ from core.gateway import (
     GatewayRefund,
     RefundRequest,
 )
+from core.lists import CustomerQuery as CustomerQuery
+from core.lists import DeliveryQuery as DeliveryQuery
+from core.lists import InvoiceQuery as InvoiceQuery
+from core.lists import Page as Page
+from core.lists import PaymentQuery as PaymentQuery
 from core.model import (
     ApiKey,
     Customer,
     Environment,
     GatewayConnection,
     Invoice,
-    InvoiceStatus,
     Notification,
     Payment,
     PaymentEvent,
-    PaymentStatus,
     Refund,
     WebhookDelivery,
     WebhookEndpoint,
@@ -137,41 +140,6 @@ class GatewayDirectory(Protocol):
 # Storage ---------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Page(Generic[T]):
-    items: Sequence[T]
-    has_more: bool
-
-
-@attrs.frozen
-class PaymentQuery:
-    environment_id: str
-    limit: int = 20
-    starting_after: str | None = None
-    invoice_id: str | None = None
-    customer_id: str | None = None
-    statuses: frozenset[PaymentStatus] | None = None
-    created_gte: datetime | None = None
-    created_lt: datetime | None = None
-
-
-@attrs.frozen
-class CustomerQuery:
-    environment_id: str
-    limit: int = 20
-    starting_after: str | None = None
-    external_id: str | None = None
-
-
-@attrs.frozen
-class InvoiceQuery:
-    environment_id: str
-    limit: int = 20
-    starting_after: str | None = None
-    customer_id: str | None = None
-    statuses: frozenset[InvoiceStatus] | None = None
-
-
 class IdempotencyState(StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
@@ -221,7 +189,8 @@ class CustomerRepository(Protocol):
         """The environment's customer linking that gateway customer (it has one holder)."""
 
     async def list(self, query: CustomerQuery) -> Page[Customer]:
-        """Newest first, keyset-paginated like every list."""
+        """Newest first (by created_at, then id), keyset-paginated like every list: an
+        unknown cursor is a `ValidationError` naming its parameter (`core.lists`)."""
 
 
 class InvoiceRepository(Protocol):
@@ -319,6 +288,8 @@ class ApiKeyRepository(Protocol):
     async def get(self, key_id: str) -> ApiKey | None: ...
     async def get_by_hash(self, key_hash: str) -> ApiKey | None: ...
     async def update(self, key: ApiKey) -> None: ...
+    async def of_tenant(self, tenant_id: str) -> Sequence[ApiKey]:
+        """The tenant's keys, revoked ones too, newest first (by created_at, then id)."""
 
 
 class WebhookEndpointRepository(Protocol):
@@ -343,10 +314,8 @@ class WebhookDeliveryRepository(Protocol):
     async def update(self, delivery: WebhookDelivery) -> None:
         """Store the new version; `ConcurrentUpdate` at commit if another writer got there first."""
 
-    async def for_endpoint(
-        self, environment_id: str, endpoint_id: str, limit: int
-    ) -> Sequence[WebhookDelivery]:
-        """The endpoint's deliveries, newest first."""
+    async def list(self, query: DeliveryQuery) -> Page[WebhookDelivery]:
+        """The endpoint's deliveries, newest first, paged as customers are."""
 
 
 class UnitOfWork(Protocol):

@@ -10,16 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Sequence
 from datetime import timedelta
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import attrs
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.gateways import ConnectedGateways
 from adapters.sandbox import SandboxPaymentGateway
 from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.migrate import migrate
+from adapters.sql.migrate import head_revision, migrate, schema_revisions
 from adapters.sql.sealing import SealingReport, reseal
 from adapters.stripe_gateway import StripePaymentGateway
 from adapters.webhooks import HttpWebhookSender
@@ -31,12 +30,13 @@ from core.commands import (
     RefundPayment,
 )
 from core.errors import NotFound, ServiceUnavailable, ValidationError
-from core.gateway import CheckoutSession, GatewayEvent
+from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
 from core.model import (
     ApiKey,
     Customer,
     Invoice,
     Payment,
+    PaymentEvent,
     Refund,
     Role,
     WebhookDelivery,
@@ -44,6 +44,7 @@ from core.model import (
 )
 from core.ports import (
     Notifier,
+    Page,
     PaymentGateway,
     WebhookSender,
 )
@@ -75,6 +76,7 @@ from entrypoints.bodies import (
     parse_setup_card,
     queries,
 )
+from entrypoints.bodies.queries import PageArgs
 from entrypoints.methods import Body, listing_of, parsed, use_case, value_of
 
 _log = logging.getLogger(__name__)
@@ -164,6 +166,10 @@ class CardCheckout:
             raise ValidationError("role must be read, write or admin.", field="role") from None
         return await access.create_api_key(self.deps, tenant_id, environment_ids, parsed)
 
+    async def list_api_keys(self, environment_id: str, **page: Unpack[PageArgs]) -> Page[ApiKey]:
+        """The keys that may use the environment, newest first; revoked ones too."""
+        return await access.list_api_keys(self.deps, environment_id, queries.window(**page))
+
     revoke_api_key = use_case(access.revoke_api_key)
 
     async def authorize(
@@ -184,7 +190,12 @@ class CardCheckout:
 
     get_customer = use_case(customers.get_customer)
     list_customers = listing_of(queries.customer_query, customers.list_customers)
-    list_payment_methods = use_case(customers.list_payment_methods)
+
+    async def list_payment_methods(
+        self, environment_id: str, customer_id: str, **page: Unpack[PageArgs]
+    ) -> Page[GatewayPaymentMethod]:
+        window = queries.window(**page)
+        return await customers.list_payment_methods(self.deps, environment_id, customer_id, window)
 
     async def setup_card(
         self,
@@ -237,7 +248,13 @@ class CardCheckout:
 
     get_payment = use_case(payments.get_payment)
     list_payments = listing_of(queries.payment_query, payments.list_payments)
-    payment_events = use_case(payments.payment_events)
+
+    async def payment_events(
+        self, environment_id: str, payment_id: str, **page: Unpack[PageArgs]
+    ) -> Page[PaymentEvent]:
+        """Oldest first; an event's cursor is its sequence (1, 2, 3...)."""
+        window = queries.window(**page)
+        return await payments.payment_events(self.deps, environment_id, payment_id, window)
 
     async def refund_payment_answer(
         self,
@@ -254,7 +271,11 @@ class CardCheckout:
 
     refund_payment = value_of(refund_payment_answer)
 
-    list_refunds = use_case(refunds.list_refunds)
+    async def list_refunds(
+        self, environment_id: str, payment_id: str, **page: Unpack[PageArgs]
+    ) -> Page[Refund]:
+        window = queries.window(**page)
+        return await refunds.list_refunds(self.deps, environment_id, payment_id, window)
 
     # Gateway events, reconciliation, notifications
 
@@ -298,15 +319,21 @@ class CardCheckout:
             self.deps, environment_id, url, events
         )
 
-    list_webhook_endpoints = use_case(webhook_endpoints.list_webhook_endpoints)
+    async def list_webhook_endpoints(
+        self, environment_id: str, **page: Unpack[PageArgs]
+    ) -> Page[WebhookEndpoint]:
+        window = queries.window(**page)
+        return await webhook_endpoints.list_webhook_endpoints(self.deps, environment_id, window)
+
     get_webhook_endpoint = use_case(webhook_endpoints.get_webhook_endpoint)
     delete_webhook_endpoint = use_case(webhook_endpoints.delete_webhook_endpoint)
 
     async def webhook_deliveries(
-        self, environment_id: str, endpoint_id: str, *, limit: int = 20
-    ) -> Sequence[WebhookDelivery]:
+        self, environment_id: str, endpoint_id: str, **page: Unpack[PageArgs]
+    ) -> Page[WebhookDelivery]:
+        window = queries.window(**page)
         return await webhook_endpoints.webhook_deliveries(
-            self.deps, environment_id, endpoint_id, limit=queries.page_size(limit)
+            self.deps, environment_id, endpoint_id, window
         )
 
     async def send_webhooks(self, *, limit: int = 100) -> WebhookReport:
@@ -323,32 +350,37 @@ class CardCheckout:
             raise ValidationError("Hosted pages are completed by the customer at Stripe.")
         return await self.sandbox.complete_checkout_session(session_id, card_number)
 
-    async def ping(self) -> None:
-        """Raise unless the storage answers."""
-        if self.engine is not None:
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+    def newest_schema(self) -> str | None:
+        """The migration every database must be at, read from the scripts once per process
+        (None: in memory, where there is no schema to migrate)."""
+        return head_revision() if self._engines else None
+
+    async def schema_is_current(self) -> bool:
+        """Whether every database is at the newest migration (in memory: always). Raises
+        unless the storage answers."""
+        newest = self.newest_schema()
+        for engine in self._engines:
+            if await schema_revisions(engine) != (newest,):
+                return False
+        return True
+
+    @property
+    def _engines(self) -> tuple[AsyncEngine, ...]:
+        return tuple(e for e in (self.engine, self.sandbox_engine) if e is not None)
 
     async def migrate(self) -> None:
         """Bring the database to the newest schema (nothing to do in memory)."""
-        for engine in (self.engine, self.sandbox_engine):
-            if engine is not None:
-                await migrate(engine)
+        for engine in self._engines:
+            await migrate(engine)
 
-    async def open_secrets(self) -> SealingReport | None:
-        """Check that every stored secret opens with the configured keys (`SecretsUnreadable`
-        if one does not) and seal those stored before secrets were sealed."""
-        return await self._reseal(only_plain=True)
-
-    async def rotate_secrets(self) -> SealingReport | None:
-        """Seal every stored secret again with the first configured key."""
-        return await self._reseal(only_plain=False)
-
-    async def _reseal(self, *, only_plain: bool) -> SealingReport | None:
+    async def open_secrets(self, *, reseal_all: bool = False) -> SealingReport | None:
+        """Check that every stored secret opens with the configured keys (`SecretsError` if
+        one does not) and seal those stored before secrets were sealed; `reseal_all`: seal
+        every one again with the first key (a rotation). None in memory: nothing is at rest."""
         storage = self.deps.uow
         if not isinstance(storage, SqlUnitOfWorkFactory):
-            return None  # in memory: nothing is at rest
-        return await reseal(storage.engine, storage.secrets, only_plain=only_plain)
+            return None
+        return await reseal(storage.engine, storage.secrets, only_plain=not reseal_all)
 
     async def aclose(self) -> None:
         """Release what the adapters hold (connections, clients)."""

@@ -9,13 +9,15 @@ the PostgreSQL tests skip with the reason, except in CI (CI=true), where they mu
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import attrs
@@ -34,6 +36,7 @@ from core.ports import Clock
 from entrypoints.bootstrap import CardCheckout, Settings, bootstrap
 from tests.integration.http_server import free_port
 
+T = TypeVar("T")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -48,6 +51,17 @@ async def _admin(sql: str) -> None:
         await connection.execute(sql)
     finally:
         await connection.close()
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end from synchronous code, even while a loop runs in this thread
+    (a session fixture first asked for by an async one): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, work).result()
 
 
 async def migrated(url: str) -> None:
@@ -72,19 +86,19 @@ async def emptied(url: str) -> None:
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session."""
     try:
-        asyncio.run(_admin("SELECT 1"))
+        _run(_admin("SELECT 1"))
     except (OSError, asyncpg.PostgresError, TimeoutError) as error:
         reason = f"PostgreSQL is not reachable at {POSTGRES_URL}: {error}"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} (CI must run the PostgreSQL tests)")
         pytest.skip(reason)
     name = f"card_checkout_test_{os.getpid()}"
-    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    _run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    _run(_admin(f"CREATE DATABASE {name}"))
     url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(migrated(url))
+    _run(migrated(url))
     yield url
-    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    _run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture

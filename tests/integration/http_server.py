@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,33 @@ import httpx
 CLI = Path(sys.executable).with_name("card-checkout")
 STARTUP_SECONDS = 15.0
 STOP_SECONDS = 10.0
+
+
+def wait_until_answers(url: str, seconds: float = 15.0) -> None:
+    """Poll `url` until it answers 200 (a server starting up)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+@contextlib.contextmanager
+def serving(port: int, env: dict[str, str], cwd: Path) -> Iterator[None]:
+    """`card-checkout serve` on `port` with `env`, answering, for the block's time."""
+    server = subprocess.Popen(
+        [str(CLI), "serve", "--port", str(port)], env=env, cwd=cwd,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/healthz")
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def free_port() -> int:

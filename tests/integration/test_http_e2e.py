@@ -209,7 +209,8 @@ def _error(response: httpx.Response, status: int, code: str) -> Json:
     assert response.headers["content-type"] == "application/json"
     body = response.json()
     assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert set(body["error"]) == {"code", "type", "message", "details", "request_id"}, body
+    assert body["error"]["request_id"] == response.headers["x-request-id"], body
     assert body["error"]["code"] == code, body
     assert isinstance(body["error"]["message"], str)
     assert body["error"]["message"].strip()
@@ -623,12 +624,16 @@ async def test_card_data_in_a_payment_is_400_and_never_echoed(
 
     response = await api.post("/api/v1/payments", json=card_payment(invoice, **overrides))
 
-    assert _error(response, 400, "validation_error") == {"field": field}
+    details = _error(response, 400, "validation_error")
+    assert details["field"] == field
+    assert [entry["field"] for entry in details["fields"]] == [field]
+    # The request id is random hex: it may hold any four digits by chance.
+    answered = response.text.replace(response.json()["error"]["request_id"], "")
     for value in overrides.values():
         for secret in re.findall(r"\d{3,}", str(value)):
-            assert secret not in response.text
-    assert "4242" not in response.text
-    assert "0002" not in response.text
+            assert secret not in answered
+    assert "4242" not in answered
+    assert "0002" not in answered
     assert await payments_of(api, invoice) == []
 
 
@@ -751,7 +756,8 @@ async def test_requests_without_a_usable_key_are_401_or_403(
     _error(await anonymous.post(path, json={}, headers=another), 403, "forbidden")
     _error(await anonymous.get(path, headers=service.headers("other", ENV)), 403, "forbidden")
     no_environment = {"Authorization": f"Bearer {service.keys['write']}"}
-    _error(await anonymous.get(path, headers=no_environment), 403, "forbidden")
+    missing = _error(await anonymous.get(path, headers=no_environment), 400, "missing_environment")
+    assert missing == {"field": "X-Environment-ID"}
 
 
 async def test_a_read_key_reads_but_may_not_write_and_x_api_key_is_accepted(
@@ -830,7 +836,12 @@ async def test_a_replayed_failure_is_the_same_402(api: Client) -> None:
     again = await api.post("/api/v1/payments", json=card_payment(invoice), headers=key)
 
     _error(first, 402, "card_declined")
-    assert (again.status_code, again.json()) == (402, first.json())
+    # The same answer, but for the id of the request it answers.
+    assert again.json()["error"]["request_id"] == again.headers["x-request-id"]
+    assert again.json()["error"]["request_id"] != first.json()["error"]["request_id"]
+    replayed = {k: v for k, v in again.json()["error"].items() if k != "request_id"}
+    stored = {k: v for k, v in first.json()["error"].items() if k != "request_id"}
+    assert (again.status_code, replayed) == (402, stored)
     assert again.headers["idempotent-replayed"] == "true"
     assert len(await payments_of(api, invoice)) == 1
 
@@ -1173,9 +1184,9 @@ async def test_every_answer_carries_a_request_id_and_a_given_one_is_echoed(
     ids = [answer.headers["x-request-id"] for answer in answers]
     assert len(set(ids)) == len(ids)
     await asyncio.sleep(0.1)  # the log line is written as the answer leaves
-    assert f"request_id={given} method=GET route=/api/v1/payments status=200" in (
+    assert f"method=GET request_id={given} route=/api/v1/payments status=200" in (
         service.server.log()
-    )
+    )  # the fields of a text line, in the order of their names
 
 
 async def test_the_server_log_never_shows_a_key_or_a_card_number_nor_a_500(

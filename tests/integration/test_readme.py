@@ -7,12 +7,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
-import httpx
-
-from tests.integration.http_server import free_port
+from tests.integration.http_server import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -60,21 +58,13 @@ def test_the_demo_prints_curl_commands_that_work_as_printed(tmp_path: Path) -> N
     assert demo.returncode == 0, demo.stderr
     commands = [line for line in demo.stdout.splitlines() if line.startswith("curl ")]
     assert len(commands) == 3
-    server = subprocess.Popen(
-        [cli, "serve", "--port", str(port)], env=env, cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/healthz")
+    with serving(port, env, tmp_path):
         outputs = [
             subprocess.run(
                 ["bash", "-c", command], capture_output=True, text=True, timeout=30, check=True
             ).stdout
             for command in commands
         ]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     payment, invoice, listed = (json.loads(output) for output in outputs)
     assert payment["payment_status"] == "succeeded"
     assert payment["metadata"]["card_last4"] == "4242"
@@ -83,12 +73,38 @@ def test_the_demo_prints_curl_commands_that_work_as_printed(tmp_path: Path) -> N
     assert [p["id"] for p in listed["items"]] == [payment["id"]]
 
 
-def _wait_for(url: str, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
+def test_the_readmes_first_tour_works_as_pasted(tmp_path: Path) -> None:
+    """The README's tour, run by bash from the repository's root as a user pastes it, against
+    a service on a free port (the one substitution: its port for 8000)."""
+    [tour] = [block for block in _blocks("sh") if block.startswith("export PATH")]
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "STRIPE_"))},
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'tour.sqlite3'}",
+    }
+    cli = str(Path(sys.executable).with_name("card-checkout"))
+    assert (
+        subprocess.run([cli, "migrate"], env=env, capture_output=True, check=False).returncode == 0
+    )
+    with serving(port, env, tmp_path):
+        ran = subprocess.run(
+            ["bash", "-e", "-c", tour.replace("127.0.0.1:8000", f"127.0.0.1:{port}")],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    connection, created, found, keys = _json_values(ran.stdout)
+    assert (connection["provider"], connection["source"]) == ("sandbox", "default")
+    assert created["external_id"] == "acme-1"
+    assert [c["id"] for c in found["items"]] == [created["id"]]
+    assert [k["role"] for k in keys["items"]] == ["admin"]
+
+
+def _json_values(text: str) -> list[Any]:
+    """The JSON values printed one after another (curl adds no newline after a body)."""
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while at < len(text.rstrip()):
+        value, at = decoder.raw_decode(text, at)
+        values.append(value)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return values

@@ -106,7 +106,7 @@ async def test_a_key_rotates_and_the_old_one_can_then_be_dropped(
     url, secrets = stored
     rotating = _checkout(url, KEY_2, KEY_1)
     try:
-        report = await rotating.rotate_secrets()
+        report = await rotating.open_secrets(reseal_all=True)
     finally:
         await rotating.aclose()
     assert report is not None
@@ -221,3 +221,25 @@ async def test_the_service_refuses_to_start_when_no_key_opens_its_secrets(
     [line] = refused.stderr.splitlines()
     assert line.startswith("error: ")
     assert "CARD_CHECKOUT_ENCRYPTION_KEYS" in line
+
+
+async def test_a_database_copied_without_its_key_file_is_refused_saying_so(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'card-checkout.sqlite3'}"
+    made = _card_checkout("environments", "create", "--environment", ENV, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    connected = _card_checkout(
+        "environments", "connect", "--environment", ENV, "--provider", "sandbox",
+        "--webhook-secret", WEBHOOK_SECRET, cwd=tmp_path,
+    )  # fmt: skip
+    assert connected.returncode == 0, connected.stderr
+    (tmp_path / "card-checkout.sqlite3.key").unlink()
+
+    refused = _card_checkout("migrate", cwd=tmp_path, DATABASE_URL=url)
+
+    assert refused.returncode == 1
+    [line] = refused.stderr.splitlines()
+    assert "card-checkout.sqlite3.key" in line
+    assert "copied without its key file" in line
+    assert "environments env_test" in line  # where the first unreadable secret is

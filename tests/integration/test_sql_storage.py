@@ -15,11 +15,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event as event_module
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql import SqlUnitOfWorkFactory, create_engine_from_url, tables
+from adapters.sql import SqlUnitOfWorkFactory, create_engine_from_url, rows, tables
 from adapters.sql.migrate import alembic_config, migrate
 from core.errors import ConcurrentUpdate, IdempotencyKeyInUse, ServiceUnavailable
 from core.model import (
@@ -440,3 +441,70 @@ async def test_events_seen_before_the_per_environment_log_stay_seen_and_the_migr
     async with unmigrated_engine.connect() as connection:
         kept = await connection.execute(text("SELECT id FROM gateway_events ORDER BY id"))
         assert kept.scalars().all() == ["evt_after", "evt_before"]  # one row per event id
+
+
+async def test_the_gapless_events_migration_renumbers_each_payments_events_and_goes_back(
+    unmigrated_engine: AsyncEngine,
+) -> None:
+    """Events numbered by their payment's version (gaps where a refund was reserved) become
+    1..n per payment, in their order; each payment counts them and numbers the next after."""
+    await migrate(unmigrated_engine, "0011")
+    numbered = {"pay_0001": [1, 2, 3, 5, 7], "pay_0002": [1, 2, 4], "pay_0003": [1, 2]}
+    async with unmigrated_engine.begin() as connection:
+        await connection.execute(insert(tables.customers).values(rows.customer_values(customer())))
+        for n, payment_id in enumerate(numbered, start=1):
+            await connection.execute(
+                insert(tables.invoices).values(rows.invoice_values(invoice(n)))
+            )
+            before = rows.payment_values(started_then_processing(payment_id)[2])
+            del before["event_count"]  # not a column yet
+            before.update(invoice_id=f"inv_{n:04d}", version=9)
+            await connection.execute(insert(tables.payments).values(before))
+        for sequence in range(1, 8):  # the payments' events interleaved, as they were written
+            for payment_id, sequences in numbered.items():
+                if sequence in sequences:
+                    await connection.execute(
+                        insert(tables.payment_events).values(
+                            payment_id=payment_id, sequence=sequence, environment_id=ENV,
+                            to_status="processing", reason=f"was {sequence}", actor="api",
+                            occurred_at=T0,
+                        )
+                    )  # fmt: skip
+    await migrate(unmigrated_engine)
+
+    units = SqlUnitOfWorkFactory(unmigrated_engine)
+    async with units() as uow:
+        for payment_id, sequences in numbered.items():
+            events = await uow.payments.events(ENV, payment_id)
+            assert [(e.sequence, e.reason) for e in events] == [
+                (n, f"was {old}") for n, old in enumerate(sequences, start=1)
+            ]
+            stored = await uow.payments.get(ENV, payment_id)
+            assert stored is not None
+            assert stored.event_count == len(sequences)
+        first = await uow.payments.get(ENV, "pay_0001")
+        assert first is not None
+        failed, event = first.transition(
+            PaymentStatus.FAILED, at=T0, reason="declined", actor=Actor.API
+        )
+        assert event.sequence == 6
+        await uow.payments.update(failed)
+        await uow.payments.add_event(event)
+        await uow.commit()
+
+    def downgrade(connection: Any) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0011")
+
+    async with unmigrated_engine.begin() as connection:
+        await connection.run_sync(downgrade)
+    async with unmigrated_engine.connect() as connection:
+        kept = await connection.execute(
+            text("SELECT sequence FROM payment_events WHERE payment_id = 'pay_0001' ORDER BY 1")
+        )
+        assert kept.scalars().all() == [1, 2, 3, 4, 5, 6]
+        columns = await connection.run_sync(
+            lambda sync: [c["name"] for c in sa_inspect(sync).get_columns("payments")]
+        )
+        assert "event_count" not in columns

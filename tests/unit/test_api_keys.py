@@ -89,7 +89,7 @@ async def test_a_key_may_not_use_another_environment(checkout: CardCheckout) -> 
     other = await checkout.create_environment("tenant-1", "other")
     _, raw = await checkout.create_api_key("tenant-1", [mine.id], "admin")
     assert await _code(checkout, raw, other.id, Role.READ) == "forbidden"
-    assert await _code(checkout, raw, None, Role.READ) == "forbidden"
+    assert await _code(checkout, raw, None, Role.READ) == "missing_environment"
 
 
 async def test_a_key_cannot_name_another_tenants_environment(checkout: CardCheckout) -> None:

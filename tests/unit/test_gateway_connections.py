@@ -12,7 +12,7 @@ import pytest
 from adapters.clock import ManualClock
 from adapters.ids import UlidIdGenerator
 from adapters.sandbox import SandboxPaymentGateway
-from core.model import EnvironmentMode, PaymentStatus
+from core.model import EnvironmentMode, GatewayConnection, GatewayProvider, PaymentStatus
 from entrypoints.bootstrap import CardCheckout
 from tests.helpers import (
     ENV,
@@ -147,6 +147,9 @@ async def test_an_admin_of_another_environment_cannot_reach_this_one(
         (ENV, {"provider": "stripe", "secret_key": "sk_test_a b"}, "secret_key"),
         (ENV, {"provider": "sandbox", "webhook_secrets": ["nope"]}, "webhook_secrets"),
         (ENV, {"provider": "sandbox", "webhook_secrets": ["whsec_a\nb"]}, "webhook_secrets"),
+        # The README's placeholders, pasted as they are.
+        (LIVE_ENV, {"provider": "stripe", "secret_key": "sk_live_..."}, "secret_key"),
+        (ENV, {"provider": "sandbox", "webhook_secrets": ["whsec_..."]}, "webhook_secrets"),
     ],
 )
 async def test_a_connection_the_environment_must_not_use_is_refused_and_nothing_changes(
@@ -215,3 +218,51 @@ async def test_a_new_connection_applies_to_the_next_request_at_once(
     await checkout.create_customer(ENV, {"external_id": "after"})
     assert len(await accounts.by_key[KEY_A].store.all("customer")) == 1
     assert len(await sandbox(checkout).store.all("customer")) == 1
+
+
+@pytest.mark.parametrize(
+    ("default_key", "allowed"), [("sk_test_ops", False), ("sk_live_ops", True)]
+)
+async def test_a_live_environment_takes_the_services_default_only_if_it_is_a_live_key(
+    checkout: CardCheckout,
+    keys: dict[str, str],
+    clock: ManualClock,
+    default_key: str,
+    allowed: bool,
+) -> None:
+    checkout.gateways.default_connection = GatewayConnection(
+        GatewayProvider.STRIPE, clock.now(), default_key
+    )
+    if allowed:
+        created = await checkout.create_customer(LIVE_ENV, {"external_id": "x"})
+        assert created.gateway_customer_id is not None
+    else:
+        refused = await error_of(checkout.create_customer(LIVE_ENV, {"external_id": "x"}))
+        assert refused.code == "gateway_not_connected"
+    shown = await checkout.get_connection(LIVE_ENV)
+    assert (shown.provider, shown.own) == (GatewayProvider.STRIPE, False)
+    assert shown.secret_key_last4 is None  # the operator's key is not a tenant's to see
+
+
+async def test_stripe_clients_of_keys_no_longer_used_are_not_kept(
+    checkout: CardCheckout, keys: dict[str, str], accounts: Accounts
+) -> None:
+    checkout.gateways.max_stripe_clients = 2
+    for n in range(5):
+        await checkout.connect_gateway(ENV, {"provider": "stripe", "secret_key": f"sk_test_k{n}"})
+        await checkout.create_customer(ENV, {"external_id": f"c{n}"})
+    kept = checkout.gateways._stripe_clients
+    assert list(kept) == ["sk_test_k3", "sk_test_k4"]
+
+
+async def test_a_body_naming_a_field_twice_is_refused_whole(client: httpx.AsyncClient) -> None:
+    """Readers disagree on which of two values counts (a proxy may check the first)."""
+    refused = await client.put(
+        ROUTE,
+        content=b'{"provider": "stripe", "provider": "sandbox"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert refused.status_code == 400, refused.text
+    assert _error(refused)["code"] == "invalid_json"
+    assert '"provider"' in _error(refused)["message"]
+    assert (await client.get(ROUTE)).json()["source"] == "default"

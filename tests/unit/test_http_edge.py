@@ -11,7 +11,7 @@ import pytest
 
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import create_app
-from entrypoints.http.throttle import MAX_FAILURES, WINDOW_SECONDS, AuthThrottle
+from entrypoints.http.throttle import MAX_FAILURES, WINDOW_SECONDS, AuthThrottle, client_of
 from tests.helpers import ENV
 
 GUESSER = "203.0.113.7"
@@ -215,3 +215,17 @@ async def test_oversized_request_headers_are_431_in_the_error_shape(
         if status == 431:
             assert _error(response)["code"] == "request_header_fields_too_large"
             assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() -> None:
+    assert client_of("2001:db8:1:2:3:4:5:6") == client_of("2001:db8:1:2:ffff::1")
+    assert client_of("2001:db8:1:2:3:4:5:6") != client_of("2001:db8:1:3::1")
+    assert client_of("::ffff:192.0.2.7") == client_of("192.0.2.7") == "192.0.2.7"
+
+
+def test_a_limit_of_zero_never_refuses() -> None:
+    throttle = AuthThrottle(max_failures=0)
+    for _ in range(1000):
+        throttle.failed("192.0.2.7")
+    assert throttle.retry_after("192.0.2.7") is None
+    assert throttle.clients == 0

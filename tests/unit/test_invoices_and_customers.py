@@ -220,7 +220,7 @@ async def test_setup_card_returns_a_hosted_setup_page(checkout: CardCheckout) ->
     assert setup.save_card_and_make_default is True
     page = await sandbox(checkout).checkout_page(setup.id)
     assert page["success_url"] == "https://shop.test/saved"
-    assert await checkout.list_payment_methods(ENV, customer.id) == []
+    assert (await checkout.list_payment_methods(ENV, customer.id)).items == []
 
 
 async def test_completed_setup_saves_the_card_as_the_default(checkout: CardCheckout) -> None:
@@ -272,7 +272,7 @@ async def test_sandbox_page_accepts_only_test_cards(checkout: CardCheckout) -> N
 
     assert error.code == "validation_error"
     assert error.details["field"] == "card_number"
-    assert await checkout.list_payment_methods(ENV, customer.id) == []
+    assert (await checkout.list_payment_methods(ENV, customer.id)).items == []
 
 
 async def test_setup_card_for_an_unknown_customer_is_customer_not_found(
@@ -288,7 +288,7 @@ async def test_cards_of_one_customer_are_not_listed_for_another(checkout: CardCh
     second = await customer_with_card(checkout, None)
 
     assert len(await checkout.list_payment_methods(ENV, first.id)) == 1
-    assert await checkout.list_payment_methods(ENV, second.id) == []
+    assert (await checkout.list_payment_methods(ENV, second.id)).items == []
 
 
 # Invoices -------------------------------------------------------------------------------------

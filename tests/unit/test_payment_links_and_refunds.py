@@ -210,7 +210,7 @@ async def test_card_declined_on_the_hosted_page_leaves_the_link_open_until_a_goo
 
     assert declined.code == "card_declined"
     assert (await checkout.get_payment(ENV, payment.id)).status is PaymentStatus.PROCESSING
-    assert await checkout.list_payment_methods(ENV, customer.id) == []
+    assert (await checkout.list_payment_methods(ENV, customer.id)).items == []
 
     await checkout.complete_sandbox_checkout(session_id(payment), VISA)
 
@@ -695,7 +695,7 @@ async def test_refund_of_a_failed_payment_is_invalid_state_transition(
     assert error.code == "invalid_state_transition"
     assert error.details["payment_id"] == payment_id
     assert error.details["actual"] == "failed"
-    assert await checkout.list_refunds(ENV, payment_id) == []
+    assert (await checkout.list_refunds(ENV, payment_id)).items == []
 
 
 async def test_refund_of_an_initiated_payment_is_invalid_state_transition(
@@ -744,7 +744,7 @@ async def test_refund_with_excess_precision_is_validation_error(
 
     assert error.code == "validation_error"
     assert error.details["field"] == "amount"
-    assert await checkout.list_refunds(ENV, payment.id) == []
+    assert (await checkout.list_refunds(ENV, payment.id)).items == []
     assert (await checkout.get_payment(ENV, payment.id)).status is PaymentStatus.SUCCEEDED
 
 
@@ -767,7 +767,7 @@ async def test_malformed_refund_is_validation_error(
 
     assert error.code == "validation_error"
     assert error.details["field"] == field
-    assert await checkout.list_refunds(ENV, payment.id) == []
+    assert (await checkout.list_refunds(ENV, payment.id)).items == []
 
 
 async def test_refund_of_an_unknown_or_other_environments_payment_is_payment_not_found(

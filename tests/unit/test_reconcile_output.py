@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from datetime import timedelta
@@ -92,6 +93,73 @@ def test_cli_counts_what_another_pass_settled_first_apart(
     counts = _counts(capsys.readouterr().out)
     assert code == 0
     assert (counts["succeeded"], counts["already settled"]) == (0, 2)
+
+
+async def _settled_by_the_next_pass() -> tuple[CardCheckout, list[str], str]:
+    """Two card payments and a refund whose answers were lost, all done at the gateway:
+    (checkout, payments, refund)."""
+    clock, faults = ManualClock(), HookedFaults()
+    checkout = hooked_checkout(faults, clock)
+    stuck = await stuck_payments(checkout, faults, 2)
+    customer = await customer_with_card(checkout)
+    paid = await checkout.create_payment(
+        ENV, card_payment(await finalized_invoice(checkout, customer))
+    )
+    faults.schedule("refund", Fault.TIMEOUT_AFTER)
+    refund = await checkout.refund_payment(ENV, paid.id, {"amount": "10.00"})
+    clock.advance(timedelta(minutes=1))
+    return checkout, stuck, refund.id
+
+
+def test_cli_lists_each_payment_and_refund_it_settled_with_its_new_status(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkout, stuck, refund = asyncio.run(_settled_by_the_next_pass())
+
+    code = _run_cli(monkeypatch, checkout)
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert [line for line in out.splitlines() if line.startswith("  settled: ")] == [
+        *(f"  settled: payment {payment} in {ENV}: succeeded" for payment in stuck),
+        f"  settled: refund {refund} in {ENV}: succeeded",
+    ]
+    assert (_counts(out)["succeeded"], _counts(out)["refunds settled"]) == (2, 1)
+
+
+def test_cli_prints_the_report_as_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkout, unknown, refund = asyncio.run(_one_of_each())
+
+    code = _run_cli(monkeypatch, checkout, "--json")
+
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "examined": 2, "succeeded": 0, "failed": 0, "refunds_settled": 0, "already_settled": 0,
+        "settled": [], "unresolved": [unknown],
+        "errors": [{"id": refund, "environment_id": ENV,
+                    "error": "RuntimeError: the refund's answer could not be read"}],
+        "needs_attention": [
+            {"payment_id": unknown, "environment_id": ENV, "in_flight_seconds": 360}
+        ],
+        "stopped_by": None,
+    }  # fmt: skip
+
+
+def test_cli_json_lists_what_it_settled(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkout, stuck, refund = asyncio.run(_settled_by_the_next_pass())
+
+    assert _run_cli(monkeypatch, checkout, "--json") == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["settled"] == [
+        *({"kind": "payment", "id": payment, "environment_id": ENV, "status": "succeeded"}
+          for payment in stuck),
+        {"kind": "refund", "id": refund, "environment_id": ENV, "status": "succeeded"},
+    ]  # fmt: skip
 
 
 def test_cli_stopped_by_a_storage_outage_prints_what_it_did_and_exits_non_zero(

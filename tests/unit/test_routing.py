@@ -48,14 +48,17 @@ def test_endpoints_and_connection_need_an_admin_key_and_probes_need_none(
     assert admin == {
         key
         for key in access
-        if key[1].startswith(("/api/v1/webhook_endpoints", "/api/v1/connection"))
+        if key[1].startswith(
+            ("/api/v1/webhook_endpoints", "/api/v1/connection", "/api/v1/api_keys")
+        )
     }
-    assert len(admin) == 7
+    assert len(admin) == 9
     public = {key for key, needs in access.items() if needs is Access.PUBLIC}
     assert public == {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
+        ("GET", "/docs"),
     }
     assert access[("POST", "/api/v1/payments")] is Access.KEY

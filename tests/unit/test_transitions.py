@@ -96,7 +96,7 @@ def test_every_pair_moves_exactly_when_the_contract_allows_it(source: str, targe
         assert event.reason == "because"
         assert event.actor is Actor.GATEWAY
         assert event.occurred_at == T1
-        assert event.sequence == moved.version == before.version + 1
+        assert event.sequence == moved.event_count == before.event_count + 1
         assert event.payment_id == before.id
         assert event.environment_id == before.environment_id
     else:
@@ -186,7 +186,7 @@ def test_start_records_the_creation_as_the_first_event() -> None:
 
 def test_the_whole_lifecycle_numbers_its_events_consecutively() -> None:
     current = payment("initiated")
-    sequences = [current.version]
+    sequences = [current.event_count]
     for target in ("processing", "succeeded", "partially_refunded", "partially_refunded"):
         current, event = current.transition(
             PaymentStatus(target), at=T1, reason=target, actor=Actor.API
@@ -200,6 +200,29 @@ def test_the_whole_lifecycle_numbers_its_events_consecutively() -> None:
     assert current.status is PaymentStatus.REFUNDED
 
 
+def test_changes_that_keep_the_status_leave_no_gap_in_the_events_numbers() -> None:
+    """A payment's version also moves when it learns its charge or reserves a refund: its
+    events were numbered by version (1, 2, 3, 5, 7)."""
+    current, created = Payment.start(
+        at=T0, id="pay_1", environment_id="env_test", invoice_id="inv_1",
+        customer_id="cust_1", amount=Money.of("150.00", "usd"),
+        method_type=PaymentMethodType.CARD,
+    )  # fmt: skip
+    sequences = [created.sequence]
+
+    def to(target: PaymentStatus, payment: Payment) -> Payment:
+        moved, event = payment.transition(target, at=T1, reason="r", actor=Actor.API)
+        sequences.append(event.sequence)
+        return moved
+
+    current = to(PaymentStatus.PROCESSING, current)
+    current = to(PaymentStatus.SUCCEEDED, current.with_details(ChargeDetails("pi_9"), T1))
+    reserved = current.with_refund_reserved(Money.of("10.00", "usd"), T1)
+    current = to(PaymentStatus.PARTIALLY_REFUNDED, reserved)
+    assert sequences == [1, 2, 3, 4]
+    assert (current.version, current.event_count) == (6, 4)
+
+
 @given(st.lists(st.sampled_from(sorted(STATUSES)), max_size=12))
 def test_any_sequence_of_requests_follows_the_table(targets: list[str]) -> None:
     current = payment("initiated")
@@ -209,7 +232,8 @@ def test_any_sequence_of_requests_follows_the_table(targets: list[str]) -> None:
             moved, event = current.transition(
                 PaymentStatus(target), at=T1, reason="r", actor=Actor.API
             )
-            assert event.sequence == moved.version == current.version + 1
+            assert moved.version == current.version + 1
+            assert event.sequence == moved.event_count == current.event_count + 1
             assert event.from_status == current.status
             assert moved.status == target
             current = moved

@@ -15,6 +15,7 @@ from adapters.memory import InMemoryUnitOfWorkFactory
 from core.errors import NotFound, ValidationError
 from core.model import Notification, NotificationType, WebhookDelivery, WebhookEndpoint
 from core.model.webhooks import DeliveryError, WebhookNotAccepted
+from core.ports import DeliveryQuery
 from core.usecases import Deps, WebhookPolicy, outbox, webhook_delivery, webhook_endpoints
 from entrypoints.bootstrap import CardCheckout, bootstrap
 from tests.helpers import (
@@ -345,7 +346,7 @@ async def test_deleting_an_endpoint_gives_up_what_was_pending_for_it(
     report = await checkout.send_webhooks()
     assert (report.given_up, report.delivered, sender.calls) == (3, 0, [])
     async with checkout.deps.uow() as uow:
-        left = await uow.webhook_deliveries.for_endpoint(ENV, gone.id, 10)
+        left = await uow.webhook_deliveries.list(DeliveryQuery(ENV, gone.id))
     assert {d.last_error for d in left} == {"endpoint_deleted"}
 
 

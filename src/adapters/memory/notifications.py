@@ -7,10 +7,10 @@ from datetime import datetime
 
 import attrs
 
-from adapters.memory.table import InMemoryStore, Table
+from adapters.memory.table import InMemoryStore, Table, page
 from core.errors import ConcurrentUpdate, IdempotencyKeyInUse
 from core.model import Notification, WebhookDelivery, WebhookEndpoint
-from core.ports import IdempotencyRecord, IdempotencyState
+from core.ports import DeliveryQuery, IdempotencyRecord, IdempotencyState, Page
 
 
 class InMemoryIdempotencyRepository:
@@ -124,12 +124,10 @@ class InMemoryWebhookDeliveryRepository:
     async def update(self, delivery: WebhookDelivery) -> None:
         self.table.update((delivery.environment_id, delivery.id), delivery)
 
-    async def for_endpoint(
-        self, environment_id: str, endpoint_id: str, limit: int
-    ) -> Sequence[WebhookDelivery]:
-        found = [
+    async def list(self, query: DeliveryQuery) -> Page[WebhookDelivery]:
+        rows = (
             d
             for d in self.table.rows()
-            if d.environment_id == environment_id and d.endpoint_id == endpoint_id
-        ]
-        return sorted(found, key=lambda d: (d.created_at, d.id), reverse=True)[:limit]
+            if d.environment_id == query.environment_id and d.endpoint_id == query.endpoint_id
+        )
+        return page(rows, lambda _: True, query, lambda d: (d.created_at, d.id))

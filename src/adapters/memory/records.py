@@ -54,6 +54,10 @@ class InMemoryApiKeyRepository:
     async def update(self, key: ApiKey) -> None:
         self.table.update(key.id, key)
 
+    async def of_tenant(self, tenant_id: str) -> Sequence[ApiKey]:
+        keys = (k for k in self.table.rows() if k.tenant_id == tenant_id)
+        return sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True)
+
 
 class InMemoryCustomerRepository:
     def __init__(self, table: Table[tuple[str, str], Customer]) -> None:
@@ -89,13 +93,13 @@ class InMemoryCustomerRepository:
         )
 
     async def list(self, query: CustomerQuery) -> Page[Customer]:
-        rows = (
-            c
-            for c in self.table.rows()
-            if c.environment_id == query.environment_id
-            and (query.external_id is None or c.external_id == query.external_id)
+        rows = (c for c in self.table.rows() if c.environment_id == query.environment_id)
+        return page(
+            rows,
+            lambda c: query.external_id is None or c.external_id == query.external_id,
+            query,
+            lambda c: (c.created_at, c.id),
         )
-        return page(rows, query.limit, query.starting_after, lambda c: (c.created_at, c.id))
 
 
 class InMemoryInvoiceRepository:
@@ -125,14 +129,14 @@ class InMemoryInvoiceRepository:
         self.table.update((invoice.environment_id, invoice.id), invoice)
 
     async def list(self, query: InvoiceQuery) -> Page[Invoice]:
-        rows = (
-            i
-            for i in self.table.rows()
-            if i.environment_id == query.environment_id
-            and (query.customer_id is None or i.customer_id == query.customer_id)
-            and (query.statuses is None or i.status in query.statuses)
-        )
-        return page(rows, query.limit, query.starting_after, lambda i: (i.created_at, i.id))
+        rows = (i for i in self.table.rows() if i.environment_id == query.environment_id)
+
+        def kept(i: Invoice) -> bool:
+            return (query.customer_id is None or i.customer_id == query.customer_id) and (
+                query.statuses is None or i.status in query.statuses
+            )
+
+        return page(rows, kept, query, lambda i: (i.created_at, i.id))
 
 
 class InMemoryPaymentRepository:
@@ -176,17 +180,18 @@ class InMemoryPaymentRepository:
         return next((p for p in self.for_invoice(environment_id, invoice_id) if p.is_live), None)
 
     async def list(self, query: PaymentQuery) -> Page[Payment]:
-        rows = (
-            p
-            for p in self.table.rows()
-            if p.environment_id == query.environment_id
-            and (query.invoice_id is None or p.invoice_id == query.invoice_id)
-            and (query.customer_id is None or p.customer_id == query.customer_id)
-            and (query.statuses is None or p.status in query.statuses)
-            and (query.created_gte is None or p.created_at >= query.created_gte)
-            and (query.created_lt is None or p.created_at < query.created_lt)
-        )
-        return page(rows, query.limit, query.starting_after, lambda p: (p.created_at, p.id))
+        rows = (p for p in self.table.rows() if p.environment_id == query.environment_id)
+
+        def kept(p: Payment) -> bool:
+            return (
+                (query.invoice_id is None or p.invoice_id == query.invoice_id)
+                and (query.customer_id is None or p.customer_id == query.customer_id)
+                and (query.statuses is None or p.status in query.statuses)
+                and (query.created_gte is None or p.created_at >= query.created_gte)
+                and (query.created_lt is None or p.created_at < query.created_lt)
+            )
+
+        return page(rows, kept, query, lambda p: (p.created_at, p.id))
 
     async def processing(self, not_updated_since: datetime, limit: int) -> Sequence[Payment]:
         stuck = [

@@ -9,6 +9,7 @@ from typing import Generic, Protocol, TypeVar
 import attrs
 
 from core.errors import ConcurrentUpdate
+from core.lists import Paging, cursor_of, trimmed, unknown_cursor
 from core.model import (
     ApiKey,
     Customer,
@@ -102,11 +103,20 @@ class InMemoryStore:
     commits: int = 0
 
 
-def page(rows: Iterable[E], limit: int, starting_after: str | None,
-          key: Callable[[E], tuple[datetime, str]]) -> Page[E]:  # fmt: skip
-    """Newest first, after the row whose id is `starting_after`."""
-    ordered = sorted(rows, key=key, reverse=True)
-    if starting_after is not None:
-        cursor = next((key(row) for row in ordered if key(row)[1] == starting_after), None)
-        ordered = [row for row in ordered if cursor is not None and key(row) < cursor]
-    return Page(items=ordered[:limit], has_more=len(ordered) > limit)
+def page(collection: Iterable[E], kept: Callable[[E], bool], paging: Paging,
+         key: Callable[[E], tuple[datetime, str]]) -> Page[E]:  # fmt: skip
+    """The page of the rows `kept` keeps, newest first by `key` (created_at, id); the cursor
+    is any row of the collection, kept or not."""
+    rows = list(collection)
+    kept_rows = [row for row in rows if kept(row)]
+    cursor = cursor_of(paging)
+    if cursor is None:
+        return trimmed(sorted(kept_rows, key=key, reverse=True)[: paging.limit + 1], paging.limit)
+    at = next((key(row) for row in rows if key(row)[1] == cursor.id), None)
+    if at is None:
+        raise unknown_cursor(cursor)
+    if cursor.backwards:  # the rows just newer than the cursor, walking up from it
+        newer = sorted((row for row in kept_rows if key(row) > at), key=key)
+        return trimmed(newer[: paging.limit + 1], paging.limit, backwards=True)
+    older = sorted((row for row in kept_rows if key(row) < at), key=key, reverse=True)
+    return trimmed(older[: paging.limit + 1], paging.limit)

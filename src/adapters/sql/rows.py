@@ -167,6 +167,7 @@ def payment_values(payment: Payment) -> dict[str, Any]:
         "failed_at": payment.failed_at,
         "refunded_at": payment.refunded_at,
         "version": payment.version,
+        "event_count": payment.event_count,
     }
 
 
@@ -199,6 +200,7 @@ def payment_from(row: Row) -> Payment:
         failed_at=row["failed_at"],
         refunded_at=row["refunded_at"],
         version=row["version"],
+        event_count=row["event_count"],
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from adapters.secrets import NoEncryptionKey, SecretBox, SecretsUnreadable
+from adapters.secrets import NoEncryptionKey, Sealer, SecretsUnreadable
 from core.errors import ServiceUnavailable
 from core.model import (
     Environment,
@@ -30,7 +30,7 @@ def with_secrets(convert: Callable[[], T]) -> T:
         raise ServiceUnavailable(f"Secrets cannot be used: {failure}.") from None
 
 
-def environment_values(environment: Environment, box: SecretBox) -> dict[str, Any]:
+def environment_values(environment: Environment, box: Sealer) -> dict[str, Any]:
     connection = environment.connection
     key = connection.secret_key if connection else None
     return {
@@ -47,7 +47,7 @@ def environment_values(environment: Environment, box: SecretBox) -> dict[str, An
     }
 
 
-def environment_from(row: Row, box: SecretBox) -> Environment:
+def environment_from(row: Row, box: Sealer) -> Environment:
     connection = None
     if row["gateway_provider"] is not None:
         key = row["gateway_secret_key"]
@@ -68,7 +68,7 @@ def environment_from(row: Row, box: SecretBox) -> Environment:
     )
 
 
-def webhook_endpoint_values(endpoint: WebhookEndpoint, box: SecretBox) -> dict[str, Any]:
+def webhook_endpoint_values(endpoint: WebhookEndpoint, box: Sealer) -> dict[str, Any]:
     return {
         "environment_id": endpoint.environment_id,
         "id": endpoint.id,
@@ -83,7 +83,7 @@ def webhook_endpoint_values(endpoint: WebhookEndpoint, box: SecretBox) -> dict[s
     }
 
 
-def webhook_endpoint_from(row: Row, box: SecretBox) -> WebhookEndpoint:
+def webhook_endpoint_from(row: Row, box: Sealer) -> WebhookEndpoint:
     return WebhookEndpoint(
         id=row["id"],
         environment_id=row["environment_id"],

@@ -9,7 +9,7 @@ import attrs
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.secrets import SecretBox, is_sealed
+from adapters.secrets import NoEncryptionKey, SecretBox, SecretsUnreadable, is_sealed
 from adapters.sql import tables
 
 
@@ -26,20 +26,38 @@ async def reseal(engine: AsyncEngine, box: SecretBox, *, only_plain: bool) -> Se
 
     def resealed(stored: str) -> str:
         opened = box.open(stored)  # opens every one, so a wrong key is found either way
-        return box.seal(opened) if not only_plain or not is_sealed(stored) else stored
+        if only_plain and is_sealed(stored):
+            return stored
+        try:
+            return box.seal(opened)
+        except NoEncryptionKey:
+            raise NoEncryptionKey(
+                "secrets are stored in plain text (from before they were sealed) and no "
+                "CARD_CHECKOUT_ENCRYPTION_KEYS is set to seal them"
+            ) from None
 
-    async with engine.begin() as connection:
+    async def each_table(connection: AsyncConnection, *, write: bool) -> SealingReport:
         environments = await _reseal_rows(
-            connection, tables.environments, ("id",), resealed, _environment_secrets
-        )
+            connection, tables.environments, ("id",), resealed, _environment_secrets,
+            write=write,
+        )  # fmt: skip
         endpoints = await _reseal_rows(
             connection, tables.webhook_endpoints, ("environment_id", "id"), resealed,
-            lambda row, seal: {"secret": seal(row["secret"])},
+            lambda row, seal: {"secret": seal(row["secret"])}, write=write,
         )  # fmt: skip
-    return SealingReport(
-        secrets=environments.secrets + endpoints.secrets,
-        changed=environments.changed + endpoints.changed,
-    )
+        return SealingReport(
+            secrets=environments.secrets + endpoints.secrets,
+            changed=environments.changed + endpoints.changed,
+        )
+
+    if only_plain:
+        # The usual start: a look without locks, which finds nothing to seal.
+        async with engine.connect() as connection:
+            looked = await each_table(connection, write=False)
+        if not looked.changed:
+            return looked
+    async with engine.begin() as connection:
+        return await each_table(connection, write=True)
 
 
 def _environment_secrets(row: Any, seal: Callable[[str], str]) -> dict[str, Any]:
@@ -56,20 +74,29 @@ async def _reseal_rows(
     key_columns: tuple[str, ...],
     seal: Callable[[str], str],
     secrets_of: Callable[[Any, Callable[[str], str]], dict[str, Any]],
+    *,
+    write: bool,
 ) -> SealingReport:
-    """Reseal one table's secrets, row by row, each changed row at its next version so a
-    writer holding the row as it was must read it again."""
-    rows = (await connection.execute(select(table).with_for_update())).mappings().all()
+    """Reseal one table's secrets (`write`: row by row, each changed row at its next version
+    so a writer holding the row as it was must read it again; else only count them)."""
+    query = select(table).with_for_update() if write else select(table)
+    rows = (await connection.execute(query)).mappings().all()
     looked_at = changed = 0
     for row in rows:
         before = _flat(secrets_of(row, lambda stored: stored))
-        after_values = secrets_of(row, seal)
+        try:
+            after_values = secrets_of(row, seal)
+        except SecretsUnreadable as unreadable:
+            named = ", ".join(str(row[column]) for column in key_columns)
+            raise SecretsUnreadable(f"{unreadable} (the first: {table.name} {named})") from None
         after = _flat(after_values)
         looked_at += len(before)
         changed_here = sum(old != new for old, new in zip(before, after, strict=True))
         if not changed_here:
             continue
         changed += changed_here
+        if not write:
+            continue
         where = [table.c[column] == row[column] for column in key_columns]
         await connection.execute(
             update(table).where(*where).values(**after_values, version=row["version"] + 1)

@@ -21,7 +21,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.sql import ColumnElement
@@ -88,6 +87,11 @@ class TableStatements:
 ENVIRONMENTS = TableStatements(tables.environments, "id")
 API_KEYS = TableStatements(tables.api_keys, "id")
 API_KEY_BY_HASH = select(tables.api_keys).where(tables.api_keys.c.key_hash == bindparam("key_hash"))
+API_KEYS_OF_TENANT = (
+    select(tables.api_keys)
+    .where(tables.api_keys.c.tenant_id == bindparam("tenant_id"))
+    .order_by(tables.api_keys.c.created_at.desc(), tables.api_keys.c.id.desc())
+)
 CUSTOMERS = TableStatements(tables.customers, "environment_id", "id")
 CUSTOMER_BY_EXTERNAL_ID = select(tables.customers).where(
     tables.customers.c.environment_id == bindparam("environment_id"),
@@ -151,17 +155,3 @@ ENDPOINTS_OF_ENVIRONMENT = (
     .where(tables.webhook_endpoints.c.environment_id == bindparam("environment_id"))
     .order_by(tables.webhook_endpoints.c.created_at, tables.webhook_endpoints.c.id)
 )
-
-
-def keyset(table: Table, env: str, starting_after: str | None) -> ColumnElement[bool] | None:
-    """Rows after the cursor row, newest first by (created_at, id)."""
-    if starting_after is None:
-        return None
-    cursor = (
-        select(table.c.created_at, table.c.id)
-        .where(table.c.environment_id == env, table.c.id == starting_after)
-        .subquery()
-    )
-    return tuple_(table.c.created_at, table.c.id) < tuple_(
-        select(cursor.c.created_at).scalar_subquery(), select(cursor.c.id).scalar_subquery()
-    )

@@ -183,6 +183,8 @@ payments = Table(
     Column("failed_at", _when()),
     Column("refunded_at", _when()),
     Column("version", Integer, nullable=False),
+    # How many events the payment has: the next one's sequence is one more (migration 0012).
+    Column("event_count", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("environment_id", "id"),
     ForeignKeyConstraint(
         ["environment_id", "invoice_id"], ["invoices.environment_id", "invoices.id"]
@@ -326,7 +328,7 @@ webhook_deliveries = Table(
     ),
     # However many dispatchers run, a notification is queued once per endpoint.
     UniqueConstraint("endpoint_id", "notification_id"),
-    Index(None, "environment_id", "endpoint_id", "created_at"),
+    Index(None, "environment_id", "endpoint_id", "created_at", "id"),  # its pages
     Index("ix_webhook_deliveries_due", "next_attempt_at",
           sqlite_where=text(PENDING_DELIVERY), postgresql_where=text(PENDING_DELIVERY)),
 )  # fmt: skip

@@ -80,7 +80,7 @@ class Failure:
 
 @attrs.frozen
 class PaymentEvent:
-    """One transition of a payment: append-only, numbered by the payment's version."""
+    """One transition of a payment: append-only, numbered 1, 2, 3... within the payment."""
 
     payment_id: str
     environment_id: str
@@ -140,6 +140,10 @@ class Payment:
     failed_at: datetime | None = None
     refunded_at: datetime | None = None
     version: int = 1
+    # The events recorded so far (from its creation's): the next is numbered one more. Not
+    # the version, which also moves when the payment changes without moving (a refund
+    # reserving part of it, the gateway naming its charge).
+    event_count: int = 1
 
     @amount_refunded.default
     def _no_refund(self) -> Money:
@@ -227,7 +231,7 @@ class Payment:
             changes["amount_refunded"] = amount_refunded
         if refund_reserved is not None:
             changes["refund_reserved"] = refund_reserved
-        moved = self._changed(at, status=target, **changes)
+        moved = self._changed(at, status=target, event_count=self.event_count + 1, **changes)
         return moved, moved._arrival(self.status, reason, actor, at)
 
     def _arrival(
@@ -237,7 +241,7 @@ class Payment:
         return PaymentEvent(
             payment_id=self.id,
             environment_id=self.environment_id,
-            sequence=self.version,
+            sequence=self.event_count,
             from_status=from_status,
             to_status=self.status,
             reason=reason,

@@ -46,10 +46,10 @@ class GatewayProvider(StrEnum):
 
 
 # Stripe's secret and restricted keys, the prefixes of their live kinds, and its webhook
-# signing secrets: printable ASCII, nothing that could break a header or a log line.
-STRIPE_KEY: Final = re.compile(r"(sk|rk)_[\x21-\x7e]{1,250}")
+# signing secrets, as Stripe spells them (so a placeholder such as sk_live_... is refused).
+STRIPE_KEY: Final = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9_]{1,240}")
 LIVE_KEY_PREFIXES: Final = ("sk_live_", "rk_live_")
-WEBHOOK_SECRET: Final = re.compile(r"whsec_[\x21-\x7e]{1,250}")
+WEBHOOK_SECRET: Final = re.compile(r"whsec_[A-Za-z0-9+/=_-]{1,240}")
 
 
 @attrs.frozen
@@ -114,12 +114,18 @@ class Environment:
 
     def connection_or(self, default: GatewayConnection) -> GatewayConnection:
         """What this environment charges through: its own connection (checked when it was
-        set), else the service's `default`, which a live environment takes only if it is
-        Stripe (`GatewayNotConnected` otherwise)."""
+        set), else the service's `default`, which a live environment takes only if it is a
+        live Stripe key (`GatewayNotConnected` otherwise: never test cards in live)."""
         if self.connection is not None:
             return self.connection
-        if default.provider is GatewayProvider.SANDBOX and self.mode is EnvironmentMode.LIVE:
-            raise GatewayNotConnected(environment_id=self.id)
+        if self.mode is EnvironmentMode.LIVE:
+            key = default.secret_key
+            if (
+                default.provider is GatewayProvider.SANDBOX
+                or not key
+                or not key.startswith(LIVE_KEY_PREFIXES)
+            ):
+                raise GatewayNotConnected(environment_id=self.id)
         return default
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from core.errors import Forbidden, NotFound, Unauthorized, ValidationError
+from core.errors import Forbidden, MissingEnvironment, NotFound, Unauthorized, ValidationError
+from core.lists import FIRST_PAGE, Page, Paging, window_of
 from core.model import ApiKey, Environment, EnvironmentMode, Role
 from core.ports import UnitOfWork
 from core.usecases.common import Deps, transaction
@@ -79,11 +80,41 @@ async def create_api_key(
     return key, raw_key
 
 
-async def revoke_api_key(deps: Deps, key_id: str) -> ApiKey:
+def _reaches(key: ApiKey, tenant_id: str, environment_id: str) -> bool:
+    """Whether an admin of the environment answers for the key: a key of its tenant that
+    may use it (revoked or not). Keys that cannot use the environment stay out of sight."""
+    return key.tenant_id == tenant_id and environment_id in key.environment_ids
+
+
+async def list_api_keys(
+    deps: Deps, environment_id: str, paging: Paging = FIRST_PAGE
+) -> Page[ApiKey]:
+    """The keys that may use the environment (revoked ones too), newest first. A tenant has
+    few keys: they are read whole and paged here, as a key's environments are a set."""
+    async with deps.uow(read_only=True) as uow:
+        environment = await uow.environments.get(environment_id)
+        if environment is None:
+            raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
+        keys = [
+            key
+            for key in await uow.api_keys.of_tenant(environment.tenant_id)
+            if _reaches(key, environment.tenant_id, environment_id)
+        ]
+    return window_of(keys, paging, lambda key: key.id)
+
+
+async def revoke_api_key(deps: Deps, key_id: str, *, environment_id: str | None = None) -> ApiKey:
+    """Revoke the key: refused at once here, within the key cache's time elsewhere. Given
+    `environment_id` (an admin of it asks), only a key that may use it is found."""
+
     async def revoke(uow: UnitOfWork) -> ApiKey:
         key = await uow.api_keys.get(key_id)
+        if key is not None and environment_id is not None:
+            environment = await uow.environments.get(environment_id)
+            if environment is None or not _reaches(key, environment.tenant_id, environment_id):
+                key = None
         if key is None:
-            raise NotFound(f"No API key {key_id}.")
+            raise NotFound(f"No API key {key_id}.", api_key_id=key_id)
         revoked = key if not key.active else key.revoked(deps.clock.now())
         if revoked is not key:
             await uow.api_keys.update(revoked)
@@ -97,14 +128,17 @@ async def revoke_api_key(deps: Deps, key_id: str) -> ApiKey:
 async def authorize(
     deps: Deps, raw_key: str | None, environment_id: str | None, needs: Role
 ) -> ApiKey:
-    """The key that may do `needs` in the environment: 401 unless it is a live key,
-    403 unless it may use the environment with that role."""
+    """The key that may do `needs` in the environment: 401 unless it is a live key, then
+    400 `missing_environment` without an environment, 403 unless it may use the environment
+    with that role. The key comes first, as at Stripe: a caller without one learns only that."""
     if not raw_key:
         raise Unauthorized()
     key = await deps.api_keys.find(ApiKey.hash(raw_key))
     if key is None or not key.active:
         raise Unauthorized("The API key is unknown or revoked.")
-    if not environment_id or not key.may_use(environment_id):
+    if not environment_id:
+        raise MissingEnvironment()
+    if not key.may_use(environment_id):
         raise Forbidden("This API key may not use that environment.",
                         environment_id=environment_id)  # fmt: skip
     if ROLE_RANK[key.role] < ROLE_RANK[needs]:

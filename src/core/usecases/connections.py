@@ -31,7 +31,8 @@ class ConnectionView:
     @classmethod
     def of(cls, environment: Environment, default: GatewayConnection) -> ConnectionView:
         connection = environment.connection or default
-        key = connection.secret_key
+        # The service's own key is the operator's: not even its end is shown to a tenant.
+        key = connection.secret_key if environment.connection else None
         return cls(
             environment_id=environment.id,
             mode=environment.mode,

@@ -6,10 +6,9 @@ then record the outcome in one short transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from core.commands import CreatePayment
 from core.errors import InvoiceNotFound, PaymentInProgress, ValidationError, require_status
+from core.lists import FIRST_PAGE, Paging, window_of
 from core.model import Invoice, Payment, PaymentEvent, PaymentMethodType, PaymentStatus
 from core.ports import Page, PaymentQuery, UnitOfWork
 from core.rules import check_payment_matches_invoice
@@ -143,11 +142,13 @@ async def list_payments(deps: Deps, query: PaymentQuery) -> Page[Payment]:
 
 
 async def payment_events(
-    deps: Deps, environment_id: str, payment_id: str
-) -> Sequence[PaymentEvent]:
+    deps: Deps, environment_id: str, payment_id: str, paging: Paging = FIRST_PAGE
+) -> Page[PaymentEvent]:
+    """The payment's events, oldest first; an event's cursor is its `sequence`."""
     async with deps.uow(read_only=True) as uow:
         await payment_of(uow, environment_id, payment_id)
-        return await uow.payments.events(environment_id, payment_id)
+        events = await uow.payments.events(environment_id, payment_id)
+    return window_of(events, paging, lambda event: str(event.sequence))
 
 
 def _ensure_initiated(payment: Payment) -> None:

@@ -46,12 +46,23 @@ class ItemError:
 
 
 @attrs.frozen
+class Settled:
+    """A payment or refund this pass settled, and the status it recorded."""
+
+    kind: str  # "payment" or "refund"
+    id: str
+    environment_id: str
+    status: str  # succeeded or failed
+
+
+@attrs.frozen
 class ReconcileReport:
     """What a reconciliation pass changed.
 
     Each item examined is counted once: settled here (`succeeded`, `failed`,
     `refunds_settled`), settled first by another process (`already_settled`), not known to
-    the gateway yet (`unresolved`), or failed here (`errors`). `needs_attention` lists the
+    the gateway yet (`unresolved`), or failed here (`errors`). `settled` lists what was
+    settled here, in the order it was, with its new status. `needs_attention` lists the
     card payments of the last two in flight too long. `stopped_by`: the storage failure
     that ended the pass early (the counts say what it did before).
     """
@@ -61,6 +72,7 @@ class ReconcileReport:
     failed: int = 0
     refunds_settled: int = 0
     already_settled: int = 0
+    settled: tuple[Settled, ...] = ()
     unresolved: tuple[str, ...] = ()
     needs_attention: tuple[NeedsAttention, ...] = ()
     errors: tuple[ItemError, ...] = ()
@@ -70,10 +82,20 @@ class ReconcileReport:
 class _Outcome(Enum):
     SUCCEEDED = auto()
     FAILED = auto()
-    REFUND_SETTLED = auto()
+    REFUND_SUCCEEDED = auto()
+    REFUND_FAILED = auto()
     ALREADY_SETTLED = auto()  # by another process, after this pass read it
     UNKNOWN = auto()  # the gateway did not say
     ERROR = auto()
+
+
+# What each outcome that settled an item recorded: (kind, status).
+_SETTLED: dict[_Outcome, tuple[str, str]] = {
+    _Outcome.SUCCEEDED: ("payment", PaymentStatus.SUCCEEDED.value),
+    _Outcome.FAILED: ("payment", PaymentStatus.FAILED.value),
+    _Outcome.REFUND_SUCCEEDED: ("refund", RefundStatus.SUCCEEDED.value),
+    _Outcome.REFUND_FAILED: ("refund", RefundStatus.FAILED.value),
+}
 
 
 async def reconcile(
@@ -86,6 +108,7 @@ async def reconcile(
         pending_refunds = await uow.refunds.pending(now - older_than, limit)
     outcomes: Counter[_Outcome] = Counter()
     unresolved: list[str] = []
+    settled: list[Settled] = []
     attention: list[NeedsAttention] = []
     errors: list[ItemError] = []
     stopped_by: ServiceUnavailable | None = None
@@ -93,6 +116,7 @@ async def reconcile(
         for payment in stuck:
             outcome = await _isolated(payment, _reconcile_payment(deps, payment), errors)
             outcomes[outcome] += 1
+            _note_settled(payment, outcome, settled)
             if outcome is _Outcome.UNKNOWN:
                 unresolved.append(payment.id)
             if outcome in (_Outcome.UNKNOWN, _Outcome.ERROR):
@@ -106,6 +130,7 @@ async def reconcile(
         for refund in pending_refunds:
             outcome = await _isolated(refund, _reconcile_refund(deps, refund), errors)
             outcomes[outcome] += 1
+            _note_settled(refund, outcome, settled)
             if outcome is _Outcome.UNKNOWN:
                 unresolved.append(refund.id)
     except ServiceUnavailable as outage:
@@ -114,13 +139,20 @@ async def reconcile(
         examined=outcomes.total(),
         succeeded=outcomes[_Outcome.SUCCEEDED],
         failed=outcomes[_Outcome.FAILED],
-        refunds_settled=outcomes[_Outcome.REFUND_SETTLED],
+        refunds_settled=outcomes[_Outcome.REFUND_SUCCEEDED] + outcomes[_Outcome.REFUND_FAILED],
         already_settled=outcomes[_Outcome.ALREADY_SETTLED],
+        settled=tuple(settled),
         unresolved=tuple(unresolved),
         needs_attention=tuple(attention),
         errors=tuple(errors),
         stopped_by=stopped_by,
     )
+
+
+def _note_settled(item: Payment | Refund, outcome: _Outcome, settled: list[Settled]) -> None:
+    if outcome in _SETTLED:
+        kind, status = _SETTLED[outcome]
+        settled.append(Settled(kind, item.id, item.environment_id, status))
 
 
 async def _isolated(
@@ -191,16 +223,19 @@ async def _reconcile_refund(deps: Deps, refund: Refund) -> _Outcome:
     if answer is None or answer.outcome is RefundOutcome.PENDING:
         return _Outcome.UNKNOWN
 
-    async def record(uow: UnitOfWork, answer: GatewayRefund = answer) -> bool:
-        """Whether the refund was still pending here (not settled by another process)."""
+    async def record(uow: UnitOfWork, answer: GatewayRefund = answer) -> RefundStatus | None:
+        """The status recorded; None when another process had settled the refund first."""
         # The payment's lock first (settling takes it anyway): the refund read after it shows
         # what a racing pass committed, instead of a refund it settled meanwhile as pending.
         await payment_of(uow, refund.environment_id, refund.payment_id, for_update=True)
         current = await refund_of(uow, refund.environment_id, refund.id)
         pending = current.status is RefundStatus.PENDING
-        await apply_refund(deps, uow, current, answer, Actor.RECONCILER)
+        recorded = await apply_refund(deps, uow, current, answer, Actor.RECONCILER)
         await uow.commit()
-        return pending
+        return recorded.status if pending else None
 
-    settled_here = await transaction(deps, record)
-    return _Outcome.REFUND_SETTLED if settled_here else _Outcome.ALREADY_SETTLED
+    status = await transaction(deps, record)
+    if status is None:
+        return _Outcome.ALREADY_SETTLED
+    return {RefundStatus.SUCCEEDED: _Outcome.REFUND_SUCCEEDED,
+            RefundStatus.FAILED: _Outcome.REFUND_FAILED}.get(status, _Outcome.UNKNOWN)  # fmt: skip

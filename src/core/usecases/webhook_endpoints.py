@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Final
 
 from core.errors import NotFound, ValidationError, WebhookUrlNotAllowed
+from core.lists import FIRST_PAGE, Paging, window_of
 from core.model import WebhookDelivery, WebhookEndpoint
-from core.ports import UnitOfWork
+from core.ports import DeliveryQuery, Page, UnitOfWork
 from core.rules import (
     are_public_addresses,
     check_webhook_destination,
@@ -66,10 +67,14 @@ async def _check_host_name(deps: Deps, url: str) -> None:
         raise WebhookUrlNotAllowed(NAME_NOT_ALLOWED, field="url")
 
 
-async def list_webhook_endpoints(deps: Deps, environment_id: str) -> Sequence[WebhookEndpoint]:
+async def list_webhook_endpoints(
+    deps: Deps, environment_id: str, paging: Paging = FIRST_PAGE
+) -> Page[WebhookEndpoint]:
+    """The environment's endpoints, oldest first (deleted ones are no longer listed)."""
     async with deps.uow(read_only=True) as uow:
         endpoints = await uow.webhook_endpoints.list(environment_id)
-    return [e for e in endpoints if e.deleted_at is None]
+    listed = [e for e in endpoints if e.deleted_at is None]
+    return window_of(listed, paging, lambda endpoint: endpoint.id)
 
 
 async def get_webhook_endpoint(
@@ -95,12 +100,14 @@ async def delete_webhook_endpoint(
 
 
 async def webhook_deliveries(
-    deps: Deps, environment_id: str, endpoint_id: str, *, limit: int = 20
-) -> Sequence[WebhookDelivery]:
+    deps: Deps, environment_id: str, endpoint_id: str, paging: Paging = FIRST_PAGE
+) -> Page[WebhookDelivery]:
     """The endpoint's deliveries, newest first, each with its attempts."""
+    query = DeliveryQuery(environment_id, endpoint_id, paging.limit, paging.starting_after,
+                          paging.ending_before)  # fmt: skip
     async with deps.uow(read_only=True) as uow:
         await _endpoint(uow, environment_id, endpoint_id)
-        return await uow.webhook_deliveries.for_endpoint(environment_id, endpoint_id, limit)
+        return await uow.webhook_deliveries.list(query)
 
 
 async def _endpoint(uow: UnitOfWork, environment_id: str, endpoint_id: str) -> WebhookEndpoint:

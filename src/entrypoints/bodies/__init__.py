@@ -1,7 +1,8 @@
 """Request bodies, each defined once: a table of fields that both parses and documents it.
 
 A body is a plain mapping as parsed from JSON (numbers as Decimal or int). Each `parse_*`
-either returns a command or raises `ValidationError` naming the field; nothing else escapes.
+either returns a command or raises one `ValidationError` listing every field refused
+(`details.fields`, the first also as `details.field`); nothing else escapes.
 The library facade and the HTTP routes share these parsers, and the OpenAPI document takes
 each body's request schema from the same table (`Body.schema`). The domain's own rules (card
 data never accepted, a payment against its invoice, a webhook endpoint's url and events) stay
@@ -25,6 +26,7 @@ from core.commands import (
     RefundPayment,
     SetupCard,
 )
+from core.errors import ValidationError
 from core.model import GatewayProvider, InvoiceStatus, NotificationType, PaymentMethodType
 from core.rules import (
     ALL_EVENTS,
@@ -45,6 +47,7 @@ from entrypoints.bodies.fields import (
     Schema,
     Strings,
     Text,
+    refused,
 )
 
 # What the contract lets a caller name today; spelled out so that a second one is one edit.
@@ -190,8 +193,15 @@ def parse_connect_gateway(body: object) -> ConnectGateway:
 def parse_create_webhook_endpoint(body: object) -> tuple[str, list[str]]:
     """The url and event names of a new webhook endpoint (checked again by the use case)."""
     fields = CREATE_WEBHOOK_ENDPOINT.read(body)
-    check_webhook_events(fields["events"])
-    return check_webhook_url(fields["url"]), fields["events"]
+    problems = []
+    for name, check in (("url", check_webhook_url), ("events", check_webhook_events)):
+        try:
+            check(fields[name])
+        except ValidationError as error:  # reported with the others, as the body's are
+            problems.append(error)
+    if problems:
+        raise refused(problems)
+    return fields["url"], fields["events"]
 
 
 def _command(

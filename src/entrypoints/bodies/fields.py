@@ -33,7 +33,12 @@ MAX_LIST_ITEMS: Final = 50
 
 
 # --- what a field may hold: each kind reads a present (non-null) value and documents itself -----
-# `before` holds the fields read before this one (an amount needs its currency).
+# `before` holds the fields read before this one (an amount needs its currency); a field
+# refused is not in it.
+
+
+class NotReadable(Exception):
+    """A kind cannot read its value: a field it depends on was refused (and is reported)."""
 
 
 class Kind(Protocol):
@@ -138,6 +143,8 @@ class Amount:
     currency: str | None = None
 
     def read(self, name: str, value: object, before: Mapping[str, Any]) -> Decimal | Money:
+        if self.currency is not None and self.currency not in before:
+            raise NotReadable(self.currency)  # its precision is the currency's: unknown
         number = parse_decimal(value, field=name)
         if number <= 0:
             raise ValidationError(f"{name} must be greater than 0.", field=name)
@@ -163,10 +170,13 @@ class Amount:
 
 @attrs.frozen
 class CurrencyCode:
-    """An ISO 4217 code, in any case; the amount that names it looks it up (after itself)."""
+    """An ISO 4217 code the service knows, in any case (read as given: the amount that names
+    it reads itself as Money in it)."""
 
     def read(self, name: str, value: object, before: Mapping[str, Any]) -> str:
-        return Text(max_length=CURRENCY_CODE_LENGTH).read(name, value, before)
+        code = Text(max_length=CURRENCY_CODE_LENGTH).read(name, value, before)
+        currency(code, field=name)  # refused here, so that it is reported as itself
+        return code
 
     def empty(self) -> None:
         return None
@@ -289,7 +299,21 @@ class Body:
     optional: bool = False
 
     def read(self, body: object) -> dict[str, Any]:
-        """Every field's value by name (absent ones as their default), or the first error."""
+        """Every field's value by name (absent ones as their default); or one ValidationError
+        listing every field refused in `details.fields` (unknown ones first, then in reading
+        order), the first also as `details.field`."""
+        try:
+            whole = self._whole(body)
+        except ValidationError as error:  # the body as a whole: nothing more is read
+            raise refused([error]) from None
+        values, problems = self._fields(whole)
+        if problems:
+            raise refused(problems)
+        return values
+
+    def _whole(self, body: object) -> Mapping[str, object]:
+        """The body, if it is an object of named fields, without card data or text that
+        cannot be shown."""
         if body is None and self.optional:
             body = {}
         if not isinstance(body, Mapping):
@@ -299,24 +323,37 @@ class Body:
                 raise ValidationError("Field names must be strings.", field=str(key))
         reject_card_data(body)  # first: card data is refused as such, whatever else is wrong
         check_body_text(body)
-        unknown = sorted(set(body) - {field.name for field in self.fields})
-        if unknown:
-            raise ValidationError(f"Unknown field {unknown[0]!r}.", field=unknown[0])
+        return body
+
+    def _fields(self, body: Mapping[str, object]) -> tuple[dict[str, Any], list[ValidationError]]:
+        """The values read, and every field refused; a field that depends on a refused one
+        is left unread (that one is reported)."""
+        problems = [
+            ValidationError(f"Unknown field {name!r}.", field=name)
+            for name in sorted(set(body) - {field.name for field in self.fields})
+        ]
         values: dict[str, Any] = {}
         check_only_with_at = self._only_with_read()
         for index, field in enumerate(self.fields):
-            value = body.get(field.name)
-            if value is not None:
-                values[field.name] = field.kind.read(field.name, value, values)
-            elif field.required:
-                raise ValidationError(f"{field.name} is required.", field=field.name)
-            elif field.default is not None:
-                values[field.name] = field.kind.read(field.name, field.default, values)
-            else:
-                values[field.name] = field.kind.empty()
+            try:
+                values[field.name] = self._value(field, body.get(field.name), values)
+            except ValidationError as error:
+                problems.append(error)
+            except NotReadable:
+                pass
             if index == check_only_with_at:
-                self._check_only_with(values)
-        return values
+                problems += self._only_with_problems(values)
+        return values, problems
+
+    @staticmethod
+    def _value(field: Field, value: object, before: Mapping[str, Any]) -> object:
+        if value is not None:
+            return field.kind.read(field.name, value, before)
+        if field.required:
+            raise ValidationError(f"{field.name} is required.", field=field.name)
+        if field.default is not None:
+            return field.kind.read(field.name, field.default, before)
+        return field.kind.empty()
 
     def _only_with_read(self) -> int:
         """Where the `only_with` rules are checked: once every field they concern is read."""
@@ -329,14 +366,19 @@ class Body:
         }
         return max((names.index(name) for name in concerned), default=-1)
 
-    def _check_only_with(self, values: Mapping[str, Any]) -> None:
+    def _only_with_problems(self, values: Mapping[str, Any]) -> list[ValidationError]:
+        """A field given without the value it goes with (unless either was refused)."""
+        problems = []
         for field in self.fields:
             if field.only_with is not None:
                 other, wanted = field.only_with
+                if field.name not in values or other not in values:
+                    continue
                 if values[field.name] != field.kind.empty() and values[other] != wanted:
-                    raise ValidationError(
-                        f"{field.name} applies to {wanted} only.", field=field.name
+                    problems.append(
+                        ValidationError(f"{field.name} applies to {wanted} only.", field=field.name)
                     )
+        return problems
 
     def schema(self) -> Schema:
         return {
@@ -345,3 +387,16 @@ class Body:
             "required": [field.name for field in self.fields if field.required],
             "properties": {field.name: field.schema() for field in self.fields},
         }
+
+
+def refused(problems: list[ValidationError]) -> ValidationError:
+    """One error for every field refused: `details.fields` lists each (its field and
+    message); the first is also `details.field`, with its other details, and its message
+    leads."""
+    first = problems[0]
+    fields = [{"field": p.field or "body", "message": p.message} for p in problems]
+    message = first.message
+    if len(problems) > 1:
+        message += f" ({len(problems) - 1} more in details.fields)"
+    others = {key: value for key, value in first.details.items() if key != "field"}
+    return ValidationError(message, field=first.field or "body", fields=fields, **others)

@@ -1,13 +1,26 @@
-"""List queries as a caller spells them (filters as text), read into the core's queries."""
+"""List queries as a caller spells them (filters as text), read into the core's queries.
+
+Every list takes `limit`, `starting_after` and `ending_before` (`core.lists`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypedDict
 
 from core.errors import ValidationError
+from core.lists import Window, both_cursors_error
 from core.model import InvoiceStatus, PaymentStatus
 from core.ports import CustomerQuery, InvoiceQuery, PaymentQuery
 from core.rules import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+
+class PageArgs(TypedDict, total=False):
+    """A list's page as the caller gives it (every list method takes these)."""
+
+    limit: int
+    starting_after: str | None
+    ending_before: str | None
 
 
 def page_size(limit: int) -> int:
@@ -16,18 +29,38 @@ def page_size(limit: int) -> int:
     return limit
 
 
+def check_cursors(starting_after: str | None, ending_before: str | None) -> None:
+    """A page lies on one side of one cursor."""
+    if starting_after is not None and ending_before is not None:
+        raise both_cursors_error()
+
+
+def window(
+    *,
+    limit: int = DEFAULT_PAGE_SIZE,
+    starting_after: str | None = None,
+    ending_before: str | None = None,
+) -> Window:
+    """The page of a list that takes no filters."""
+    check_cursors(starting_after, ending_before)
+    return Window(page_size(limit), starting_after, ending_before)
+
+
 def customer_query(
     environment_id: str,
     *,
     external_id: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
     starting_after: str | None = None,
+    ending_before: str | None = None,
 ) -> CustomerQuery:
+    check_cursors(starting_after, ending_before)
     return CustomerQuery(
         environment_id=environment_id,
         external_id=external_id,
         limit=page_size(limit),
         starting_after=starting_after,
+        ending_before=ending_before,
     )
 
 
@@ -38,7 +71,9 @@ def invoice_query(
     invoice_status: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
     starting_after: str | None = None,
+    ending_before: str | None = None,
 ) -> InvoiceQuery:
+    check_cursors(starting_after, ending_before)
     statuses = None
     if invoice_status is not None:
         try:
@@ -53,6 +88,7 @@ def invoice_query(
         statuses=statuses,
         limit=page_size(limit),
         starting_after=starting_after,
+        ending_before=ending_before,
     )
 
 
@@ -66,7 +102,9 @@ def payment_query(
     created_lt: datetime | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
     starting_after: str | None = None,
+    ending_before: str | None = None,
 ) -> PaymentQuery:
+    check_cursors(starting_after, ending_before)
     statuses = None
     if payment_status is not None:
         try:
@@ -85,4 +123,5 @@ def payment_query(
         created_lt=created_lt,
         limit=page_size(limit),
         starting_after=starting_after,
+        ending_before=ending_before,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
@@ -24,11 +25,13 @@ from entrypoints.http.header_limits import HeaderLimits
 from entrypoints.http.headers import SecurityHeaders
 from entrypoints.http.observability import Metrics, RequestObservability
 from entrypoints.http.openapi import openapi_document
+from entrypoints.http.reference import reference_assets
 from entrypoints.http.routes import api_routes
 from entrypoints.http.routing import Context
 from entrypoints.http.sandbox_pages import sandbox_routes
 from entrypoints.http.throttle import AuthThrottle
 from entrypoints.library import CardCheckout
+from entrypoints.logs import bound
 
 logger = logging.getLogger("card_checkout.http")
 
@@ -52,11 +55,14 @@ def create_app(
     routes: list[BaseRoute] = [*api_routes(context)]
     if checkout.sandbox is not None:
         routes.extend(sandbox_routes(checkout))
+    routes.extend(reference_assets())
     context.openapi.update(openapi_document(routes))
+    checkout.newest_schema()  # /readyz compares with it: read the migrations now, not when polled
     app = Starlette(
         routes=routes,
         lifespan=_lifespan(
             checkout,
+            metrics,
             notify_every=notify_every,
             reconcile_every=reconcile_every,
             reconcile_older_than=reconcile_older_than,
@@ -75,6 +81,7 @@ def create_app(
 
 def _lifespan(
     checkout: CardCheckout,
+    metrics: Metrics,
     *,
     notify_every: float | None,
     reconcile_every: float | None,
@@ -85,12 +92,14 @@ def _lifespan(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         workers = []
         if notify_every:
-            workers.append(_every(notify_every, checkout.deliver_notifications, "delivery"))
+            deliver = _delivery(checkout, metrics)
+            workers.append(_every(notify_every, deliver, "delivery", metrics))
             if checkout.webhook_sender is not None:
-                workers.append(_every(notify_every, checkout.send_webhooks, "webhook"))
+                send = _webhooks(checkout, metrics)
+                workers.append(_every(notify_every, send, "webhook", metrics))
         if reconcile_every:
-            reconcile = _reconcile(checkout, timedelta(seconds=reconcile_older_than))
-            workers.append(_every(reconcile_every, reconcile, "reconciliation"))
+            reconcile = _reconcile(checkout, timedelta(seconds=reconcile_older_than), metrics)
+            workers.append(_every(reconcile_every, reconcile, "reconciliation", metrics))
         tasks = [asyncio.create_task(worker) for worker in workers]
         try:
             yield
@@ -106,21 +115,52 @@ def _lifespan(
     return lifespan
 
 
-async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: str) -> None:
-    """Run `work` forever, `seconds` apart; a failed pass is logged and the next one retries."""
+async def _every(
+    seconds: float, work: Callable[[], Awaitable[object]], name: str,
+    metrics: Metrics | None = None,
+) -> None:  # fmt: skip
+    """Run `work` forever, `seconds` apart; a failed pass is logged and the next one retries.
+    Each pass's lines carry its `pass_id`."""
     while True:
-        try:
-            await work()
-        except ServiceUnavailable as error:  # an outage, not a bug: one line, no traceback
-            logger.warning("%s pass failed: %s; will retry", name, error.message)
-        except Exception:
-            logger.warning("%s pass failed; will retry", name, exc_info=True)
+        outcome = "failed"
+        with bound(background_pass=name, pass_id=uuid.uuid4().hex):
+            try:
+                done = await work()
+                stopped = isinstance(done, ReconcileReport) and done.stopped_by is not None
+                outcome = "stopped" if stopped else "ok"
+            except ServiceUnavailable as error:  # an outage, not a bug: one line, no traceback
+                logger.warning("%s pass failed: %s; will retry", name, error.message)
+            except Exception:
+                logger.warning("%s pass failed; will retry", name, exc_info=True)
+        if metrics is not None:
+            metrics.count_pass(name, outcome)
         await asyncio.sleep(seconds)
 
 
-def _reconcile(checkout: CardCheckout, older_than: timedelta) -> Callable[[], Awaitable[object]]:
+def _delivery(checkout: CardCheckout, metrics: Metrics) -> Callable[[], Awaitable[object]]:
+    async def once() -> object:
+        delivered = await checkout.deliver_notifications()
+        metrics.notifications_delivered.inc(delivered)
+        return delivered
+
+    return once
+
+
+def _webhooks(checkout: CardCheckout, metrics: Metrics) -> Callable[[], Awaitable[object]]:
+    async def once() -> object:
+        report = await checkout.send_webhooks()
+        metrics.count_webhooks(report)
+        return report
+
+    return once
+
+
+def _reconcile(
+    checkout: CardCheckout, older_than: timedelta, metrics: Metrics
+) -> Callable[[], Awaitable[object]]:
     async def once() -> object:
         report = await checkout.reconcile(older_than=older_than)
+        metrics.count_reconciliation(report)
         _log_reconciliation(report)
         return report
 

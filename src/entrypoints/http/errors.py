@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Final
 
@@ -16,11 +17,13 @@ from core.errors import (
     ValidationError,
     error_classes,
 )
+from entrypoints.http.request_id import current_request_id
 from entrypoints.http.wire import error_json
 
 STATUS_FOR_CODE: Final[dict[str, int]] = {
     "validation_error": 400,
     "invalid_json": 400,
+    "missing_environment": 400,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
@@ -58,6 +61,14 @@ STATUS_FOR_CODE: Final[dict[str, int]] = {
     "service_unavailable": 503,
     "internal_error": 500,
 }
+# The contract's kinds of error (Stripe's `type`), each for the statuses it answers with.
+INVALID_REQUEST: Final = "invalid_request_error"
+AUTHENTICATION: Final = "authentication_error"
+CARD: Final = "card_error"
+GATEWAY: Final = "gateway_error"
+API: Final = "api_error"
+ERROR_TYPES: Final = (INVALID_REQUEST, AUTHENTICATION, CARD, GATEWAY, API)
+_TYPE_FOR_STATUS: Final = {401: AUTHENTICATION, 403: AUTHENTICATION, 402: CARD, 502: GATEWAY}
 # Seconds a client should wait before retrying a request refused for an outage of ours.
 RETRY_AFTER_SECONDS: Final = 2
 
@@ -84,13 +95,27 @@ def status_for(error: CheckoutError) -> int:
     return STATUS_FOR_CODE.get(error.code, 500)
 
 
+def error_type(status: int) -> str:
+    """The `type` of an error answered with `status`: the caller's key (401, 403), the card
+    (402), the gateway (502), ours (other 5xx), or else the request itself."""
+    if status in _TYPE_FOR_STATUS:
+        return _TYPE_FOR_STATUS[status]
+    return API if status >= 500 else INVALID_REQUEST
+
+
 def error_response(error: CheckoutError, headers: Mapping[str, str] | None = None) -> Response:
+    """The error body, with the id of the request being served (a replayed stored error
+    names the request that replays it)."""
     headers = dict(headers or {})
     if isinstance(error, ServiceUnavailable):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     elif isinstance(error, RateLimited) and "retry_after" in error.details:
         headers["Retry-After"] = str(error.details["retry_after"])
-    return JSONResponse(error_json(error), status_code=status_for(error), headers=headers)
+    status = status_for(error)
+    # Outside a request (never in the app, whose middleware sets one): an id of its own.
+    request_id = current_request_id() or uuid.uuid4().hex
+    body = error_json(error, error_type=error_type(status), request_id=request_id)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def on_checkout_error(request: Request, error: Exception) -> Response:

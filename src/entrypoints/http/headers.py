@@ -1,5 +1,6 @@
 """Security headers on every answer: JSON is never sniffed as something else nor cached, and
-the sandbox's hosted pages cannot be framed, run scripts, post elsewhere or leak their URL."""
+the sandbox's hosted pages cannot be framed, run scripts, post elsewhere or leak their URL, and
+the API reference runs only the scripts the service serves."""
 
 from __future__ import annotations
 
@@ -29,6 +30,23 @@ def page_headers(style: str) -> dict[str, str]:
         "Content-Security-Policy": page_policy(style).decode(),
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-store",
+    }
+
+
+# The API reference: scripts, styles and images from this service only (Swagger UI's icons
+# are data: URIs in its style sheet); it reads the document and tries requests here only.
+_REFERENCE_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def reference_headers() -> dict[str, str]:
+    """The headers of the API reference page at /docs (beside those every answer gets)."""
+    return {
+        "Content-Security-Policy": _REFERENCE_POLICY,
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
     }
 
 

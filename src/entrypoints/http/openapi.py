@@ -18,6 +18,7 @@ from core.errors import (
     Forbidden,
     InternalError,
     InvalidJson,
+    MissingEnvironment,
     PayloadTooLarge,
     ServiceUnavailable,
     Unauthorized,
@@ -26,7 +27,12 @@ from core.errors import (
 )
 from core.rules import MAX_IDEMPOTENCY_KEY_LENGTH
 from entrypoints.bodies import Body
-from entrypoints.http.errors import STATUS_FOR_CODE, RateLimited, RequestHeaderFieldsTooLarge
+from entrypoints.http.errors import (
+    STATUS_FOR_CODE,
+    RateLimited,
+    RequestHeaderFieldsTooLarge,
+    error_type,
+)
 from entrypoints.http.routing import KEYED, Access, ApiRoute, Operation
 from entrypoints.http.schemas import ERROR, SCHEMAS, ref
 
@@ -50,8 +56,11 @@ _KEYED: Final[list[Schema]] = [{"bearer": [], "environment": []}, {"apiKey": [],
 # Any route: hostile text in its path, query or naming headers (400), headers too large (431),
 # a bug (500).
 _ANY_ROUTE: Final = (ValidationError, RequestHeaderFieldsTooLarge, InternalError)
-# A keyed route: no usable key, or a client refused for failing too often; storage down.
-_KEY_REFUSALS: Final = (Unauthorized, Forbidden, RateLimited, ServiceUnavailable)
+# A keyed route: no usable key, no environment named, or a client refused for failing too
+# often; storage down.
+_KEY_REFUSALS: Final = (
+    Unauthorized, MissingEnvironment, Forbidden, RateLimited, ServiceUnavailable,
+)  # fmt: skip
 # A keyed write reads a JSON body, even where the body is optional.
 _JSON_BODY: Final = (InvalidJson, PayloadTooLarge, UnsupportedMediaType)
 _WRITES: Final = frozenset({"POST", "PUT", "PATCH"})
@@ -79,8 +88,15 @@ def declared_errors(route: ApiRoute) -> dict[int, list[str]]:
 
 
 def _error_response(status: int, codes: list[str]) -> Schema:
-    """The one error shape, its `code` narrowed to what this status answers here."""
-    narrowed = {"properties": {"error": {"properties": {"code": {"enum": codes}}}}}
+    """The one error shape, its `code` narrowed to what this status answers here and its
+    `type` to the status's."""
+    narrowed = {
+        "properties": {
+            "error": {
+                "properties": {"code": {"enum": codes}, "type": {"const": error_type(status)}}
+            }
+        }
+    }
     response: Schema = {
         "description": f"{HTTPStatus(status).phrase}: {', '.join(codes)}",
         "content": {"application/json": {"schema": {"allOf": [ERROR, narrowed]}}},

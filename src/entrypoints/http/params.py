@@ -14,6 +14,7 @@ from starlette.requests import Request
 from core.errors import ValidationError
 from core.model import InvoiceStatus, PaymentStatus
 from core.rules import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, card_data_error, looks_like_card_number
+from entrypoints.bodies.queries import PageArgs
 from entrypoints.http.routing import Query
 
 IDEMPOTENCY_KEY: Final = "Idempotency-Key"
@@ -21,7 +22,24 @@ LIMIT: Final = Query(
     "limit",
     {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
 )
-STARTING_AFTER: Final = Query("starting_after", description="The last id of the previous page.")
+STARTING_AFTER: Final = Query(
+    "starting_after",
+    description="An item's id: the page after it (give the last id of the page before). "
+    "An id that is not an item of this list is refused.",
+)
+ENDING_BEFORE: Final = Query(
+    "ending_before",
+    description="An item's id: the page just before it, still in the list's order (give the "
+    "first id of the page after). Not with starting_after.",
+)
+# Every list takes these.
+PAGE: Final = (LIMIT, STARTING_AFTER, ENDING_BEFORE)
+# A payment's events are named by their sequence (1, 2, 3...).
+EVENT_PAGE: Final = (
+    LIMIT,
+    Query("starting_after", {"type": "integer"}, "An event's sequence: the events after it."),
+    Query("ending_before", {"type": "integer"}, "An event's sequence: the events before it."),
+)
 CUSTOMER_ID: Final = Query("customer_id")
 EXTERNAL_ID: Final = Query("external_id", description="Your own id of the customer.")
 DESTINATION_ID: Final = Query("destination_id", description="An invoice's id.")
@@ -37,6 +55,15 @@ def idempotency_key(request: Request) -> str | None:
     if key is not None and looks_like_card_number(key):
         raise card_data_error(IDEMPOTENCY_KEY)
     return key
+
+
+def page_args(request: Request) -> PageArgs:
+    """The page of a list the request asks for."""
+    return {
+        "limit": query_int(request, "limit", DEFAULT_PAGE_SIZE),
+        "starting_after": request.query_params.get("starting_after"),
+        "ending_before": request.query_params.get("ending_before"),
+    }
 
 
 def query_int(request: Request, name: str, default: int) -> int:

@@ -23,12 +23,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.errors import CheckoutError, IdempotencyKeyInUse, IdempotencyKeyReused, Unauthorized
+from core.errors import (
+    CheckoutError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    Unauthorized,
+    ValidationError,
+)
+from core.rules import card_data_error, looks_like_card_number
 from entrypoints.bodies import Body
 from entrypoints.bodies.text import check_request_text
 from entrypoints.http.errors import RateLimited
 from entrypoints.http.observability import Metrics
-from entrypoints.http.throttle import AuthThrottle
+from entrypoints.http.throttle import AuthThrottle, client_of
 from entrypoints.library import CardCheckout
 
 Schema = dict[str, Any]
@@ -174,6 +181,7 @@ class Routes:
 def _bound(entry: _Registered, context: Context) -> ApiRoute:
     handler = entry.handler
     keyed = entry.operation.access in KEYED
+    known_query = frozenset(query.name for query in entry.operation.query)
 
     async def endpoint(request: Request) -> Response:
         if not keyed:
@@ -181,12 +189,13 @@ def _bound(entry: _Registered, context: Context) -> ApiRoute:
             return await handler(request, context)
         # A throttled client is refused before its key is looked at: a valid key must not
         # answer differently, or the refusal would tell a guesser which guess was right.
-        client = request.client.host if request.client else "unknown"
+        client = client_of(request.client.host) if request.client else "unknown"
         throttle = context.auth_throttle
         wait = throttle.retry_after(client)
         if wait is not None:
             raise RateLimited(retry_after=wait)
         check_request_text(_outside_body(request))
+        refuse_unknown_query(request, known_query)
         try:
             response = await handler(request, context)
         except Unauthorized:
@@ -198,6 +207,20 @@ def _bound(entry: _Registered, context: Context) -> ApiRoute:
 
     endpoint.__name__ = handler.__name__
     return ApiRoute(entry.method, entry.path, endpoint, entry.operation)
+
+
+def refuse_unknown_query(request: Request, known: frozenset[str]) -> None:
+    """400 naming the first query parameter the route does not declare: a misspelt filter
+    would otherwise answer the unfiltered list. The declarations (`Operation.query`) are the
+    ones the document shows, so the two cannot drift apart."""
+    for name in request.query_params:
+        if name not in known:
+            if looks_like_card_number(name):  # never echoed
+                raise card_data_error("query")
+            takes = ", ".join(sorted(known)) or "none"
+            raise ValidationError(
+                f"Unknown query parameter {name!r}; this route takes: {takes}.", field=name
+            )
 
 
 # Headers that name something stored, as errors name them (the others are the server's to refuse).

@@ -20,10 +20,11 @@ from core.model import (
     PaymentMethodType,
     PaymentStatus,
     RefundStatus,
+    Role,
 )
 from core.rules import ALL_EVENTS
 from entrypoints.bodies import DESTINATION_TYPES, PAYMENT_GATEWAYS
-from entrypoints.http.errors import STATUS_FOR_CODE
+from entrypoints.http.errors import ERROR_TYPES, STATUS_FOR_CODE, error_type
 
 Schema = dict[str, Any]
 
@@ -46,6 +47,35 @@ _FAILURE: Final = {
     "properties": {"code": _TEXT, "message": _TEXT},
 }
 
+
+def _statuses_of_types() -> str:
+    """Which statuses answer each error type (as `errors.error_type` decides)."""
+    statuses: dict[str, set[int]] = {}
+    for status in STATUS_FOR_CODE.values():
+        statuses.setdefault(error_type(status), set()).add(status)
+    return "; ".join(
+        f"{kind}: {', '.join(map(str, sorted(statuses.get(kind, ()))))}" for kind in ERROR_TYPES
+    )
+
+
+_ERROR_DETAILS: Final = {
+    "type": "object",
+    "description": "What applies to the error: ids, field, expected, actual, next_action...",
+    "properties": {
+        "field": {"type": "string", "description": "The field, parameter or header at fault."},
+        "fields": {
+            "type": "array",
+            "description": "A request body's every refused field, in order (the first is "
+            "also `field`); a field that depends on a refused one is not read.",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": _TEXT, "message": _TEXT},
+            },
+        },
+    },
+}
+
 SCHEMAS: Final[dict[str, Schema]] = {
     "Error": {
         "type": "object",
@@ -53,11 +83,19 @@ SCHEMAS: Final[dict[str, Schema]] = {
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "message", "details"],
+                "required": ["code", "type", "message", "details", "request_id"],
                 "properties": {
                     "code": {"type": "string", "enum": sorted(STATUS_FOR_CODE)},
+                    "type": {
+                        "enum": list(ERROR_TYPES),
+                        "description": _statuses_of_types(),
+                    },
                     "message": _TEXT,
-                    "details": {"type": "object"},
+                    "details": _ERROR_DETAILS,
+                    "request_id": {
+                        "type": "string",
+                        "description": "The X-Request-ID of the request: quote it to support.",
+                    },
                 },
             }
         },
@@ -161,6 +199,16 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "finalized_at": _TIME,
             "voided_at": _TIME,
             "paid_at": _TIME,
+        },
+    },
+    "ApiKey": {
+        "type": "object",
+        "properties": {
+            "id": _TEXT,
+            "object": {"const": "api_key"},
+            "role": enum_of(Role),
+            "created_at": _TIME,
+            "revoked_at": _TIME,
         },
     },
     "GatewayConnectionView": {

@@ -2,11 +2,13 @@
 refused (429) until its window frees up.
 
 In process: each server process counts on its own. A client is the peer address as the server
-sees it (proxy headers are off).
+sees it (the forwarded one behind a trusted proxy), an IPv6 client its /64: one host holds a
+whole /64.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict, deque
@@ -18,6 +20,19 @@ MAX_FAILURES: Final = 20
 WINDOW_SECONDS: Final = 60.0
 # Clients tracked at most; the one whose last failure is oldest is forgotten first.
 MAX_CLIENTS: Final = 10_000
+
+
+def client_of(address: str) -> str:
+    """The client an address belongs to: itself, or for IPv6 its /64 network."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 class AuthThrottle:
@@ -36,8 +51,8 @@ class AuthThrottle:
         max_clients: int = MAX_CLIENTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_failures < 1 or window <= 0 or max_clients < 1:
-            raise ValueError("the throttle's limits must be positive")
+        if max_failures < 0 or window <= 0 or max_clients < 1:
+            raise ValueError("the throttle's limits must be positive (0 failures: no limit)")
         self.max_failures = max_failures
         self.window = window
         self.max_clients = max_clients
@@ -46,6 +61,8 @@ class AuthThrottle:
 
     def retry_after(self, client: str) -> int | None:
         """Whole seconds `client` must wait before trying again, or None if it may now."""
+        if not self.max_failures:
+            return None
         failures = self._failures.get(client)
         if failures is None:
             return None
@@ -61,6 +78,8 @@ class AuthThrottle:
 
     def failed(self, client: str) -> None:
         """Count one failed authentication of `client`."""
+        if not self.max_failures:
+            return
         failures = self._failures.pop(client, None)
         if failures is None:
             failures = deque(maxlen=self.max_failures)

@@ -7,7 +7,8 @@ contract spells them, times in ISO 8601 UTC.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from core.errors import CheckoutError, InvalidJson
 from core.gateway import CheckoutSession, GatewayPaymentMethod
 from core.model import (
+    ApiKey,
     Customer,
     Failure,
     Invoice,
@@ -36,12 +38,30 @@ def parse_json_object(body: bytes) -> Json:
     if not body.strip():
         raise InvalidJson("The request body is empty; send a JSON object.")
     try:
-        parsed = json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+        parsed = json.loads(
+            body, parse_float=Decimal, parse_constant=_no_constant, object_pairs_hook=_once_each
+        )
+    except _DuplicateName as duplicate:
+        raise InvalidJson(f"The request body names {duplicate} twice.") from None
     except (ValueError, RecursionError):
         raise InvalidJson("The request body is not valid JSON.") from None
     if not isinstance(parsed, dict):
         raise InvalidJson()
     return parsed
+
+
+class _DuplicateName(ValueError):
+    pass
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose names are all different: with one named twice, readers disagree on
+    which value counts (a proxy may check the first, json the last)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        counts = Counter(name for name, _ in pairs)
+        raise _DuplicateName(json.dumps(next(name for name, n in counts.items() if n > 1)))
+    return obj
 
 
 def _no_constant(name: str) -> None:
@@ -171,6 +191,18 @@ def checkout_session_json(session: CheckoutSession) -> Json:
     return {"id": session.id, "url": session.url, "status": session.status.value}
 
 
+def api_key_json(key: ApiKey) -> Json:
+    """A key as an admin sees it: never the key nor its hash, nor the other environments
+    it may use."""
+    return {
+        "id": key.id,
+        "object": "api_key",
+        "role": key.role.value,
+        "created_at": when(key.created_at),
+        "revoked_at": when(key.revoked_at),
+    }
+
+
 def connection_json(view: ConnectionView) -> Json:
     return {
         "object": "gateway_connection",
@@ -233,13 +265,17 @@ def page_json(page: Page[Any], render: Any) -> Json:
     return {"items": [render(item) for item in page.items], "has_more": page.has_more}
 
 
-def items_json(items: Sequence[Any], render: Any) -> Json:
-    return {"items": [render(item) for item in items], "has_more": False}
-
-
-def error_json(error: CheckoutError) -> Json:
+def error_json(error: CheckoutError, *, error_type: str, request_id: str) -> Json:
+    """The one error body: `type` is the kind of error its status says, `request_id` the
+    X-Request-ID of the request it answers."""
     return {
-        "error": {"code": error.code, "message": error.message, "details": _plain(error.details)}
+        "error": {
+            "code": error.code,
+            "type": error_type,
+            "message": error.message,
+            "details": _plain(error.details),
+            "request_id": request_id,
+        }
     }
 
 

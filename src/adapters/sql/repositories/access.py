@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from adapters.secrets import SecretBox
+from collections.abc import Sequence
+
+from adapters.secrets import KeepsStoredForm, SecretBox
 from adapters.sql import rows, sealed_rows
 from adapters.sql.sealed_rows import with_secrets
 from adapters.sql.session import SqlSession
-from adapters.sql.statements import API_KEY_BY_HASH, API_KEYS, ENVIRONMENTS
+from adapters.sql.statements import API_KEY_BY_HASH, API_KEYS, API_KEYS_OF_TENANT, ENVIRONMENTS
 from core.model import ApiKey, Environment
 
 
 class SqlEnvironmentRepository:
     def __init__(self, session: SqlSession, box: SecretBox) -> None:
         self._session = session
-        self._box = box
+        self._box = KeepsStoredForm(box)
 
     async def add(self, environment: Environment) -> None:
         values = with_secrets(lambda: sealed_rows.environment_values(environment, self._box))
@@ -45,3 +47,7 @@ class SqlApiKeyRepository:
 
     async def update(self, key: ApiKey) -> None:
         self._session.stage_update(API_KEYS, rows.api_key_values(key))
+
+    async def of_tenant(self, tenant_id: str) -> Sequence[ApiKey]:
+        result = await self._session.execute(API_KEYS_OF_TENANT, {"tenant_id": tenant_id})
+        return [rows.api_key_from(row) for row in result.records]

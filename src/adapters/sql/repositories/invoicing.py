@@ -15,7 +15,6 @@ from adapters.sql.statements import (
     INVOICE_WITH_CUSTOMER,
     INVOICES,
     any_of,
-    keyset,
 )
 from core.errors import CustomerAlreadyExists, GatewayCustomerNotOwned
 from core.model import Customer, Invoice
@@ -72,11 +71,8 @@ class SqlCustomerRepository:
         statement = select(t).where(t.c.environment_id == query.environment_id)
         if query.external_id is not None:
             statement = statement.where(t.c.external_id == query.external_id)
-        after = keyset(t, query.environment_id, query.starting_after)
-        if after is not None:
-            statement = statement.where(after)
-        statement = statement.order_by(t.c.created_at.desc(), t.c.id.desc())
-        return await page(self._session, statement, query.limit, rows.customer_from)
+        mine = [t.c.environment_id == query.environment_id]
+        return await page(self._session, t, statement, query, mine, rows.customer_from)
 
 
 class SqlInvoiceRepository:
@@ -115,8 +111,5 @@ class SqlInvoiceRepository:
         if query.statuses is not None:
             statuses = [status.value for status in query.statuses]
             statement = statement.where(any_of(t.c.status, statuses))
-        after = keyset(t, query.environment_id, query.starting_after)
-        if after is not None:
-            statement = statement.where(after)
-        statement = statement.order_by(t.c.created_at.desc(), t.c.id.desc())
-        return await page(self._session, statement, query.limit, rows.invoice_from)
+        mine = [t.c.environment_id == query.environment_id]
+        return await page(self._session, t, statement, query, mine, rows.invoice_from)

@@ -7,8 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from adapters.secrets import SecretBox
+from adapters.secrets import KeepsStoredForm, SecretBox
 from adapters.sql import rows, sealed_rows, tables
+from adapters.sql.repositories.pages import page
 from adapters.sql.sealed_rows import with_secrets
 from adapters.sql.session import SqlSession
 from adapters.sql.statements import (
@@ -18,6 +19,7 @@ from adapters.sql.statements import (
     WEBHOOK_ENDPOINTS,
 )
 from core.model import Notification, WebhookDelivery, WebhookEndpoint
+from core.ports import DeliveryQuery, Page
 
 
 class SqlOutboxRepository:
@@ -39,7 +41,7 @@ class SqlOutboxRepository:
 class SqlWebhookEndpointRepository:
     def __init__(self, session: SqlSession, box: SecretBox) -> None:
         self._session = session
-        self._box = box
+        self._box = KeepsStoredForm(box)
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
         values = with_secrets(lambda: sealed_rows.webhook_endpoint_values(endpoint, self._box))
@@ -93,14 +95,13 @@ class SqlWebhookDeliveryRepository:
     async def update(self, delivery: WebhookDelivery) -> None:
         self._session.stage_update(WEBHOOK_DELIVERIES, rows.webhook_delivery_values(delivery))
 
-    async def for_endpoint(
-        self, environment_id: str, endpoint_id: str, limit: int
-    ) -> Sequence[WebhookDelivery]:
+    async def list(self, query: DeliveryQuery) -> Page[WebhookDelivery]:
         t = tables.webhook_deliveries
-        result = await self._session.execute(
-            select(t)
-            .where(t.c.environment_id == environment_id, t.c.endpoint_id == endpoint_id)
-            .order_by(t.c.created_at.desc(), t.c.id.desc())
-            .limit(limit)
+        of_endpoint = [
+            t.c.environment_id == query.environment_id,
+            t.c.endpoint_id == query.endpoint_id,
+        ]
+        statement = select(t).where(*of_endpoint)
+        return await page(
+            self._session, t, statement, query, of_endpoint, rows.webhook_delivery_from
         )
-        return [rows.webhook_delivery_from(row) for row in result.records]

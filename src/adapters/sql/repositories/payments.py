@@ -18,7 +18,6 @@ from adapters.sql.statements import (
     PAYMENTS,
     REFUNDS,
     any_of,
-    keyset,
 )
 from core.errors import CheckoutError, ConcurrentUpdate, InvoiceAlreadyPaid, PaymentInProgress
 from core.model import LIVE_STATUSES, PAID_STATUSES, Payment, PaymentEvent, Refund
@@ -103,11 +102,8 @@ class SqlPaymentRepository:
             statement = statement.where(t.c.created_at >= query.created_gte)
         if query.created_lt is not None:
             statement = statement.where(t.c.created_at < query.created_lt)
-        after = keyset(t, query.environment_id, query.starting_after)
-        if after is not None:
-            statement = statement.where(after)
-        statement = statement.order_by(t.c.created_at.desc(), t.c.id.desc())
-        return await page(self._session, statement, query.limit, rows.payment_from)
+        mine = [t.c.environment_id == query.environment_id]
+        return await page(self._session, t, statement, query, mine, rows.payment_from)
 
     async def processing(self, not_updated_since: datetime, limit: int) -> Sequence[Payment]:
         return await _left_in(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from entrypoints.http.routes.api_keys import api_keys
 from entrypoints.http.routes.connection import connection
 from entrypoints.http.routes.customers import customers
 from entrypoints.http.routes.invoices import invoices
@@ -11,7 +12,9 @@ from entrypoints.http.routes.webhook_endpoints import webhook_endpoints
 from entrypoints.http.routes.webhooks import webhooks
 from entrypoints.http.routing import ApiRoute, Context
 
-RESOURCES = (payments, customers, invoices, webhook_endpoints, connection, webhooks, operations)
+RESOURCES = (
+    payments, customers, invoices, webhook_endpoints, connection, api_keys, webhooks, operations,
+)  # fmt: skip
 
 
 def api_routes(context: Context) -> list[ApiRoute]:

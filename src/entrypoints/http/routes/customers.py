@@ -13,7 +13,6 @@ from core.errors import (
     GatewayError,
     GatewayNotConnected,
 )
-from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
 from entrypoints.http import keyed, params, wire
 from entrypoints.http.answers import answer
@@ -56,15 +55,14 @@ async def create_customer(request: Request, context: Context) -> Response:
     "listCustomers",
     "List customers, newest first, or find one by your own id",
     {200: list_of("Customer")},
-    query=(params.EXTERNAL_ID, params.LIMIT, params.STARTING_AFTER),
+    query=(params.EXTERNAL_ID, *params.PAGE),
 )
 async def list_customers(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
     page = await context.checkout.list_customers(
         environment,
         external_id=request.query_params.get("external_id"),
-        limit=params.query_int(request, "limit", DEFAULT_PAGE_SIZE),
-        starting_after=request.query_params.get("starting_after"),
+        **params.page_args(request),
     )
     return JSONResponse(wire.page_json(page, wire.customer_json))
 
@@ -89,14 +87,15 @@ async def get_customer(request: Request, context: Context) -> Response:
     "listPaymentMethods",
     "The customer's saved cards",
     {200: list_of("PaymentMethod")},
+    query=params.PAGE,
     errors=AT_THE_GATEWAY,
 )
 async def payment_methods(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
     cards = await context.checkout.list_payment_methods(
-        environment, request.path_params["customer_id"]
+        environment, request.path_params["customer_id"], **params.page_args(request)
     )
-    return JSONResponse(wire.items_json(cards, wire.payment_method_json))
+    return JSONResponse(wire.page_json(cards, wire.payment_method_json))
 
 
 @customers.route(

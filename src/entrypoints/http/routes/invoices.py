@@ -14,7 +14,6 @@ from core.errors import (
     InvoiceVoided,
     PaymentInProgress,
 )
-from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
 from entrypoints.http import keyed, params, wire
 from entrypoints.http.answers import answer
@@ -47,7 +46,7 @@ async def create_invoice(request: Request, context: Context) -> Response:
     "listInvoices",
     "List invoices, newest first",
     {200: list_of("Invoice")},
-    query=(params.CUSTOMER_ID, params.INVOICE_STATUS, params.LIMIT, params.STARTING_AFTER),
+    query=(params.CUSTOMER_ID, params.INVOICE_STATUS, *params.PAGE),
 )
 async def list_invoices(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
@@ -55,8 +54,7 @@ async def list_invoices(request: Request, context: Context) -> Response:
         environment,
         customer_id=request.query_params.get("customer_id"),
         invoice_status=request.query_params.get("invoice_status"),
-        limit=params.query_int(request, "limit", DEFAULT_PAGE_SIZE),
-        starting_after=request.query_params.get("starting_after"),
+        **params.page_args(request),
     )
     return JSONResponse(wire.page_json(page, wire.invoice_json))
 

@@ -24,7 +24,6 @@ from core.errors import (
     PaymentNotFound,
     RefundExceedsPayment,
 )
-from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
 from entrypoints.http import keyed, params, wire
 from entrypoints.http.answers import answer, payment_answer
@@ -79,8 +78,7 @@ async def create_payment(request: Request, context: Context) -> Response:
         params.PAYMENT_STATUS,
         params.CREATED_GTE,
         params.CREATED_LT,
-        params.LIMIT,
-        params.STARTING_AFTER,
+        *params.PAGE,
     ),
 )
 async def list_payments(request: Request, context: Context) -> Response:
@@ -93,8 +91,7 @@ async def list_payments(request: Request, context: Context) -> Response:
         payment_status=query.get("payment_status"),
         created_gte=params.query_time(request, "created_gte"),
         created_lt=params.query_time(request, "created_lt"),
-        limit=params.query_int(request, "limit", DEFAULT_PAGE_SIZE),
-        starting_after=query.get("starting_after"),
+        **params.page_args(request),
     )
     return JSONResponse(wire.page_json(page, wire.payment_json))
 
@@ -165,25 +162,31 @@ async def refund_payment(request: Request, context: Context) -> Response:
     "GET",
     "/payments/{payment_id}/refunds",
     "listRefunds",
-    "A payment's refunds",
+    "A payment's refunds, oldest first",
     {200: list_of("Refund")},
+    query=params.PAGE,
     errors=(PaymentNotFound,),
 )
 async def list_refunds(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
-    refunds = await context.checkout.list_refunds(environment, request.path_params["payment_id"])
-    return JSONResponse(wire.items_json(refunds, wire.refund_json))
+    refunds = await context.checkout.list_refunds(
+        environment, request.path_params["payment_id"], **params.page_args(request)
+    )
+    return JSONResponse(wire.page_json(refunds, wire.refund_json))
 
 
 @payments.route(
     "GET",
     "/payments/{payment_id}/events",
     "listPaymentEvents",
-    "A payment's transitions, oldest first",
+    "A payment's transitions, oldest first, numbered 1, 2, 3...",
     {200: list_of("PaymentEvent")},
+    query=params.EVENT_PAGE,
     errors=(PaymentNotFound,),
 )
 async def payment_events(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request)
-    events = await context.checkout.payment_events(environment, request.path_params["payment_id"])
-    return JSONResponse(wire.items_json(events, wire.event_json))
+    events = await context.checkout.payment_events(
+        environment, request.path_params["payment_id"], **params.page_args(request)
+    )
+    return JSONResponse(wire.page_json(events, wire.event_json))

@@ -8,7 +8,6 @@ from starlette.responses import JSONResponse, Response
 
 from core.errors import ConcurrentUpdate, NotFound, WebhookUrlNotAllowed
 from core.model import Role
-from core.rules import DEFAULT_PAGE_SIZE
 from entrypoints import bodies
 from entrypoints.http import params, wire
 from entrypoints.http.auth import environment_of
@@ -44,13 +43,16 @@ async def create_webhook_endpoint(request: Request, context: Context) -> Respons
     "GET",
     "/webhook_endpoints",
     "listWebhookEndpoints",
-    "The environment's webhook endpoints (admin keys)",
+    "The environment's webhook endpoints, oldest first (admin keys)",
     {200: list_of("WebhookEndpoint")},
+    query=params.PAGE,
 )
 async def list_webhook_endpoints(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)
-    endpoints = await context.checkout.list_webhook_endpoints(environment)
-    return JSONResponse(wire.items_json(endpoints, wire.webhook_endpoint_json))
+    endpoints = await context.checkout.list_webhook_endpoints(
+        environment, **params.page_args(request)
+    )
+    return JSONResponse(wire.page_json(endpoints, wire.webhook_endpoint_json))
 
 
 @webhook_endpoints.route(
@@ -91,14 +93,12 @@ async def delete_webhook_endpoint(request: Request, context: Context) -> Respons
     "listWebhookDeliveries",
     "A webhook endpoint's deliveries with their attempts, newest first (admin keys)",
     {200: list_of("WebhookDelivery")},
-    query=(params.LIMIT,),
+    query=params.PAGE,
     errors=(NotFound,),
 )
 async def webhook_deliveries(request: Request, context: Context) -> Response:
     environment = await environment_of(context.checkout, request, Role.ADMIN)
     deliveries = await context.checkout.webhook_deliveries(
-        environment,
-        request.path_params["endpoint_id"],
-        limit=params.query_int(request, "limit", DEFAULT_PAGE_SIZE),
+        environment, request.path_params["endpoint_id"], **params.page_args(request)
     )
-    return JSONResponse(wire.items_json(deliveries, wire.webhook_delivery_json))
+    return JSONResponse(wire.page_json(deliveries, wire.webhook_delivery_json))

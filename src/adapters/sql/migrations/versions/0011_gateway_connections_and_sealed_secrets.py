@@ -28,13 +28,36 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("connection_updated_at", sa.DateTime(timezone=True), nullable=True)
         )
-    # A sealed secret is longer than the 255 characters a plain one was given.
+    # A sealed secret is longer than the 255 characters a plain one was given. (On SQLite the
+    # table is rebuilt, which `migrate` does with foreign keys checked at the end.)
     with op.batch_alter_table("webhook_endpoints") as batch:
         batch.alter_column("secret", type_=sa.Text(), existing_type=sa.String(255),
                            existing_nullable=False)  # fmt: skip
 
 
 def downgrade() -> None:
+    # The code before this revision reads secrets as stored: sealed ones would be taken for
+    # the secrets themselves (wrong signatures everywhere), so they must go back first.
+    sealed = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT count(*) FROM webhook_endpoints WHERE secret LIKE :sealed"
+                " UNION ALL SELECT count(*) FROM environments"
+                " WHERE gateway_secret_key IS NOT NULL"
+                " OR CAST(webhook_secrets AS TEXT) LIKE :sealed_in_list"
+            ),
+            {"sealed": "gAAAAA%", "sealed_in_list": '%"gAAAAA%'},
+        )
+        .scalars()
+        .all()
+    )
+    if any(sealed):
+        raise RuntimeError(
+            "cannot downgrade below 0011: sealed secrets are stored, which older versions "
+            "would take for the secrets themselves; and environments' own gateway "
+            "connections would be lost. Upgrade again, or restore a backup taken before 0011."
+        )
     with op.batch_alter_table("webhook_endpoints") as batch:
         batch.alter_column("secret", type_=sa.String(255), existing_type=sa.Text(),
                            existing_nullable=False)  # fmt: skip
