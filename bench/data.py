@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime
 
@@ -109,7 +110,10 @@ async def enroll(server: Server, key: str, url: str, invoices: int,
         customer_id = created.raise_for_status().json()["id"]
         setup = await client.post(f"/api/v1/customers/{customer_id}/payment_methods/setup")
         page = httpx.URL(setup.raise_for_status().json()["url"]).path  # at this server's port
-        saved = await client.post(page, data={"card_number": card})
+        form = (await client.get(page)).raise_for_status().text
+        token = re.search(r'name="form_token" value="([^"]*)"', form)
+        assert token is not None, "the hosted page carries its session's token"
+        saved = await client.post(page, data={"card_number": card, "form_token": token[1]})
         saved.raise_for_status()
     now = datetime.now(UTC)
     ids = UlidIdGenerator()  # as the service makes them: no long runs of digits

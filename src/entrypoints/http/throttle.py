@@ -8,6 +8,7 @@ whole /64.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -22,6 +23,7 @@ WINDOW_SECONDS: Final = 60.0
 MAX_CLIENTS: Final = 10_000
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per address, not on every request
 def client_of(address: str) -> str:
     """The client an address belongs to: itself, or for IPv6 its /64 network."""
     try:
