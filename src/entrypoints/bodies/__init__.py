@@ -36,18 +36,16 @@ from core.rules import (
     check_webhook_events,
     check_webhook_url,
 )
-from entrypoints.bodies.fields import (
+from entrypoints.bodies.fields import Body, Field, refused
+from entrypoints.bodies.kinds import (
     Amount,
-    Body,
     Choice,
     CurrencyCode,
-    Field,
     Flag,
     Metadata,
     Schema,
     Strings,
     Text,
-    refused,
 )
 
 # What the contract lets a caller name today; spelled out so that a second one is one edit.
