@@ -54,6 +54,10 @@ class ConnectedGateways:
             return self.default_gateway
         return self.gateway_of(environment.connection_or(self.default_connection))
 
+    async def own_connection(self, environment_id: str) -> GatewayConnection | None:
+        environment = await self._environment(environment_id)
+        return environment.connection if environment is not None else None
+
     def gateway_of(self, connection: GatewayConnection) -> PaymentGateway:
         default = self.default_connection
         if (connection.provider, connection.secret_key) == (default.provider, default.secret_key):

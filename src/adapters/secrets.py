@@ -71,10 +71,6 @@ class SecretBox:
                 f"sealed secrets are stored that no key of {self.source} opens"
             ) from None
 
-    def reseal(self, stored: str) -> str:
-        """The secret sealed with the first key (a plain legacy value is sealed too)."""
-        return self.seal(self.open(stored))
-
 
 class Sealer(Protocol):
     def seal(self, secret: str) -> str: ...

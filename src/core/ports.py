@@ -129,6 +129,9 @@ class GatewayDirectory(Protocol):
         """The environment's gateway; `GatewayNotConnected` when a live environment has
         no Stripe connection to charge through."""
 
+    async def own_connection(self, environment_id: str) -> GatewayConnection | None:
+        """The environment's own connection; None when the default applies to it."""
+
     def forget(self, environment_id: str) -> None:
         """The environment's connection changed: never answer it from memory again."""
 

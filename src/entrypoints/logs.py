@@ -97,6 +97,14 @@ def _plain_line(_: WrappedLogger, __: str, event: EventDict) -> str:
     return f"{line}\n{exception}" if exception else line
 
 
+def bound_value(name: str) -> str | None:
+    """What `bound` holds under `name` here and now (None outside of it)."""
+    from structlog.contextvars import get_contextvars
+
+    value = get_contextvars().get(name)
+    return value if isinstance(value, str) else None
+
+
 def _drop_server_colors(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """uvicorn passes its message again, with terminal colors, as an extra."""
     event.pop("color_message", None)

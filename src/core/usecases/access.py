@@ -9,7 +9,7 @@ from core.errors import Forbidden, MissingEnvironment, NotFound, Unauthorized, V
 from core.lists import FIRST_PAGE, Page, Paging, window_of
 from core.model import ApiKey, Environment, EnvironmentMode, Role
 from core.ports import UnitOfWork
-from core.usecases.common import Deps, transaction
+from core.usecases.common import Deps, environment_of, transaction
 
 ROLE_RANK: Final = {Role.READ: 0, Role.WRITE: 1, Role.ADMIN: 2}
 
@@ -47,10 +47,7 @@ async def create_environment(
 
 async def get_environment(deps: Deps, environment_id: str) -> Environment:
     async with deps.uow(read_only=True) as uow:
-        environment = await uow.environments.get(environment_id)
-    if environment is None:
-        raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
-    return environment
+        return await environment_of(uow, environment_id)
 
 
 async def create_api_key(
@@ -92,9 +89,7 @@ async def list_api_keys(
     """The keys that may use the environment (revoked ones too), newest first. A tenant has
     few keys: they are read whole and paged here, as a key's environments are a set."""
     async with deps.uow(read_only=True) as uow:
-        environment = await uow.environments.get(environment_id)
-        if environment is None:
-            raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
+        environment = await environment_of(uow, environment_id)
         keys = [
             key
             for key in await uow.api_keys.of_tenant(environment.tenant_id)

@@ -17,7 +17,7 @@ from core.errors import (
     PaymentNotFound,
 )
 from core.gateway import GatewayUnavailable
-from core.model import Customer, Invoice, Payment, Refund
+from core.model import Customer, Environment, Invoice, Payment, Refund
 from core.ports import (
     AddressResolver,
     ApiKeyLookup,
@@ -95,6 +95,13 @@ async def invoice_of(
     if invoice is None:
         raise InvoiceNotFound(invoice_id=invoice_id)
     return invoice
+
+
+async def environment_of(uow: UnitOfWork, environment_id: str) -> Environment:
+    environment = await uow.environments.get(environment_id)
+    if environment is None:
+        raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
+    return environment
 
 
 async def customer_of(uow: UnitOfWork, environment_id: str, customer_id: str) -> Customer:

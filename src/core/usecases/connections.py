@@ -9,10 +9,9 @@ from datetime import datetime
 import attrs
 
 from core.commands import ConnectGateway
-from core.errors import NotFound
 from core.model import Environment, EnvironmentMode, GatewayConnection, GatewayProvider
 from core.ports import UnitOfWork
-from core.usecases.common import Deps, transaction
+from core.usecases.common import Deps, environment_of, transaction
 
 
 @attrs.frozen
@@ -57,7 +56,7 @@ async def connect_gateway(
 
 async def describe_connection(deps: Deps, environment_id: str) -> ConnectionView:
     async with deps.uow(read_only=True) as uow:
-        environment = await _environment(uow, environment_id)
+        environment = await environment_of(uow, environment_id)
     return ConnectionView.of(environment, deps.gateways.default)
 
 
@@ -73,7 +72,7 @@ async def _change(
     deps: Deps, environment_id: str, change: Callable[[Environment], Environment]
 ) -> Environment:
     async def store(uow: UnitOfWork) -> Environment:
-        changed = change(await _environment(uow, environment_id))
+        changed = change(await environment_of(uow, environment_id))
         await uow.environments.update(changed)
         await uow.commit()
         return changed
@@ -81,10 +80,3 @@ async def _change(
     changed = await transaction(deps, store)
     deps.gateways.forget(environment_id)
     return changed
-
-
-async def _environment(uow: UnitOfWork, environment_id: str) -> Environment:
-    environment = await uow.environments.get(environment_id)
-    if environment is None:
-        raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
-    return environment

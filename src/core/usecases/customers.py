@@ -13,7 +13,7 @@ from core.gateway import (
     GatewayPaymentMethod,
 )
 from core.lists import FIRST_PAGE, Paging, window_of
-from core.model import Customer, Environment, GatewayProvider
+from core.model import Customer, GatewayProvider
 from core.ports import CustomerQuery, Page, UnitOfWork
 from core.usecases.common import Deps, customer_of, gateway_call, gateway_customer_id
 from core.usecases.idempotency import Answer, Idempotency, idempotent
@@ -28,7 +28,6 @@ async def create_customer(
         async with deps.uow(read_only=True) as uow:
             await idempotency.replay_if_done(uow)
             await _ensure_new(uow, environment_id, command.external_id)
-            environment = await uow.environments.get(environment_id)
         customer_id = deps.ids.new_id("cust")
         gateway = await deps.gateways.for_environment(environment_id)
         gateway_id = command.gateway_customer_id
@@ -45,7 +44,9 @@ async def create_customer(
             )
         else:
             linked = await gateway_call(gateway.get_customer(gateway_id))
-            _ensure_owned(linked, environment_id, own_account=_has_own_account(environment))
+            own = await deps.gateways.own_connection(environment_id)
+            own_account = own is not None and own.provider is GatewayProvider.STRIPE
+            _ensure_owned(linked, environment_id, own_account=own_account)
         customer = Customer(
             id=customer_id,
             environment_id=environment_id,
@@ -80,11 +81,6 @@ def _ensure_owned(linked: GatewayCustomer, environment_id: str, *, own_account: 
     owner = linked.metadata.get("environment_id")
     if owner != environment_id and (owner is not None or not own_account):
         raise GatewayCustomerNotOwned(gateway_customer_id=linked.id)
-
-
-def _has_own_account(environment: Environment | None) -> bool:
-    connection = environment.connection if environment else None
-    return connection is not None and connection.provider is GatewayProvider.STRIPE
 
 
 async def get_customer(deps: Deps, environment_id: str, customer_id: str) -> Customer:

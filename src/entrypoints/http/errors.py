@@ -17,8 +17,8 @@ from core.errors import (
     ValidationError,
     error_classes,
 )
-from entrypoints.http.request_id import current_request_id
 from entrypoints.http.wire import error_json
+from entrypoints.logs import bound_value
 
 STATUS_FOR_CODE: Final[dict[str, int]] = {
     "validation_error": 400,
@@ -113,7 +113,7 @@ def error_response(error: CheckoutError, headers: Mapping[str, str] | None = Non
         headers["Retry-After"] = str(error.details["retry_after"])
     status = status_for(error)
     # Outside a request (never in the app, whose middleware sets one): an id of its own.
-    request_id = current_request_id() or uuid.uuid4().hex
+    request_id = bound_value("request_id") or uuid.uuid4().hex
     body = error_json(error, error_type=error_type(status), request_id=request_id)
     return JSONResponse(body, status_code=status, headers=headers)
 

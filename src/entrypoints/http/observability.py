@@ -19,7 +19,6 @@ from core.errors import InternalError
 from core.rules import looks_like_card_number
 from core.usecases import ReconcileReport, WebhookReport
 from entrypoints.http.errors import error_response
-from entrypoints.http.request_id import serving
 from entrypoints.logs import bound
 
 logger = logging.getLogger("card_checkout.http")
@@ -195,7 +194,8 @@ class RequestObservability:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         sane = _SANE_REQUEST_ID.match(given) and not looks_like_card_number(given)
         request_id = given if sane else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        # Starlette reads the app state here; servers without a lifespan give none.
+        scope.setdefault("state", {})
         started = time.perf_counter()
         status = 500
         started_answer = False
@@ -213,7 +213,7 @@ class RequestObservability:
             await send(message)
 
         # On every line logged while it is served, and in every error body it gets.
-        with bound(request_id=request_id), serving(request_id):
+        with bound(request_id=request_id):  # on every log line, and in error bodies
             try:
                 await self.app(scope, receive, send_with_id)
             except Exception as error:  # noqa: BLE001 - a bug: logged below with its traceback

@@ -10,23 +10,27 @@ bytes from being parsed at all. `card-checkout serve` runs with it.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from entrypoints.http.errors import RequestHeaderFieldsTooLarge, error_type, status_for
+from entrypoints.http.wire import error_json
+
 # Bytes read since a request began, before its headers were complete.
 MAX_HEAD_BYTES: Final = 1024 * 1024
 
-_REFUSAL: Final = json.dumps(
-    {
-        "error": {
-            "code": "request_header_fields_too_large",
-            "type": "invalid_request_error",
-            "message": "The request's headers are far too large; nothing was read of them.",
-            "details": {},
-        }
-    }
-).encode()
+
+def _refusal() -> bytes:
+    """The one error body, as every other refusal has it (with a request id of its own:
+    the request never reached the app that would have given it one)."""
+    error = RequestHeaderFieldsTooLarge(
+        "The request's headers are far too large; nothing was read of them."
+    )
+    status = status_for(error)
+    body = error_json(error, error_type=error_type(status), request_id=uuid.uuid4().hex)
+    return json.dumps(body).encode()
 
 
 class HeaderCappedProtocol(HttpToolsProtocol):
@@ -54,10 +58,11 @@ class HeaderCappedProtocol(HttpToolsProtocol):
     def _refuse(self) -> None:
         if self.transport.is_closing():
             return
+        body = _refusal()
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
             b"content-type: application/json\r\n"
-            b"content-length: " + str(len(_REFUSAL)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n" + _REFUSAL
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
         )
         self.transport.close()

@@ -197,13 +197,10 @@ def _bound(entry: _Registered, context: Context) -> ApiRoute:
         check_request_text(_outside_body(request))
         refuse_unknown_query(request, known_query)
         try:
-            response = await handler(request, context)
-        except Unauthorized:
+            return await handler(request, context)
+        except Unauthorized:  # the one way a handler refuses a key
             throttle.failed(client)
             raise
-        if response.status_code == 401:
-            throttle.failed(client)
-        return response
 
     endpoint.__name__ = handler.__name__
     return ApiRoute(entry.method, entry.path, endpoint, entry.operation)
