@@ -170,6 +170,21 @@ async def api_client(
         yield client
 
 
+async def keys_by_role(
+    checkout: CardCheckout, environments: tuple[str, ...] = (ENV,)
+) -> dict[str, str]:
+    """ENV and OTHER_ENV made; a key of each role for `environments`, and an admin key of
+    OTHER_ENV alone as "other"."""
+    await checkout.create_environment("t", "test", environment_id=ENV)
+    await checkout.create_environment("t", "other", environment_id=OTHER_ENV)
+    keys = {
+        role: (await checkout.create_api_key("t", list(environments), role))[1]
+        for role in ("read", "write", "admin")
+    }
+    keys["other"] = (await checkout.create_api_key("t", [OTHER_ENV], "admin"))[1]
+    return keys
+
+
 @asynccontextmanager
 async def keyed_client(
     checkout: CardCheckout, key: str, environment: str = ENV

@@ -22,6 +22,7 @@ from tests.helpers import (
     error_of,
     finalized_invoice,
     keyed_client,
+    keys_by_role,
     sandbox,
 )
 
@@ -53,17 +54,10 @@ def accounts(checkout: CardCheckout, clock: ManualClock) -> Accounts:
 
 @pytest.fixture
 async def keys(checkout: CardCheckout) -> dict[str, str]:
-    await checkout.create_environment("t", "test", environment_id=ENV)
-    await checkout.create_environment("t", "other", environment_id=OTHER_ENV)
     await checkout.create_environment(
         "t", "live", environment_id=LIVE_ENV, mode=EnvironmentMode.LIVE
     )
-    keys = {
-        role: (await checkout.create_api_key("t", [ENV, LIVE_ENV], role))[1]
-        for role in ("read", "write", "admin")
-    }
-    keys["other"] = (await checkout.create_api_key("t", [OTHER_ENV], "admin"))[1]
-    return keys
+    return await keys_by_role(checkout, (ENV, LIVE_ENV))
 
 
 @pytest.fixture

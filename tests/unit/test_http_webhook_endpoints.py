@@ -18,6 +18,7 @@ from tests.helpers import (
     error_of,
     finalized_invoice,
     keyed_client,
+    keys_by_role,
 )
 
 ROUTE = "/api/v1/webhook_endpoints"
@@ -26,14 +27,7 @@ HOOK = {"url": "https://subscriber.example/hooks", "events": ["payment.failed"]}
 
 @pytest.fixture
 async def keys(checkout: CardCheckout) -> dict[str, str]:
-    await checkout.create_environment("t", "test", environment_id=ENV)
-    await checkout.create_environment("t", "other", environment_id=OTHER_ENV)
-    keys = {
-        role: (await checkout.create_api_key("t", [ENV], role))[1]
-        for role in ("read", "write", "admin")
-    }
-    keys["other"] = (await checkout.create_api_key("t", [OTHER_ENV], "admin"))[1]
-    return keys
+    return await keys_by_role(checkout)
 
 
 @pytest.fixture
