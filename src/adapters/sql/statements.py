@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Delete,
     Insert,
+    Select,
     Table,
     and_,
     bindparam,
@@ -33,6 +34,11 @@ def any_of(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[b
     """`column IN values` as ORed equalities: one cached statement per count of values,
     where an IN list's values are spliced into the SQL as it runs (compiled each time)."""
     return or_(false(), *(column == value for value in values))  # none: matches nothing
+
+
+def where_equal(table: Table, *columns: str) -> Select[Any]:
+    """The table's rows whose columns equal the parameters bound under their names."""
+    return select(table).where(*(table.c[name] == bindparam(name) for name in columns))
 
 
 # An INSERT per table, its columns named by the values bound when it runs.
@@ -93,13 +99,9 @@ API_KEYS_OF_TENANT = (
     .order_by(tables.api_keys.c.created_at.desc(), tables.api_keys.c.id.desc())
 )
 CUSTOMERS = TableStatements(tables.customers, "environment_id", "id")
-CUSTOMER_BY_EXTERNAL_ID = select(tables.customers).where(
-    tables.customers.c.environment_id == bindparam("environment_id"),
-    tables.customers.c.external_id == bindparam("external_id"),
-)
-CUSTOMER_BY_GATEWAY_CUSTOMER_ID = select(tables.customers).where(
-    tables.customers.c.environment_id == bindparam("environment_id"),
-    tables.customers.c.gateway_customer_id == bindparam("gateway_customer_id"),
+CUSTOMER_BY_EXTERNAL_ID = where_equal(tables.customers, "environment_id", "external_id")
+CUSTOMER_BY_GATEWAY_CUSTOMER_ID = where_equal(
+    tables.customers, "environment_id", "gateway_customer_id"
 )
 INVOICES = TableStatements(tables.invoices, "environment_id", "id")
 CUSTOMER_LABELS = {column.name: f"customer__{column.name}" for column in tables.customers.c}
@@ -116,14 +118,9 @@ INVOICE_WITH_CUSTOMER = (
     .where(*(tables.invoices.c[k] == bindparam(f"match_{k}") for k in INVOICES.keys))
 )
 PAYMENTS = TableStatements(tables.payments, "environment_id", "id")
-PAYMENT_BY_TRACKING_ID = select(tables.payments).where(
-    tables.payments.c.environment_id == bindparam("environment_id"),
-    tables.payments.c.gateway_tracking_id == bindparam("tracking_id"),
-)
-LIVE_PAYMENT = select(tables.payments).where(
-    tables.payments.c.environment_id == bindparam("environment_id"),
-    tables.payments.c.invoice_id == bindparam("invoice_id"),
-    any_of(tables.payments.c.status, [s.value for s in LIVE_STATUSES]),
+PAYMENT_BY_TRACKING_ID = where_equal(tables.payments, "environment_id", "gateway_tracking_id")
+LIVE_PAYMENT = where_equal(tables.payments, "environment_id", "invoice_id").where(
+    any_of(tables.payments.c.status, [s.value for s in LIVE_STATUSES])
 )
 REFUNDS = TableStatements(tables.refunds, "environment_id", "id")
 IDEMPOTENCY = TableStatements(tables.idempotency_records, "environment_id", "key")

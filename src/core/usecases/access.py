@@ -46,8 +46,7 @@ async def create_environment(
 
 
 async def get_environment(deps: Deps, environment_id: str) -> Environment:
-    async with deps.uow(read_only=True) as uow:
-        return await environment_of(uow, environment_id)
+    return await deps.read(lambda uow: environment_of(uow, environment_id))
 
 
 async def create_api_key(

@@ -8,6 +8,7 @@ from typing import Final, TypeVar
 import attrs
 
 from core.errors import (
+    CheckoutError,
     ConcurrentUpdate,
     CustomerNotFound,
     CustomerNotLinked,
@@ -50,10 +51,24 @@ class Deps:
     # none is accepted unless private URLs are allowed).
     addresses: AddressResolver | None = None
 
+    async def read(self, work: Callable[[UnitOfWork], Awaitable[R]]) -> R:
+        """What `work` reads in one read-only unit of work."""
+        async with self.uow(read_only=True) as uow:
+            return await work(uow)
+
 
 async def transaction(deps: Deps, work: Callable[[UnitOfWork], Awaitable[R]]) -> R:
     """Run `work` in a fresh unit of work, re-running it if it lost a race."""
     return await optimistic(deps, None, lambda uow, _: work(uow))
+
+
+async def of_payment(
+    deps: Deps, environment_id: str, payment_id: str, work: Callable[[UnitOfWork], Awaitable[R]]
+) -> R:
+    """What `work` reads of a payment (its refunds, its events); `payment_not_found` if none."""
+    async with deps.uow(read_only=True) as uow:
+        await payment_of(uow, environment_id, payment_id)
+        return await work(uow)
 
 
 async def optimistic(
@@ -87,41 +102,42 @@ def gateway_customer_id(customer: Customer) -> str:
     return customer.gateway_customer_id
 
 
+def found(item: R | None, missing: Callable[[], CheckoutError]) -> R:
+    """The item looked up, or the error that says it is not there."""
+    if item is None:
+        raise missing()
+    return item
+
+
 async def invoice_of(
     uow: UnitOfWork, environment_id: str, invoice_id: str, *, for_update: bool = False
 ) -> Invoice:
     """The invoice; `for_update` locks its row until the transaction ends, where it can."""
     invoice = await uow.invoices.get(environment_id, invoice_id, for_update=for_update)
-    if invoice is None:
-        raise InvoiceNotFound(invoice_id=invoice_id)
-    return invoice
+    return found(invoice, lambda: InvoiceNotFound(invoice_id=invoice_id))
 
 
 async def environment_of(uow: UnitOfWork, environment_id: str) -> Environment:
-    environment = await uow.environments.get(environment_id)
-    if environment is None:
-        raise NotFound(f"No environment {environment_id}.", environment_id=environment_id)
-    return environment
+    return found(
+        await uow.environments.get(environment_id),
+        lambda: NotFound(f"No environment {environment_id}.", environment_id=environment_id),
+    )
 
 
 async def customer_of(uow: UnitOfWork, environment_id: str, customer_id: str) -> Customer:
     customer = await uow.customers.get(environment_id, customer_id)
-    if customer is None:
-        raise CustomerNotFound(customer_id=customer_id)
-    return customer
+    return found(customer, lambda: CustomerNotFound(customer_id=customer_id))
 
 
 async def payment_of(
     uow: UnitOfWork, environment_id: str, payment_id: str, *, for_update: bool = False
 ) -> Payment:
     payment = await uow.payments.get(environment_id, payment_id, for_update=for_update)
-    if payment is None:
-        raise PaymentNotFound(payment_id=payment_id)
-    return payment
+    return found(payment, lambda: PaymentNotFound(payment_id=payment_id))
 
 
 async def refund_of(uow: UnitOfWork, environment_id: str, refund_id: str) -> Refund:
-    refund = await uow.refunds.get(environment_id, refund_id)
-    if refund is None:
-        raise NotFound(f"No refund {refund_id} exists in this environment.", refund_id=refund_id)
-    return refund
+    return found(
+        await uow.refunds.get(environment_id, refund_id),
+        lambda: NotFound(f"No refund {refund_id} exists in this environment.", refund_id=refund_id),
+    )

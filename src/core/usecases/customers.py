@@ -84,13 +84,11 @@ def _ensure_owned(linked: GatewayCustomer, environment_id: str, *, own_account: 
 
 
 async def get_customer(deps: Deps, environment_id: str, customer_id: str) -> Customer:
-    async with deps.uow(read_only=True) as uow:
-        return await customer_of(uow, environment_id, customer_id)
+    return await deps.read(lambda uow: customer_of(uow, environment_id, customer_id))
 
 
 async def list_customers(deps: Deps, query: CustomerQuery) -> Page[Customer]:
-    async with deps.uow(read_only=True) as uow:
-        return await uow.customers.list(query)
+    return await deps.read(lambda uow: uow.customers.list(query))
 
 
 async def list_payment_methods(

@@ -68,13 +68,11 @@ async def void_invoice(
 
 
 async def get_invoice(deps: Deps, environment_id: str, invoice_id: str) -> Invoice:
-    async with deps.uow(read_only=True) as uow:
-        return await invoice_of(uow, environment_id, invoice_id)
+    return await deps.read(lambda uow: invoice_of(uow, environment_id, invoice_id))
 
 
 async def list_invoices(deps: Deps, query: InvoiceQuery) -> Page[Invoice]:
-    async with deps.uow(read_only=True) as uow:
-        return await uow.invoices.list(query)
+    return await deps.read(lambda uow: uow.invoices.list(query))
 
 
 async def _change(

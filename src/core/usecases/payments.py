@@ -13,7 +13,7 @@ from core.model import Invoice, Payment, PaymentEvent, PaymentMethodType, Paymen
 from core.ports import Page, PaymentQuery, UnitOfWork
 from core.rules import check_payment_matches_invoice
 from core.usecases.charging import begin_processing, charge_recorded, select_card
-from core.usecases.common import Deps, customer_of, invoice_of, optimistic, payment_of
+from core.usecases.common import Deps, customer_of, invoice_of, of_payment, optimistic, payment_of
 from core.usecases.idempotency import Answer, Idempotency, idempotent
 from core.usecases.recording import record_event
 
@@ -132,22 +132,23 @@ async def process_payment(
 
 
 async def get_payment(deps: Deps, environment_id: str, payment_id: str) -> Payment:
-    async with deps.uow(read_only=True) as uow:
-        return await payment_of(uow, environment_id, payment_id)
+    return await deps.read(lambda uow: payment_of(uow, environment_id, payment_id))
 
 
 async def list_payments(deps: Deps, query: PaymentQuery) -> Page[Payment]:
-    async with deps.uow(read_only=True) as uow:
-        return await uow.payments.list(query)
+    return await deps.read(lambda uow: uow.payments.list(query))
 
 
 async def payment_events(
     deps: Deps, environment_id: str, payment_id: str, paging: Paging = FIRST_PAGE
 ) -> Page[PaymentEvent]:
     """The payment's events, oldest first; an event's cursor is its `sequence`."""
-    async with deps.uow(read_only=True) as uow:
-        await payment_of(uow, environment_id, payment_id)
-        events = await uow.payments.events(environment_id, payment_id)
+    events = await of_payment(
+        deps,
+        environment_id,
+        payment_id,
+        lambda uow: uow.payments.events(environment_id, payment_id),
+    )
     return window_of(events, paging, lambda event: str(event.sequence))
 
 

@@ -106,19 +106,12 @@ async def reconcile(
     async with deps.uow(read_only=True) as uow:
         stuck = await uow.payments.processing(now - older_than, limit)
         pending_refunds = await uow.refunds.pending(now - older_than, limit)
-    outcomes: Counter[_Outcome] = Counter()
-    unresolved: list[str] = []
-    settled: list[Settled] = []
+    tally = _Tally()
     attention: list[NeedsAttention] = []
-    errors: list[ItemError] = []
     stopped_by: ServiceUnavailable | None = None
     try:
         for payment in stuck:
-            outcome = await _isolated(payment, _reconcile_payment(deps, payment), errors)
-            outcomes[outcome] += 1
-            _note_settled(payment, outcome, settled)
-            if outcome is _Outcome.UNKNOWN:
-                unresolved.append(payment.id)
+            outcome = await tally.count(payment, _reconcile_payment(deps, payment))
             if outcome in (_Outcome.UNKNOWN, _Outcome.ERROR):
                 in_flight_for = now - payment.updated_at  # since its charge started
                 # A customer may take their time on a payment link; a card charge may not.
@@ -128,44 +121,49 @@ async def reconcile(
                         NeedsAttention(payment.id, payment.environment_id, in_flight_for)
                     )
         for refund in pending_refunds:
-            outcome = await _isolated(refund, _reconcile_refund(deps, refund), errors)
-            outcomes[outcome] += 1
-            _note_settled(refund, outcome, settled)
-            if outcome is _Outcome.UNKNOWN:
-                unresolved.append(refund.id)
+            await tally.count(refund, _reconcile_refund(deps, refund))
     except ServiceUnavailable as outage:
         stopped_by = outage
+    outcomes = tally.outcomes
     return ReconcileReport(
         examined=outcomes.total(),
         succeeded=outcomes[_Outcome.SUCCEEDED],
         failed=outcomes[_Outcome.FAILED],
         refunds_settled=outcomes[_Outcome.REFUND_SUCCEEDED] + outcomes[_Outcome.REFUND_FAILED],
         already_settled=outcomes[_Outcome.ALREADY_SETTLED],
-        settled=tuple(settled),
-        unresolved=tuple(unresolved),
+        settled=tuple(tally.settled),
+        unresolved=tuple(tally.unresolved),
         needs_attention=tuple(attention),
-        errors=tuple(errors),
+        errors=tuple(tally.errors),
         stopped_by=stopped_by,
     )
 
 
-def _note_settled(item: Payment | Refund, outcome: _Outcome, settled: list[Settled]) -> None:
-    if outcome in _SETTLED:
-        kind, status = _SETTLED[outcome]
-        settled.append(Settled(kind, item.id, item.environment_id, status))
+@attrs.define
+class _Tally:
+    """What a pass did, item by item."""
 
+    outcomes: Counter[_Outcome] = attrs.Factory(Counter)
+    settled: list[Settled] = attrs.Factory(list)
+    unresolved: list[str] = attrs.Factory(list)
+    errors: list[ItemError] = attrs.Factory(list)
 
-async def _isolated(
-    item: Payment | Refund, work: Awaitable[_Outcome], errors: list[ItemError]
-) -> _Outcome:
-    """`work`'s outcome; an error is one item's (noted in `errors`), unless storage is down."""
-    try:
-        return await work
-    except ServiceUnavailable:
-        raise  # storage is down: every item after this one would fail the same way
-    except Exception as error:  # noqa: BLE001 - reported; the next pass tries it again
-        errors.append(ItemError(item.id, item.environment_id, _one_line(error)))
-        return _Outcome.ERROR
+    async def count(self, item: Payment | Refund, work: Awaitable[_Outcome]) -> _Outcome:
+        """`work`'s outcome, noted; an error is this item's alone, unless storage is down."""
+        try:
+            outcome = await work
+        except ServiceUnavailable:
+            raise  # storage is down: every item after this one would fail the same way
+        except Exception as error:  # noqa: BLE001 - reported; the next pass tries it again
+            self.errors.append(ItemError(item.id, item.environment_id, _one_line(error)))
+            outcome = _Outcome.ERROR
+        self.outcomes[outcome] += 1
+        if outcome in _SETTLED:
+            kind, status = _SETTLED[outcome]
+            self.settled.append(Settled(kind, item.id, item.environment_id, status))
+        elif outcome is _Outcome.UNKNOWN:
+            self.unresolved.append(item.id)
+        return outcome
 
 
 def _one_line(error: Exception) -> str:

@@ -21,7 +21,7 @@ from core.lists import FIRST_PAGE, Paging, window_of
 from core.model import Actor, Failure, PaymentStatus, Refund, RefundStatus
 from core.money import Money
 from core.ports import Page, PaymentGateway, UnitOfWork
-from core.usecases.common import Deps, invoice_of, payment_of, refund_of, transaction
+from core.usecases.common import Deps, invoice_of, of_payment, payment_of, refund_of, transaction
 from core.usecases.idempotency import Answer, Idempotency, idempotent
 from core.usecases.recording import move
 
@@ -173,15 +173,17 @@ async def apply_refund(
 
 
 async def get_refund(deps: Deps, environment_id: str, refund_id: str) -> Refund:
-    async with deps.uow(read_only=True) as uow:
-        return await refund_of(uow, environment_id, refund_id)
+    return await deps.read(lambda uow: refund_of(uow, environment_id, refund_id))
 
 
 async def list_refunds(
     deps: Deps, environment_id: str, payment_id: str, paging: Paging = FIRST_PAGE
 ) -> Page[Refund]:
     """The payment's refunds, oldest first."""
-    async with deps.uow(read_only=True) as uow:
-        await payment_of(uow, environment_id, payment_id)
-        refunds = await uow.refunds.for_payment(environment_id, payment_id)
+    refunds = await of_payment(
+        deps,
+        environment_id,
+        payment_id,
+        lambda uow: uow.refunds.for_payment(environment_id, payment_id),
+    )
     return window_of(refunds, paging, lambda refund: refund.id)

@@ -80,8 +80,7 @@ async def list_webhook_endpoints(
 async def get_webhook_endpoint(
     deps: Deps, environment_id: str, endpoint_id: str
 ) -> WebhookEndpoint:
-    async with deps.uow(read_only=True) as uow:
-        return await _endpoint(uow, environment_id, endpoint_id)
+    return await deps.read(lambda uow: _endpoint(uow, environment_id, endpoint_id))
 
 
 async def delete_webhook_endpoint(

@@ -47,6 +47,10 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
 
 
+def _no_such_checkout() -> HTMLResponse:
+    return _page("Not found", "<h1>This checkout does not exist.</h1>", 404)
+
+
 def _form(session: dict[str, object], error: str | None = None) -> str:
     if session["mode"] == "payment":
         amount = Money.from_minor_units(
@@ -89,23 +93,27 @@ def sandbox_routes(checkout: CardCheckout) -> list[Route]:
     sandbox = checkout.sandbox
     assert sandbox is not None
 
-    async def show(request: Request) -> Response:
+    async def session_of(request: Request) -> tuple[str, dict[str, object]] | None:
+        """The checkout the path names (its id and page), or None if there is none."""
         try:
             # A NUL or control character cannot name a session (nor be looked up in PostgreSQL).
             session_id = check_name("session_id", request.path_params["session_id"])
-            session = await sandbox.checkout_page(session_id)
+            return session_id, await sandbox.checkout_page(session_id)
         except CheckoutError:
-            return _page("Not found", "<h1>This checkout does not exist.</h1>", 404)
+            return None
+
+    async def show(request: Request) -> Response:
+        if (found := await session_of(request)) is None:
+            return _no_such_checkout()
+        _, session = found
         if session["status"] != "open":
-            return _page("Checkout", f"<h1>This checkout is {escape(session['status'])}.</h1>")
+            return _page("Checkout", f"<h1>This checkout is {escape(str(session['status']))}.</h1>")
         return _page("Checkout", _form(session))
 
     async def submit(request: Request) -> Response:
-        try:
-            session_id = check_name("session_id", request.path_params["session_id"])
-            session = await sandbox.checkout_page(session_id)
-        except CheckoutError:
-            return _page("Not found", "<h1>This checkout does not exist.</h1>", 404)
+        if (found := await session_of(request)) is None:
+            return _no_such_checkout()
+        session_id, session = found
         form = await request.form()
         if session["status"] == "open" and not _posted_from_its_page(session, form):
             expired = "<h1>This form has expired.</h1><p>Open the checkout link again.</p>"

@@ -74,7 +74,7 @@ class SqlPaymentRepository:
     ) -> Payment | None:
         row = await self._session.one(
             PAYMENT_BY_TRACKING_ID,
-            {"environment_id": environment_id, "tracking_id": gateway_tracking_id},
+            {"environment_id": environment_id, "gateway_tracking_id": gateway_tracking_id},
         )
         return rows.payment_from(row) if row else None
 
