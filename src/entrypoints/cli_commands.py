@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from adapters.ids import UlidIdGenerator
 from adapters.secrets import SecretsError
 from adapters.sql.errors import DATABASE_ERRORS
+from adapters.sql.migrate import SchemaAhead
 from core.errors import CheckoutError, NotFound, ServiceUnavailable
 from core.model import ApiKey, EnvironmentMode
 from core.rules import MAX_PAGE_SIZE
@@ -29,7 +30,7 @@ from entrypoints.bootstrap import CardCheckout, Settings
 from entrypoints.cli import DEFAULT_TENANT
 
 # A database missing, unreachable or refusing us, or at a schema this code does not know.
-DATABASE_FAILURES: tuple[type[Exception], ...] = (*DATABASE_ERRORS, CommandError)
+DATABASE_FAILURES: tuple[type[Exception], ...] = (*DATABASE_ERRORS, CommandError, SchemaAhead)
 Work = Callable[[CardCheckout], Awaitable[None]]
 Build = Callable[[Settings], CardCheckout]
 

@@ -18,7 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.gateways import ConnectedGateways
 from adapters.sandbox import SandboxPaymentGateway
 from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.migrate import head_revision, migrate, schema_revisions
+from adapters.sql.migrate import (
+    SchemaState,
+    head_revision,
+    migrate,
+    schema_revisions,
+    schema_state,
+)
 from adapters.sql.sealing import SealingReport, reseal
 from adapters.stripe_gateway import StripePaymentGateway
 from adapters.webhooks import HttpWebhookSender
@@ -355,14 +361,14 @@ class CardCheckout:
         (None: in memory, where there is no schema to migrate)."""
         return head_revision() if self._engines else None
 
-    async def schema_is_current(self) -> bool:
-        """Whether every database is at the newest migration (in memory: always). Raises
-        unless the storage answers."""
-        newest = self.newest_schema()
-        for engine in self._engines:
-            if await schema_revisions(engine) != (newest,):
-                return False
-        return True
+    async def schema_state(self) -> SchemaState:
+        """The furthest from current of the databases' schemas (in memory: always current).
+        Raises unless the storage answers."""
+        states = {schema_state(await schema_revisions(engine)) for engine in self._engines}
+        for state in (SchemaState.AHEAD, SchemaState.BEHIND):
+            if state in states:
+                return state
+        return SchemaState.CURRENT
 
     @property
     def _engines(self) -> tuple[AsyncEngine, ...]:

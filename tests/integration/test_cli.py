@@ -4,6 +4,7 @@ on stdout, settings and database errors in one line, a public URL from its own p
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from importlib.metadata import version
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from adapters.notifiers import RecordingNotifier
+from adapters.sql.migrate import head_revision
 from core.errors import Unauthorized
 from core.model import ApiKey, Role
 from entrypoints.bootstrap import Settings, bootstrap
@@ -147,6 +149,19 @@ def test_a_missing_database_is_one_line(postgres_url: str) -> None:
     env = cli_environ(missing.render_as_string(hide_password=False))
     line = _one_line_error(_run("api-keys", "list", "--environment", "env_a", env=env), 1)
     assert line.endswith('cannot be used: database "card_checkout_nowhere" does not exist')
+
+
+def test_a_database_migrated_by_a_newer_version_is_one_line_saying_so(tmp_path: Path) -> None:
+    database = tmp_path / "newer.sqlite3"
+    env = cli_environ(f"sqlite:///{database}")
+    assert _run("migrate", env=env).returncode == 0
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    line = _one_line_error(_run("migrate", env=env), 1)
+    assert line.endswith(
+        "cannot be used: it was migrated by a newer version of Card Checkout (revision 9999; "
+        f"this version's newest is {head_revision()}): run that version or a newer one"
+    )
 
 
 def test_serve_and_demo_take_their_url_from_the_port(tmp_path: Path) -> None:

@@ -14,12 +14,14 @@ from typing import Any
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sql import create_engine_from_url
 from adapters.sql.migrate import (
     MIGRATIONS,
+    SchemaState,
     alembic_config,
     head_revision,
     migrate,
@@ -31,6 +33,7 @@ from tests.integration.conftest import _admin
 from tests.integration.http_server import CLI, Server, cli_environ
 
 NOT_CURRENT = {"status": "schema_not_current"}
+NEWER = {"status": "schema_newer_than_code"}
 READY = {"status": "ready"}
 
 
@@ -93,13 +96,13 @@ async def test_never_migrated_is_not_ready_until_migrate_runs_then_ready_without
 ) -> None:
     checkout, client = await _client(empty_database)
     try:
-        assert await checkout.schema_is_current() is False
+        assert await checkout.schema_state() is SchemaState.BEHIND
         response = await client.get("/readyz")
         assert (response.status_code, response.json()) == (503, NOT_CURRENT)
 
         await checkout.migrate()  # what `card-checkout migrate` does, here in process
 
-        assert await checkout.schema_is_current() is True
+        assert await checkout.schema_state() is SchemaState.CURRENT
         response = await client.get("/readyz")
         assert (response.status_code, response.json()) == (200, READY)
     finally:
@@ -123,6 +126,24 @@ async def test_a_database_one_migration_behind_is_not_ready(
         await checkout.aclose()
 
 
+async def test_a_database_migrated_by_a_newer_version_is_not_ready_and_says_so(
+    empty_database: str, empty_engine: AsyncEngine
+) -> None:
+    """An older version deployed over a newer schema (a rollback) must not serve it, and
+    `migrate` cannot help: the answer says which way the schema is off."""
+    await migrate(empty_engine)
+    async with empty_engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    checkout, client = await _client(empty_database)
+    try:
+        assert await checkout.schema_state() is SchemaState.AHEAD
+        response = await client.get("/readyz")
+        assert (response.status_code, response.json()) == (503, NEWER)
+    finally:
+        await client.aclose()
+        await checkout.aclose()
+
+
 async def test_a_separate_sandbox_database_must_be_migrated_too(
     tmp_path: Path, empty_engine: AsyncEngine, empty_database: str
 ) -> None:
@@ -130,9 +151,9 @@ async def test_a_separate_sandbox_database_must_be_migrated_too(
     sandbox_url = f"sqlite+aiosqlite:///{tmp_path / 'sandbox.sqlite3'}"
     checkout = bootstrap(Settings(database_url=empty_database, sandbox_database_url=sandbox_url))
     try:
-        assert await checkout.schema_is_current() is False
+        assert await checkout.schema_state() is SchemaState.BEHIND
         await checkout.migrate()
-        assert await checkout.schema_is_current() is True
+        assert await checkout.schema_state() is SchemaState.CURRENT
     finally:
         await checkout.aclose()
 
@@ -140,7 +161,7 @@ async def test_a_separate_sandbox_database_must_be_migrated_too(
 async def test_storage_in_memory_is_always_current() -> None:
     checkout = bootstrap()
     assert checkout.newest_schema() is None
-    assert await checkout.schema_is_current() is True
+    assert await checkout.schema_state() is SchemaState.CURRENT
 
 
 def test_the_served_service_is_ready_once_migrate_has_run_beside_it(tmp_path: Path) -> None:

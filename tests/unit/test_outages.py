@@ -19,6 +19,7 @@ from adapters.clock import ManualClock
 from adapters.memory import InMemoryUnitOfWorkFactory
 from adapters.notifiers import RecordingNotifier
 from adapters.sandbox import Fault, SandboxFaults
+from adapters.sql.migrate import SchemaState
 from core.errors import ServiceUnavailable
 from core.model import PaymentStatus
 from core.ports import UnitOfWork
@@ -261,11 +262,11 @@ async def test_a_bug_logs_one_line_with_the_request_id_and_its_traceback(
 async def test_readiness_answers_503_within_a_second_when_storage_hangs(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def hanging(self: CardCheckout) -> bool:
+    async def hanging(self: CardCheckout) -> SchemaState:
         await asyncio.sleep(30)
-        return True
+        return SchemaState.CURRENT
 
-    monkeypatch.setattr(CardCheckout, "schema_is_current", hanging)
+    monkeypatch.setattr(CardCheckout, "schema_state", hanging)
     started = time.perf_counter()
 
     response = await client.get("/readyz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,22 @@ def alembic_config() -> Config:
     return config
 
 
+class SchemaAhead(RuntimeError):
+    """The database was migrated by a newer version: this one cannot bring it anywhere."""
+
+    def __init__(self, revisions: tuple[str, ...]) -> None:
+        super().__init__(
+            f"it was migrated by a newer version of Card Checkout (revision {', '.join(revisions)}"
+            f"; this version's newest is {head_revision()}): run that version or a newer one"
+        )
+
+
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
-    """Upgrade the database behind `engine` to `revision`."""
+    """Upgrade the database behind `engine` to `revision` (`SchemaAhead` if it is past it)."""
+    if revision == "head":
+        revisions = await schema_revisions(engine)
+        if schema_state(revisions) is SchemaState.AHEAD:
+            raise SchemaAhead(revisions)
 
     def upgrade(connection: Any) -> None:
         config = alembic_config()
@@ -83,6 +98,28 @@ def head_revision() -> str:
     if len(heads) != 1:
         raise RuntimeError(f"the migrations must have one head, not {sorted(heads)}")
     return str(heads[0])
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this version's migrations know."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return frozenset(script.revision for script in scripts.walk_revisions())
+
+
+class SchemaState(StrEnum):
+    CURRENT = "current"  # at this version's newest migration
+    BEHIND = "behind"  # never migrated, or by an older version: `migrate` brings it on
+    AHEAD = "ahead"  # migrated by a newer version: only that version (or newer) can serve it
+
+
+def schema_state(revisions: tuple[str, ...]) -> SchemaState:
+    """Where a database at `revisions` stands against this version's migrations."""
+    if revisions == (head_revision(),):
+        return SchemaState.CURRENT
+    if any(revision not in known_revisions() for revision in revisions):
+        return SchemaState.AHEAD
+    return SchemaState.BEHIND
 
 
 async def schema_revisions(engine: AsyncEngine) -> tuple[str, ...]:

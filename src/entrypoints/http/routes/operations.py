@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.backlog import read_backlog
+from adapters.sql.migrate import SchemaState
 from entrypoints.http.observability import CAUSE
 from entrypoints.http.reference import reference_page
 from entrypoints.http.routing import Access, Context, Routes, Tag
@@ -20,6 +21,11 @@ READINESS_TIMEOUT_SECONDS: Final = 0.8
 # Prometheus waits 10 s by default; the backlog's counts take milliseconds when all is well.
 BACKLOG_TIMEOUT_SECONDS: Final = 2.0
 HEALTH = ref("Health")
+# A schema not current: (the status answered, the cause logged).
+_NOT_READY: Final = {
+    SchemaState.BEHIND: ("schema_not_current", "SchemaNotCurrent"),
+    SchemaState.AHEAD: ("schema_newer_than_code", "SchemaNewerThanCode"),
+}
 operations = Routes(
     Tag("Operations", "For load balancers, monitoring and tools."), prefix="", access=Access.PUBLIC
 )
@@ -40,13 +46,16 @@ async def healthz(request: Request, context: Context) -> Response:
 async def readyz(request: Request, context: Context) -> Response:
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
-            current = await context.checkout.schema_is_current()
+            state = await context.checkout.schema_state()
     except Exception as error:  # noqa: BLE001 - unreachable, refusing, too slow: not ready
         setattr(request.state, CAUSE, type(error).__name__)
         return JSONResponse({"status": "unavailable"}, status_code=503)
-    if not current:  # every call would fail on a missing table or column: `migrate` first
-        setattr(request.state, CAUSE, "SchemaNotCurrent")
-        return JSONResponse({"status": "schema_not_current"}, status_code=503)
+    # Behind, calls would fail on a missing table or column (`migrate` first); ahead, this
+    # version would write rows a newer one no longer reads as it expects (deploy that one).
+    if state is not SchemaState.CURRENT:
+        status, cause = _NOT_READY[state]
+        setattr(request.state, CAUSE, cause)
+        return JSONResponse({"status": status}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 
