@@ -20,12 +20,16 @@ from core.money import Currency, Money
 
 
 class InvoiceStatus(StrEnum):
+    """Where the invoice is in its life: only a finalized invoice can be paid."""
+
     DRAFT = "DRAFT"
     FINALIZED = "FINALIZED"
     VOIDED = "VOIDED"
 
 
 class InvoicePaymentStatus(StrEnum):
+    """How far the invoice is paid, moved only along the table below."""
+
     PENDING = "pending"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
