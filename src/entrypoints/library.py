@@ -18,13 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.gateways import ConnectedGateways
 from adapters.sandbox import SandboxPaymentGateway
 from adapters.sql import SqlUnitOfWorkFactory
-from adapters.sql.migrate import (
-    SchemaState,
-    head_revision,
-    migrate,
-    schema_revisions,
-    schema_state,
-)
+from adapters.sql.migrate import SchemaState, head_revision, migrate, schemas_state
 from adapters.sql.sealing import SealingReport, reseal
 from adapters.stripe_gateway import StripePaymentGateway
 from adapters.webhooks import HttpWebhookSender
@@ -364,11 +358,7 @@ class CardCheckout:
     async def schema_state(self) -> SchemaState:
         """The furthest from current of the databases' schemas (in memory: always current).
         Raises unless the storage answers."""
-        states = {schema_state(await schema_revisions(engine)) for engine in self._engines}
-        for state in (SchemaState.AHEAD, SchemaState.BEHIND):
-            if state in states:
-                return state
-        return SchemaState.CURRENT
+        return await schemas_state(self._engines)
 
     @property
     def _engines(self) -> tuple[AsyncEngine, ...]:

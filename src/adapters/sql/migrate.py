@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -120,6 +120,15 @@ def schema_state(revisions: tuple[str, ...]) -> SchemaState:
     if any(revision not in known_revisions() for revision in revisions):
         return SchemaState.AHEAD
     return SchemaState.BEHIND
+
+
+async def schemas_state(engines: Sequence[AsyncEngine]) -> SchemaState:
+    """The furthest from current of these databases' schemas (none: current)."""
+    states = {schema_state(await schema_revisions(engine)) for engine in engines}
+    for state in (SchemaState.AHEAD, SchemaState.BEHIND):
+        if state in states:
+            return state
+    return SchemaState.CURRENT
 
 
 async def schema_revisions(engine: AsyncEngine) -> tuple[str, ...]:

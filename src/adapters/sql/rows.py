@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.sql.codec import Part, Row, RowCodec
+from adapters.sql.codec import Part, RowCodec
+from adapters.sql.codec import Row as Row
 from adapters.sql.snapshots import idempotency_from as idempotency_from
 from adapters.sql.snapshots import idempotency_values as idempotency_values
 from core.model import (
@@ -18,8 +19,6 @@ from core.model import (
     Refund,
     WebhookDelivery,
 )
-
-__all__ = ["Row"]
 
 
 def _notification_columns(notification: Notification) -> dict[str, Any]:

@@ -66,9 +66,12 @@ async def of_payment(
     deps: Deps, environment_id: str, payment_id: str, work: Callable[[UnitOfWork], Awaitable[R]]
 ) -> R:
     """What `work` reads of a payment (its refunds, its events); `payment_not_found` if none."""
-    async with deps.uow(read_only=True) as uow:
+
+    async def of_a_payment(uow: UnitOfWork) -> R:
         await payment_of(uow, environment_id, payment_id)
         return await work(uow)
+
+    return await deps.read(of_a_payment)
 
 
 async def optimistic(
