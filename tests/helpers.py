@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import httpx
@@ -131,6 +132,11 @@ def _next() -> int:
     global _counter
     _counter += 1
     return _counter
+
+
+def error_body(response: httpx.Response) -> dict[str, Any]:
+    """The `error` object of an HTTP error answer."""
+    return dict(response.json()["error"])
 
 
 async def error_of(call: Awaitable[object]) -> CheckoutError:

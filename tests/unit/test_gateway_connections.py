@@ -19,6 +19,7 @@ from tests.helpers import (
     OTHER_ENV,
     VISA,
     card_payment,
+    error_body,
     error_of,
     finalized_invoice,
     keyed_client,
@@ -66,10 +67,6 @@ async def client(checkout: CardCheckout, keys: dict[str, str]) -> AsyncIterator[
         yield client
 
 
-def _error(response: httpx.Response) -> dict[str, Any]:
-    return dict(response.json()["error"])
-
-
 async def test_an_environment_without_a_connection_shows_the_default(
     client: httpx.AsyncClient,
 ) -> None:
@@ -113,7 +110,7 @@ async def test_only_admin_keys_see_or_change_the_connection(
         await client.put(ROUTE, json={"provider": "sandbox"}, headers=headers),
     ):
         assert answer.status_code == 403, answer.text
-        assert _error(answer)["code"] == "forbidden"
+        assert error_body(answer)["code"] == "forbidden"
 
 
 async def test_an_admin_of_another_environment_cannot_reach_this_one(
@@ -152,8 +149,8 @@ async def test_a_connection_the_environment_must_not_use_is_refused_and_nothing_
     headers = {"X-Environment-ID": environment}
     refused = await client.put(ROUTE, json=body, headers=headers)
     assert refused.status_code == 400, refused.text
-    assert _error(refused)["code"] == "validation_error"
-    assert _error(refused)["details"]["field"] == field
+    assert error_body(refused)["code"] == "validation_error"
+    assert error_body(refused)["details"]["field"] == field
     assert (await client.get(ROUTE, headers=headers)).json()["source"] == "default"
 
 
@@ -257,6 +254,6 @@ async def test_a_body_naming_a_field_twice_is_refused_whole(client: httpx.AsyncC
         headers={"Content-Type": "application/json"},
     )
     assert refused.status_code == 400, refused.text
-    assert _error(refused)["code"] == "invalid_json"
-    assert '"provider"' in _error(refused)["message"]
+    assert error_body(refused)["code"] == "invalid_json"
+    assert '"provider"' in error_body(refused)["message"]
     assert (await client.get(ROUTE)).json()["source"] == "default"

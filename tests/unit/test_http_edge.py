@@ -4,7 +4,6 @@ headers are refused (431), both in the one error shape."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from entrypoints.bootstrap import CardCheckout
 from entrypoints.http import create_app
 from entrypoints.http.throttle import MAX_FAILURES, WINDOW_SECONDS, AuthThrottle, client_of
-from tests.helpers import ENV
+from tests.helpers import ENV, error_body
 
 GUESSER = "203.0.113.7"
 NEIGHBOUR = "198.51.100.4"
@@ -71,10 +70,6 @@ async def _guess(client: httpx.AsyncClient, times: int) -> list[int]:
     ]
 
 
-def _error(response: httpx.Response) -> dict[str, Any]:
-    return dict(response.json()["error"])
-
-
 async def test_the_failure_after_the_limit_is_429_with_retry_after_in_the_error_shape(
     client_from: Client, seconds: Seconds
 ) -> None:
@@ -87,7 +82,7 @@ async def test_the_failure_after_the_limit_is_429_with_retry_after_in_the_error_
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == str(int(WINDOW_SECONDS) - 10)
     assert set(refused.json()) == {"error"}
-    error = _error(refused)
+    error = error_body(refused)
     assert error["code"] == "rate_limited"
     assert error["details"] == {"retry_after": int(WINDOW_SECONDS) - 10}
     assert "API key" in error["message"]
@@ -213,7 +208,7 @@ async def test_oversized_request_headers_are_431_in_the_error_shape(
         response = await client.get(path, headers={**_with(key), **headers})
         assert response.status_code == (served if status == 200 else status), path
         if status == 431:
-            assert _error(response)["code"] == "request_header_fields_too_large"
+            assert error_body(response)["code"] == "request_header_fields_too_large"
             assert response.headers["x-content-type-options"] == "nosniff"
 
 

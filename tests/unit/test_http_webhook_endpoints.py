@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from tests.helpers import (
     OTHER_ENV,
     card_payment,
     customer_with_card,
+    error_body,
     error_of,
     finalized_invoice,
     keyed_client,
@@ -34,10 +34,6 @@ async def keys(checkout: CardCheckout) -> dict[str, str]:
 async def client(checkout: CardCheckout, keys: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     async with keyed_client(checkout, keys["admin"]) as client:
         yield client
-
-
-def _error(response: httpx.Response) -> dict[str, Any]:
-    return dict(response.json()["error"])
 
 
 async def test_an_admin_creates_an_endpoint_and_sees_its_secret_only_then(
@@ -72,7 +68,7 @@ async def test_only_admin_keys_manage_endpoints(
         await client.delete(f"{ROUTE}/we_1", headers=headers),
     ):
         assert response.status_code == 403
-        assert _error(response)["code"] == "forbidden"
+        assert error_body(response)["code"] == "forbidden"
 
 
 @pytest.mark.parametrize(
@@ -89,8 +85,8 @@ async def test_a_bad_endpoint_is_400_naming_the_field(
 ) -> None:
     response = await client.post(ROUTE, json=body)
     assert response.status_code == 400
-    assert _error(response)["code"] == "validation_error"
-    assert _error(response)["details"]["field"] == field
+    assert error_body(response)["code"] == "validation_error"
+    assert error_body(response)["details"]["field"] == field
 
 
 async def test_delete_stops_an_endpoint_and_another_environment_cannot(
@@ -100,7 +96,7 @@ async def test_delete_stops_an_endpoint_and_another_environment_cannot(
     other = {"Authorization": f"Bearer {keys['other']}", "X-Environment-ID": OTHER_ENV}
     refused = await client.delete(f"{ROUTE}/{endpoint_id}", headers=other)
     assert refused.status_code == 404
-    assert _error(refused)["code"] == "not_found"
+    assert error_body(refused)["code"] == "not_found"
     assert (await client.get(f"{ROUTE}/{endpoint_id}")).status_code == 200
     deleted = await client.delete(f"{ROUTE}/{endpoint_id}")
     assert deleted.status_code == 200
@@ -127,4 +123,4 @@ async def test_an_endpoints_deliveries_show_their_attempts(
     assert delivery["event_id"].startswith("evt_")
     assert declined.code == "card_declined"
     bad_limit = await client.get(f"{ROUTE}/{endpoint_id}/deliveries", params={"limit": "0"})
-    assert _error(bad_limit)["details"]["field"] == "limit"
+    assert error_body(bad_limit)["details"]["field"] == "limit"
