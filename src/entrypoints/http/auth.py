@@ -18,13 +18,18 @@ def api_key_of(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def environment_of(
-    checkout: CardCheckout, request: Request, needs: Role | None = None
-) -> str:
-    """The environment this request may act in with `needs` (by default, what its method
-    needs), or 401/403."""
+async def authorize(checkout: CardCheckout, request: Request, needs: Role | None = None) -> None:
+    """Let the request act in the environment it names only with a key that may, with `needs`
+    (by default, what its method needs), or 401/403. Keyed routes do this before their
+    handler runs, as their operation's access says (`routing`)."""
     environment_id = request.headers.get("x-environment-id") or None
     needs = needs or ROLE_FOR_METHOD.get(request.method, Role.WRITE)
     await checkout.authorize(api_key_of(request), environment_id, needs)
     assert environment_id is not None  # authorize refuses a missing environment
+    request.state.environment_id = environment_id
+
+
+def environment_of(request: Request) -> str:
+    """The environment a keyed route's request was let act in."""
+    environment_id: str = request.state.environment_id
     return environment_id

@@ -35,7 +35,7 @@ class Act(Protocol[T]):
 
 async def create(request: Request, context: Context, call: Create[T]) -> Awaitable[Answer[T]]:
     """`call` on the request's body, in the caller's environment, with its Idempotency-Key."""
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     body = await json_body(request)
     assert body is not None
     return call(environment, body, idempotency_key=params.idempotency_key(request))
@@ -45,7 +45,7 @@ async def act(
     request: Request, context: Context, target: str, call: Act[T]
 ) -> Awaitable[Answer[T]]:
     """`call` on what the path parameter `target` names; a body, if sent, must be JSON."""
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     await json_body(request, optional=True)
     return call(
         environment, request.path_params[target], idempotency_key=params.idempotency_key(request)

@@ -9,7 +9,9 @@ operation (id, summary, responses, request body, query parameters, who may call 
     async def get_payment(request: Request, context: Context) -> Response: ...
 
 `create_app` binds every table to one `Context`; the OpenAPI document is read off the routes
-it serves, so a route without an operation cannot be served.
+it serves, so a route without an operation cannot be served. A keyed route's request is let in
+by the access its operation declares before the handler runs; the handler reads the
+environment it may act in with `auth.environment_of(request)`.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from core.errors import (
     Unauthorized,
     ValidationError,
 )
+from core.model import Role
 from core.rules import card_data_error, looks_like_card_number
 from entrypoints.bodies import Body
 from entrypoints.bodies.text import check_request_text
+from entrypoints.http.auth import authorize
 from entrypoints.http.errors import RateLimited
 from entrypoints.http.observability import Metrics
 from entrypoints.http.throttle import AuthThrottle, client_of
@@ -181,6 +185,8 @@ class Routes:
 def _bound(entry: _Registered, context: Context) -> ApiRoute:
     handler = entry.handler
     keyed = entry.operation.access in KEYED
+    # What the key must be able to do: said once, by the access the document shows.
+    needs = Role.ADMIN if entry.operation.access is Access.ADMIN_KEY else None
     known_query = frozenset(query.name for query in entry.operation.query)
 
     async def endpoint(request: Request) -> Response:
@@ -197,10 +203,11 @@ def _bound(entry: _Registered, context: Context) -> ApiRoute:
         check_request_text(_outside_body(request))
         refuse_unknown_query(request, known_query)
         try:
-            return await handler(request, context)
-        except Unauthorized:  # the one way a handler refuses a key
+            await authorize(context.checkout, request, needs)
+        except Unauthorized:
             throttle.failed(client)
             raise
+        return await handler(request, context)
 
     endpoint.__name__ = handler.__name__
     return ApiRoute(entry.method, entry.path, endpoint, entry.operation)

@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.errors import NotFound
-from core.model import Role
 from entrypoints.http import params, wire
 from entrypoints.http.auth import environment_of
 from entrypoints.http.routing import Access, Context, Routes, Tag
@@ -33,7 +32,7 @@ api_keys = Routes(
     query=params.PAGE,
 )
 async def list_api_keys(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request, Role.ADMIN)
+    environment = environment_of(request)
     page = await context.checkout.list_api_keys(environment, **params.page_args(request))
     return JSONResponse(wire.page_json(page, wire.api_key_json))
 
@@ -47,7 +46,7 @@ async def list_api_keys(request: Request, context: Context) -> Response:
     errors=(NotFound,),
 )
 async def revoke_api_key(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request, Role.ADMIN)
+    environment = environment_of(request)
     key = await context.checkout.revoke_api_key(
         request.path_params["api_key_id"], environment_id=environment
     )

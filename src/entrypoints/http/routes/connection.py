@@ -7,7 +7,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.errors import ConcurrentUpdate
-from core.model import Role
 from entrypoints import bodies
 from entrypoints.http import wire
 from entrypoints.http.auth import environment_of
@@ -30,7 +29,7 @@ connection = Routes(
     {200: CONNECTION},
 )
 async def get_connection(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request, Role.ADMIN)
+    environment = environment_of(request)
     view = await context.checkout.get_connection(environment)
     return JSONResponse(wire.connection_json(view))
 
@@ -45,7 +44,7 @@ async def get_connection(request: Request, context: Context) -> Response:
     errors=(ConcurrentUpdate,),
 )
 async def put_connection(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request, Role.ADMIN)
+    environment = environment_of(request)
     body = await json_body(request)
     assert body is not None
     view = await context.checkout.connect_gateway(environment, body)

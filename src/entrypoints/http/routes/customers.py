@@ -58,7 +58,7 @@ async def create_customer(request: Request, context: Context) -> Response:
     query=(params.EXTERNAL_ID, *params.PAGE),
 )
 async def list_customers(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     page = await context.checkout.list_customers(
         environment,
         external_id=request.query_params.get("external_id"),
@@ -76,7 +76,7 @@ async def list_customers(request: Request, context: Context) -> Response:
     errors=(CustomerNotFound,),
 )
 async def get_customer(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     customer = await context.checkout.get_customer(environment, request.path_params["customer_id"])
     return JSONResponse(wire.customer_json(customer))
 
@@ -91,7 +91,7 @@ async def get_customer(request: Request, context: Context) -> Response:
     errors=AT_THE_GATEWAY,
 )
 async def payment_methods(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     cards = await context.checkout.list_payment_methods(
         environment, request.path_params["customer_id"], **params.page_args(request)
     )
@@ -109,7 +109,7 @@ async def payment_methods(request: Request, context: Context) -> Response:
     errors=AT_THE_GATEWAY,
 )
 async def setup_card(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     body = await json_body(request, optional=True)
     session = await context.checkout.setup_card(
         environment,

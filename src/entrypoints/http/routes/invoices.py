@@ -49,7 +49,7 @@ async def create_invoice(request: Request, context: Context) -> Response:
     query=(params.CUSTOMER_ID, params.INVOICE_STATUS, *params.PAGE),
 )
 async def list_invoices(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     page = await context.checkout.list_invoices(
         environment,
         customer_id=request.query_params.get("customer_id"),
@@ -68,7 +68,7 @@ async def list_invoices(request: Request, context: Context) -> Response:
     errors=(InvoiceNotFound,),
 )
 async def get_invoice(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     invoice = await context.checkout.get_invoice(environment, request.path_params["invoice_id"])
     return JSONResponse(wire.invoice_json(invoice))
 

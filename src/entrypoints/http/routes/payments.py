@@ -82,7 +82,7 @@ async def create_payment(request: Request, context: Context) -> Response:
     ),
 )
 async def list_payments(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     query = request.query_params
     page = await context.checkout.list_payments(
         environment,
@@ -105,7 +105,7 @@ async def list_payments(request: Request, context: Context) -> Response:
     errors=(PaymentNotFound,),
 )
 async def get_payment(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     payment = await context.checkout.get_payment(environment, request.path_params["payment_id"])
     return JSONResponse(wire.payment_json(payment))
 
@@ -145,7 +145,7 @@ async def process_payment(request: Request, context: Context) -> Response:
     ),
 )
 async def refund_payment(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     body = await json_body(request, optional=True)
     return await answer(
         context.checkout.refund_payment_answer(
@@ -168,7 +168,7 @@ async def refund_payment(request: Request, context: Context) -> Response:
     errors=(PaymentNotFound,),
 )
 async def list_refunds(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     refunds = await context.checkout.list_refunds(
         environment, request.path_params["payment_id"], **params.page_args(request)
     )
@@ -185,7 +185,7 @@ async def list_refunds(request: Request, context: Context) -> Response:
     errors=(PaymentNotFound,),
 )
 async def payment_events(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request)
+    environment = environment_of(request)
     events = await context.checkout.payment_events(
         environment, request.path_params["payment_id"], **params.page_args(request)
     )

@@ -7,7 +7,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.errors import ConcurrentUpdate, NotFound, WebhookUrlNotAllowed
-from core.model import Role
 from entrypoints import bodies
 from entrypoints.http import params, wire
 from entrypoints.http.auth import environment_of
@@ -32,7 +31,7 @@ webhook_endpoints = Routes(
     errors=(WebhookUrlNotAllowed,),
 )  # No Idempotency-Key: creating an endpoint twice is seen and undone.
 async def create_webhook_endpoint(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request, Role.ADMIN)
+    environment = environment_of(request)
     body = await json_body(request)
     assert body is not None
     endpoint = await context.checkout.create_webhook_endpoint(environment, body)
@@ -48,7 +47,7 @@ async def create_webhook_endpoint(request: Request, context: Context) -> Respons
     query=params.PAGE,
 )
 async def list_webhook_endpoints(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request, Role.ADMIN)
+    environment = environment_of(request)
     endpoints = await context.checkout.list_webhook_endpoints(
         environment, **params.page_args(request)
     )
@@ -64,7 +63,7 @@ async def list_webhook_endpoints(request: Request, context: Context) -> Response
     errors=(NotFound,),
 )
 async def get_webhook_endpoint(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request, Role.ADMIN)
+    environment = environment_of(request)
     endpoint = await context.checkout.get_webhook_endpoint(
         environment, request.path_params["endpoint_id"]
     )
@@ -80,7 +79,7 @@ async def get_webhook_endpoint(request: Request, context: Context) -> Response:
     errors=(NotFound, ConcurrentUpdate),
 )
 async def delete_webhook_endpoint(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request, Role.ADMIN)
+    environment = environment_of(request)
     endpoint = await context.checkout.delete_webhook_endpoint(
         environment, request.path_params["endpoint_id"]
     )
@@ -97,7 +96,7 @@ async def delete_webhook_endpoint(request: Request, context: Context) -> Respons
     errors=(NotFound,),
 )
 async def webhook_deliveries(request: Request, context: Context) -> Response:
-    environment = await environment_of(context.checkout, request, Role.ADMIN)
+    environment = environment_of(request)
     deliveries = await context.checkout.webhook_deliveries(
         environment, request.path_params["endpoint_id"], **params.page_args(request)
     )
