@@ -84,7 +84,7 @@ class ListingContract:
 
         async def lister(window: Window) -> Page[Any]:
             async with units(read_only=True) as uow:
-                return await uow.payments.list(PaymentQuery(ENV, **attrs.asdict(window)))
+                return await uow.payments.list(PaymentQuery(ENV, window))
 
         return [f"pay_{n:04d}" for n in NEWEST_FIRST], lister, "pay_0009"
 
@@ -100,7 +100,7 @@ class ListingContract:
 
         async def lister(window: Window) -> Page[Any]:
             async with units(read_only=True) as uow:
-                return await uow.invoices.list(InvoiceQuery(ENV, **attrs.asdict(window)))
+                return await uow.invoices.list(InvoiceQuery(ENV, window))
 
         return [f"inv_{n:04d}" for n in NEWEST_FIRST], lister, "inv_0009"
 
@@ -114,7 +114,7 @@ class ListingContract:
 
         async def lister(window: Window) -> Page[Any]:
             async with units(read_only=True) as uow:
-                return await uow.customers.list(CustomerQuery(ENV, **attrs.asdict(window)))
+                return await uow.customers.list(CustomerQuery(ENV, window))
 
         return [f"cust_{n:04d}" for n in NEWEST_FIRST], lister, "cust_0009"
 
@@ -131,7 +131,7 @@ class ListingContract:
 
         async def lister(window: Window) -> Page[Any]:
             async with units(read_only=True) as uow:
-                query = DeliveryQuery(ENV, "we_0001", **attrs.asdict(window))
+                query = DeliveryQuery(ENV, "we_0001", window)
                 return await uow.webhook_deliveries.list(query)
 
         return [f"whd_{n:04d}" for n in NEWEST_FIRST], lister, "whd_0009"
@@ -205,10 +205,10 @@ class ListingContract:
         initiated = frozenset({PaymentStatus.INITIATED})
         async with units(read_only=True) as uow:
             after = await uow.payments.list(
-                PaymentQuery(ENV, statuses=initiated, starting_after="pay_0002")
+                PaymentQuery(ENV, Window(starting_after="pay_0002"), statuses=initiated)
             )
             before = await uow.payments.list(
-                PaymentQuery(ENV, statuses=initiated, ending_before="pay_0002")
+                PaymentQuery(ENV, Window(ending_before="pay_0002"), statuses=initiated)
             )
         assert (_ids(after), _ids(before)) == (["pay_0001"], ["pay_0003"])
 
@@ -242,7 +242,7 @@ class ListingContract:
 
         async def lister(window: Window) -> Page[Any]:
             async with units(read_only=True) as uow:
-                return await uow.customers.list(CustomerQuery(env, **attrs.asdict(window)))
+                return await uow.customers.list(CustomerQuery(env, window))
 
         assert await _walk(lister, limit) == newest_first
         start = data.draw(st.sampled_from(newest_first))

@@ -21,6 +21,7 @@ from core.errors import (
     InvoiceAlreadyPaid,
     PaymentInProgress,
 )
+from core.lists import Window
 from core.model import (
     Actor,
     ApiKey,
@@ -662,10 +663,10 @@ class StorageContract:
         failed = [moved(payment(i, f"inv_{i:04d}"), PaymentStatus.FAILED) for i in range(1, 6)]
         await self._seed(units, *failed)
         async with units() as uow:
-            first = await uow.payments.list(PaymentQuery(ENV, limit=2))
+            first = await uow.payments.list(PaymentQuery(ENV, Window(2)))
             assert [p.id for p in first.items] == ["pay_0005", "pay_0004"]
             assert first.has_more
-            rest = await uow.payments.list(PaymentQuery(ENV, limit=10, starting_after="pay_0004"))
+            rest = await uow.payments.list(PaymentQuery(ENV, Window(10, "pay_0004")))
             assert [p.id for p in rest.items] == ["pay_0003", "pay_0002", "pay_0001"]
             assert not rest.has_more
             one = await uow.payments.list(PaymentQuery(ENV, invoice_id="inv_0002"))
@@ -708,7 +709,7 @@ class StorageContract:
                 await uow.invoices.add(invoice(i))
             await uow.commit()
         async with units() as uow:
-            page = await uow.invoices.list(InvoiceQuery(ENV, limit=2))
+            page = await uow.invoices.list(InvoiceQuery(ENV, Window(2)))
             assert [i.id for i in page.items] == ["inv_0003", "inv_0002"]
             assert page.has_more
 
@@ -723,10 +724,10 @@ class StorageContract:
             await uow.customers.add(customer(9, env="env_b"))
             await uow.commit()
         async with units(read_only=True) as uow:
-            first = await uow.customers.list(CustomerQuery(ENV, limit=2))
+            first = await uow.customers.list(CustomerQuery(ENV, Window(2)))
             assert [c.id for c in first.items] == ["cust_0003", "cust_0002"]
             assert first.has_more
-            rest = await uow.customers.list(CustomerQuery(ENV, limit=2, starting_after="cust_0002"))
+            rest = await uow.customers.list(CustomerQuery(ENV, Window(2, "cust_0002")))
             assert ([c.id for c in rest.items], rest.has_more) == (["cust_0001"], False)
             found = await uow.customers.list(CustomerQuery(ENV, external_id="ext-2"))
             assert [c.id for c in found.items] == ["cust_0002"]
@@ -828,7 +829,7 @@ class StorageContract:
             assert due == [now, other_env, later]
             assert await uow.webhook_deliveries.due(T0 + timedelta(minutes=1), 1) == [now]
             assert not await uow.webhook_deliveries.due(T0 - timedelta(seconds=1), 10)
-            newest = await uow.webhook_deliveries.list(DeliveryQuery(ENV, "we_0001", 3))
+            newest = await uow.webhook_deliveries.list(DeliveryQuery(ENV, "we_0001", Window(3)))
             assert [d.id for d in newest] == ["whd_0005", "whd_0004", "whd_0002"]
             assert await uow.webhook_deliveries.get(ENV, "whd_0005") == given_up
             assert await uow.webhook_deliveries.get("env_b", "whd_0001") is None

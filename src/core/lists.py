@@ -12,29 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Final, Protocol, TypeVar, overload
+from typing import Final, TypeVar, overload
 
 import attrs
 
 from core.errors import ValidationError
 from core.model import InvoiceStatus, PaymentStatus
-from core.rules import DEFAULT_PAGE_SIZE, looks_like_card_number
+from core.rules import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, looks_like_card_number
 
 T = TypeVar("T")
 
 STARTING_AFTER: Final = "starting_after"
 ENDING_BEFORE: Final = "ending_before"
-
-
-class Paging(Protocol):
-    """Which page of a list (every list query is one)."""
-
-    @property
-    def limit(self) -> int: ...
-    @property
-    def starting_after(self) -> str | None: ...
-    @property
-    def ending_before(self) -> str | None: ...
 
 
 @attrs.frozen
@@ -56,15 +45,34 @@ class Page(Sequence[T]):
         return len(self.items)
 
 
-# The list queries: a page of what the filters keep.
+@attrs.frozen
+class Window:
+    """Which page of a list: up to `limit` items after one cursor or before another, never
+    both (each list query holds one; a list that takes no filters takes one alone)."""
+
+    limit: int = DEFAULT_PAGE_SIZE
+    starting_after: str | None = None
+    ending_before: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.starting_after is not None and self.ending_before is not None:
+            raise ValidationError(
+                f"Give {STARTING_AFTER} or {ENDING_BEFORE}, not both.", field=ENDING_BEFORE
+            )
+        if not 1 <= self.limit <= MAX_PAGE_SIZE:
+            raise ValidationError(f"limit must be between 1 and {MAX_PAGE_SIZE}.", field="limit")
+
+
+FIRST_PAGE: Final = Window()
+
+
+# The list queries: a window on what the filters keep.
 
 
 @attrs.frozen
 class PaymentQuery:
     environment_id: str
-    limit: int = DEFAULT_PAGE_SIZE
-    starting_after: str | None = None
-    ending_before: str | None = None
+    window: Window = FIRST_PAGE
     invoice_id: str | None = None
     customer_id: str | None = None
     statuses: frozenset[PaymentStatus] | None = None
@@ -75,18 +83,14 @@ class PaymentQuery:
 @attrs.frozen
 class CustomerQuery:
     environment_id: str
-    limit: int = DEFAULT_PAGE_SIZE
-    starting_after: str | None = None
-    ending_before: str | None = None
+    window: Window = FIRST_PAGE
     external_id: str | None = None
 
 
 @attrs.frozen
 class InvoiceQuery:
     environment_id: str
-    limit: int = DEFAULT_PAGE_SIZE
-    starting_after: str | None = None
-    ending_before: str | None = None
+    window: Window = FIRST_PAGE
     customer_id: str | None = None
     statuses: frozenset[InvoiceStatus] | None = None
 
@@ -95,21 +99,7 @@ class InvoiceQuery:
 class DeliveryQuery:
     environment_id: str
     endpoint_id: str
-    limit: int = DEFAULT_PAGE_SIZE
-    starting_after: str | None = None
-    ending_before: str | None = None
-
-
-@attrs.frozen
-class Window:
-    """The page of a list that takes no filters."""
-
-    limit: int = DEFAULT_PAGE_SIZE
-    starting_after: str | None = None
-    ending_before: str | None = None
-
-
-FIRST_PAGE: Final = Window()
+    window: Window = FIRST_PAGE
 
 
 @attrs.frozen
@@ -123,20 +113,12 @@ class Cursor:
         return self.parameter == ENDING_BEFORE
 
 
-def both_cursors_error() -> ValidationError:
-    return ValidationError(
-        f"Give {STARTING_AFTER} or {ENDING_BEFORE}, not both.", field=ENDING_BEFORE
-    )
-
-
-def cursor_of(paging: Paging) -> Cursor | None:
-    """The page's cursor, if it has one; both is an error."""
-    if paging.starting_after is not None and paging.ending_before is not None:
-        raise both_cursors_error()
-    if paging.starting_after is not None:
-        return Cursor(STARTING_AFTER, paging.starting_after)
-    if paging.ending_before is not None:
-        return Cursor(ENDING_BEFORE, paging.ending_before)
+def cursor_of(window: Window) -> Cursor | None:
+    """The window's cursor, if it has one."""
+    if window.starting_after is not None:
+        return Cursor(STARTING_AFTER, window.starting_after)
+    if window.ending_before is not None:
+        return Cursor(ENDING_BEFORE, window.ending_before)
     return None
 
 
@@ -157,15 +139,15 @@ def trimmed(found: Sequence[T], limit: int, *, backwards: bool = False) -> Page[
     return Page(items=items, has_more=len(found) > limit)
 
 
-def window_of(items: Sequence[T], paging: Paging, id_of: Callable[[T], str]) -> Page[T]:
+def window_of(items: Sequence[T], window: Window, id_of: Callable[[T], str]) -> Page[T]:
     """The page of a list held whole, in its order (lists short enough to read whole)."""
-    cursor = cursor_of(paging)
+    cursor = cursor_of(window)
     if cursor is None:
-        return trimmed(items[: paging.limit + 1], paging.limit)
+        return trimmed(items[: window.limit + 1], window.limit)
     at = next((i for i, item in enumerate(items) if id_of(item) == cursor.id), None)
     if at is None:
         raise unknown_cursor(cursor)
     if cursor.backwards:
         walked_back = items[:at][::-1]
-        return trimmed(walked_back[: paging.limit + 1], paging.limit, backwards=True)
-    return trimmed(items[at + 1 : at + 2 + paging.limit], paging.limit)
+        return trimmed(walked_back[: window.limit + 1], window.limit, backwards=True)
+    return trimmed(items[at + 1 : at + 2 + window.limit], window.limit)

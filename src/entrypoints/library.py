@@ -31,6 +31,7 @@ from core.commands import (
 )
 from core.errors import NotFound, ServiceUnavailable, ValidationError
 from core.gateway import CheckoutSession, GatewayEvent, GatewayPaymentMethod
+from core.lists import Window
 from core.model import (
     ApiKey,
     Customer,
@@ -168,7 +169,7 @@ class CardCheckout:
 
     async def list_api_keys(self, environment_id: str, **page: Unpack[PageArgs]) -> Page[ApiKey]:
         """The keys that may use the environment, newest first; revoked ones too."""
-        return await access.list_api_keys(self.deps, environment_id, queries.window(**page))
+        return await access.list_api_keys(self.deps, environment_id, Window(**page))
 
     revoke_api_key = use_case(access.revoke_api_key)
 
@@ -194,7 +195,7 @@ class CardCheckout:
     async def list_payment_methods(
         self, environment_id: str, customer_id: str, **page: Unpack[PageArgs]
     ) -> Page[GatewayPaymentMethod]:
-        window = queries.window(**page)
+        window = Window(**page)
         return await customers.list_payment_methods(self.deps, environment_id, customer_id, window)
 
     async def setup_card(
@@ -253,7 +254,7 @@ class CardCheckout:
         self, environment_id: str, payment_id: str, **page: Unpack[PageArgs]
     ) -> Page[PaymentEvent]:
         """Oldest first; an event's cursor is its sequence (1, 2, 3...)."""
-        window = queries.window(**page)
+        window = Window(**page)
         return await payments.payment_events(self.deps, environment_id, payment_id, window)
 
     async def refund_payment_answer(
@@ -274,7 +275,7 @@ class CardCheckout:
     async def list_refunds(
         self, environment_id: str, payment_id: str, **page: Unpack[PageArgs]
     ) -> Page[Refund]:
-        window = queries.window(**page)
+        window = Window(**page)
         return await refunds.list_refunds(self.deps, environment_id, payment_id, window)
 
     # Gateway events, reconciliation, notifications
@@ -322,7 +323,7 @@ class CardCheckout:
     async def list_webhook_endpoints(
         self, environment_id: str, **page: Unpack[PageArgs]
     ) -> Page[WebhookEndpoint]:
-        window = queries.window(**page)
+        window = Window(**page)
         return await webhook_endpoints.list_webhook_endpoints(self.deps, environment_id, window)
 
     get_webhook_endpoint = use_case(webhook_endpoints.get_webhook_endpoint)
@@ -331,7 +332,7 @@ class CardCheckout:
     async def webhook_deliveries(
         self, environment_id: str, endpoint_id: str, **page: Unpack[PageArgs]
     ) -> Page[WebhookDelivery]:
-        window = queries.window(**page)
+        window = Window(**page)
         return await webhook_endpoints.webhook_deliveries(
             self.deps, environment_id, endpoint_id, window
         )

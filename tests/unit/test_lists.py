@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 
 from adapters.memory import InMemoryUnitOfWorkFactory
+from core.errors import ValidationError
+from core.lists import Window
 from core.model import Customer, Payment
 from core.ports import UnitOfWorkFactory
+from core.rules import MAX_PAGE_SIZE
 from entrypoints.bootstrap import CardCheckout
 from tests.helpers import (
     DECLINED,
@@ -207,3 +211,23 @@ class TestInMemoryLists(ListingContract):
     @pytest.fixture
     def units(self) -> UnitOfWorkFactory:
         return InMemoryUnitOfWorkFactory()
+
+
+@pytest.mark.parametrize(
+    ("window", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": MAX_PAGE_SIZE + 1}, "limit"),
+        ({"starting_after": "pay_1", "ending_before": "pay_2"}, "ending_before"),
+    ],
+)
+def test_no_window_holds_a_limit_out_of_range_or_two_cursors(
+    window: dict[str, Any], field: str
+) -> None:
+    """Every list query holds a window, so no adapter sees such a page, whoever asks."""
+    with pytest.raises(ValidationError) as refused:
+        Window(**window)
+    assert refused.value.field == field
+    with pytest.raises(ValidationError):
+        attrs.evolve(Window(limit=MAX_PAGE_SIZE), **window)
+    assert Window(MAX_PAGE_SIZE, "pay_1").limit == MAX_PAGE_SIZE

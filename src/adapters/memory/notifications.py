@@ -130,4 +130,4 @@ class InMemoryWebhookDeliveryRepository:
             for d in self.table.rows()
             if d.environment_id == query.environment_id and d.endpoint_id == query.endpoint_id
         )
-        return page(rows, lambda _: True, query, lambda d: (d.created_at, d.id))
+        return page(rows, lambda _: True, query.window, lambda d: (d.created_at, d.id))

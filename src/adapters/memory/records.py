@@ -97,7 +97,7 @@ class InMemoryCustomerRepository:
         return page(
             rows,
             lambda c: query.external_id is None or c.external_id == query.external_id,
-            query,
+            query.window,
             lambda c: (c.created_at, c.id),
         )
 
@@ -136,7 +136,7 @@ class InMemoryInvoiceRepository:
                 query.statuses is None or i.status in query.statuses
             )
 
-        return page(rows, kept, query, lambda i: (i.created_at, i.id))
+        return page(rows, kept, query.window, lambda i: (i.created_at, i.id))
 
 
 class InMemoryPaymentRepository:
@@ -191,7 +191,7 @@ class InMemoryPaymentRepository:
                 and (query.created_lt is None or p.created_at < query.created_lt)
             )
 
-        return page(rows, kept, query, lambda p: (p.created_at, p.id))
+        return page(rows, kept, query.window, lambda p: (p.created_at, p.id))
 
     async def processing(self, not_updated_since: datetime, limit: int) -> Sequence[Payment]:
         stuck = [

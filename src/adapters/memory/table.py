@@ -9,7 +9,7 @@ from typing import Generic, Protocol, TypeVar
 import attrs
 
 from core.errors import ConcurrentUpdate
-from core.lists import Paging, cursor_of, trimmed, unknown_cursor
+from core.lists import Window, cursor_of, trimmed, unknown_cursor
 from core.model import (
     ApiKey,
     Customer,
@@ -103,20 +103,20 @@ class InMemoryStore:
     commits: int = 0
 
 
-def page(collection: Iterable[E], kept: Callable[[E], bool], paging: Paging,
+def page(collection: Iterable[E], kept: Callable[[E], bool], window: Window,
          key: Callable[[E], tuple[datetime, str]]) -> Page[E]:  # fmt: skip
     """The page of the rows `kept` keeps, newest first by `key` (created_at, id); the cursor
     is any row of the collection, kept or not."""
     rows = list(collection)
     kept_rows = [row for row in rows if kept(row)]
-    cursor = cursor_of(paging)
+    cursor = cursor_of(window)
     if cursor is None:
-        return trimmed(sorted(kept_rows, key=key, reverse=True)[: paging.limit + 1], paging.limit)
+        return trimmed(sorted(kept_rows, key=key, reverse=True)[: window.limit + 1], window.limit)
     at = next((key(row) for row in rows if key(row)[1] == cursor.id), None)
     if at is None:
         raise unknown_cursor(cursor)
     if cursor.backwards:  # the rows just newer than the cursor, walking up from it
         newer = sorted((row for row in kept_rows if key(row) > at), key=key)
-        return trimmed(newer[: paging.limit + 1], paging.limit, backwards=True)
+        return trimmed(newer[: window.limit + 1], window.limit, backwards=True)
     older = sorted((row for row in kept_rows if key(row) < at), key=key, reverse=True)
-    return trimmed(older[: paging.limit + 1], paging.limit)
+    return trimmed(older[: window.limit + 1], window.limit)

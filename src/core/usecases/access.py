@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from core.errors import Forbidden, MissingEnvironment, NotFound, Unauthorized, ValidationError
-from core.lists import FIRST_PAGE, Page, Paging, window_of
+from core.lists import FIRST_PAGE, Page, Window, window_of
 from core.model import ApiKey, Environment, EnvironmentMode, Role
 from core.ports import UnitOfWork
 from core.usecases.common import Deps, environment_of, transaction
@@ -83,7 +83,7 @@ def _reaches(key: ApiKey, tenant_id: str, environment_id: str) -> bool:
 
 
 async def list_api_keys(
-    deps: Deps, environment_id: str, paging: Paging = FIRST_PAGE
+    deps: Deps, environment_id: str, window: Window = FIRST_PAGE
 ) -> Page[ApiKey]:
     """The keys that may use the environment (revoked ones too), newest first. A tenant has
     few keys: they are read whole and paged here, as a key's environments are a set."""
@@ -94,7 +94,7 @@ async def list_api_keys(
             for key in await uow.api_keys.of_tenant(environment.tenant_id)
             if _reaches(key, environment.tenant_id, environment_id)
         ]
-    return window_of(keys, paging, lambda key: key.id)
+    return window_of(keys, window, lambda key: key.id)
 
 
 async def revoke_api_key(deps: Deps, key_id: str, *, environment_id: str | None = None) -> ApiKey:

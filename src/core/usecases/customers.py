@@ -12,7 +12,7 @@ from core.gateway import (
     GatewayCustomer,
     GatewayPaymentMethod,
 )
-from core.lists import FIRST_PAGE, Paging, window_of
+from core.lists import FIRST_PAGE, Window, window_of
 from core.model import Customer, GatewayProvider
 from core.ports import CustomerQuery, Page, UnitOfWork
 from core.usecases.common import Deps, customer_of, gateway_call, gateway_customer_id
@@ -92,13 +92,13 @@ async def list_customers(deps: Deps, query: CustomerQuery) -> Page[Customer]:
 
 
 async def list_payment_methods(
-    deps: Deps, environment_id: str, customer_id: str, paging: Paging = FIRST_PAGE
+    deps: Deps, environment_id: str, customer_id: str, window: Window = FIRST_PAGE
 ) -> Page[GatewayPaymentMethod]:
     """The customer's saved cards, as the gateway lists them."""
     customer = await get_customer(deps, environment_id, customer_id)
     gateway = await deps.gateways.for_environment(environment_id)
     cards = await gateway_call(gateway.list_payment_methods(gateway_customer_id(customer)))
-    return window_of(cards, paging, lambda card: card.id)
+    return window_of(cards, window, lambda card: card.id)
 
 
 async def setup_card(

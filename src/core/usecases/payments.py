@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from core.commands import CreatePayment
 from core.errors import InvoiceNotFound, PaymentInProgress, ValidationError, require_status
-from core.lists import FIRST_PAGE, Paging, window_of
+from core.lists import FIRST_PAGE, Window, window_of
 from core.model import Invoice, Payment, PaymentEvent, PaymentMethodType, PaymentStatus
 from core.ports import Page, PaymentQuery, UnitOfWork
 from core.rules import check_payment_matches_invoice
@@ -140,7 +140,7 @@ async def list_payments(deps: Deps, query: PaymentQuery) -> Page[Payment]:
 
 
 async def payment_events(
-    deps: Deps, environment_id: str, payment_id: str, paging: Paging = FIRST_PAGE
+    deps: Deps, environment_id: str, payment_id: str, window: Window = FIRST_PAGE
 ) -> Page[PaymentEvent]:
     """The payment's events, oldest first; an event's cursor is its `sequence`."""
     events = await of_payment(
@@ -149,7 +149,7 @@ async def payment_events(
         payment_id,
         lambda uow: uow.payments.events(environment_id, payment_id),
     )
-    return window_of(events, paging, lambda event: str(event.sequence))
+    return window_of(events, window, lambda event: str(event.sequence))
 
 
 def _ensure_initiated(payment: Payment) -> None:

@@ -17,7 +17,7 @@ from core.gateway import (
     RefundOutcome,
     RefundRequest,
 )
-from core.lists import FIRST_PAGE, Paging, window_of
+from core.lists import FIRST_PAGE, Window, window_of
 from core.model import Actor, Failure, PaymentStatus, Refund, RefundStatus
 from core.money import Money
 from core.ports import Page, PaymentGateway, UnitOfWork
@@ -177,7 +177,7 @@ async def get_refund(deps: Deps, environment_id: str, refund_id: str) -> Refund:
 
 
 async def list_refunds(
-    deps: Deps, environment_id: str, payment_id: str, paging: Paging = FIRST_PAGE
+    deps: Deps, environment_id: str, payment_id: str, window: Window = FIRST_PAGE
 ) -> Page[Refund]:
     """The payment's refunds, oldest first."""
     refunds = await of_payment(
@@ -186,4 +186,4 @@ async def list_refunds(
         payment_id,
         lambda uow: uow.refunds.for_payment(environment_id, payment_id),
     )
-    return window_of(refunds, paging, lambda refund: refund.id)
+    return window_of(refunds, window, lambda refund: refund.id)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from core.errors import NotFound, ValidationError, WebhookUrlNotAllowed
-from core.lists import FIRST_PAGE, Paging, window_of
+from core.lists import FIRST_PAGE, Window, window_of
 from core.model import WebhookDelivery, WebhookEndpoint
 from core.ports import DeliveryQuery, Page, UnitOfWork
 from core.rules import (
@@ -68,13 +68,13 @@ async def _check_host_name(deps: Deps, url: str) -> None:
 
 
 async def list_webhook_endpoints(
-    deps: Deps, environment_id: str, paging: Paging = FIRST_PAGE
+    deps: Deps, environment_id: str, window: Window = FIRST_PAGE
 ) -> Page[WebhookEndpoint]:
     """The environment's endpoints, oldest first (deleted ones are no longer listed)."""
     async with deps.uow(read_only=True) as uow:
         endpoints = await uow.webhook_endpoints.list(environment_id)
     listed = [e for e in endpoints if e.deleted_at is None]
-    return window_of(listed, paging, lambda endpoint: endpoint.id)
+    return window_of(listed, window, lambda endpoint: endpoint.id)
 
 
 async def get_webhook_endpoint(
@@ -99,11 +99,10 @@ async def delete_webhook_endpoint(
 
 
 async def webhook_deliveries(
-    deps: Deps, environment_id: str, endpoint_id: str, paging: Paging = FIRST_PAGE
+    deps: Deps, environment_id: str, endpoint_id: str, window: Window = FIRST_PAGE
 ) -> Page[WebhookDelivery]:
     """The endpoint's deliveries, newest first, each with its attempts."""
-    query = DeliveryQuery(environment_id, endpoint_id, paging.limit, paging.starting_after,
-                          paging.ending_before)  # fmt: skip
+    query = DeliveryQuery(environment_id, endpoint_id, window)
     async with deps.uow(read_only=True) as uow:
         await _endpoint(uow, environment_id, endpoint_id)
         return await uow.webhook_deliveries.list(query)

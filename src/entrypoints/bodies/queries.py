@@ -1,6 +1,7 @@
 """List queries as a caller spells them (filters as text), read into the core's queries.
 
-Every list takes `limit`, `starting_after` and `ending_before` (`core.lists`).
+Every list takes `limit`, `starting_after` and `ending_before`: its `core.lists.Window`,
+which refuses a limit out of range and two cursors.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from datetime import datetime
 from typing import TypedDict
 
 from core.errors import ValidationError
-from core.lists import Window, both_cursors_error
+from core.lists import Window
 from core.model import InvoiceStatus, PaymentStatus
 from core.ports import CustomerQuery, InvoiceQuery, PaymentQuery
-from core.rules import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from core.rules import DEFAULT_PAGE_SIZE
 
 
 class PageArgs(TypedDict, total=False):
@@ -23,29 +24,6 @@ class PageArgs(TypedDict, total=False):
     ending_before: str | None
 
 
-def page_size(limit: int) -> int:
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise ValidationError(f"limit must be between 1 and {MAX_PAGE_SIZE}.", field="limit")
-    return limit
-
-
-def check_cursors(starting_after: str | None, ending_before: str | None) -> None:
-    """A page lies on one side of one cursor."""
-    if starting_after is not None and ending_before is not None:
-        raise both_cursors_error()
-
-
-def window(
-    *,
-    limit: int = DEFAULT_PAGE_SIZE,
-    starting_after: str | None = None,
-    ending_before: str | None = None,
-) -> Window:
-    """The page of a list that takes no filters."""
-    check_cursors(starting_after, ending_before)
-    return Window(page_size(limit), starting_after, ending_before)
-
-
 def customer_query(
     environment_id: str,
     *,
@@ -54,14 +32,8 @@ def customer_query(
     starting_after: str | None = None,
     ending_before: str | None = None,
 ) -> CustomerQuery:
-    check_cursors(starting_after, ending_before)
-    return CustomerQuery(
-        environment_id=environment_id,
-        external_id=external_id,
-        limit=page_size(limit),
-        starting_after=starting_after,
-        ending_before=ending_before,
-    )
+    window = Window(limit, starting_after, ending_before)
+    return CustomerQuery(environment_id, window, external_id=external_id)
 
 
 def invoice_query(
@@ -73,7 +45,7 @@ def invoice_query(
     starting_after: str | None = None,
     ending_before: str | None = None,
 ) -> InvoiceQuery:
-    check_cursors(starting_after, ending_before)
+    window = Window(limit, starting_after, ending_before)
     statuses = None
     if invoice_status is not None:
         try:
@@ -82,14 +54,7 @@ def invoice_query(
             raise ValidationError(
                 "invoice_status must be DRAFT, FINALIZED or VOIDED.", field="invoice_status"
             ) from None
-    return InvoiceQuery(
-        environment_id=environment_id,
-        customer_id=customer_id,
-        statuses=statuses,
-        limit=page_size(limit),
-        starting_after=starting_after,
-        ending_before=ending_before,
-    )
+    return InvoiceQuery(environment_id, window, customer_id=customer_id, statuses=statuses)
 
 
 def payment_query(
@@ -104,7 +69,7 @@ def payment_query(
     starting_after: str | None = None,
     ending_before: str | None = None,
 ) -> PaymentQuery:
-    check_cursors(starting_after, ending_before)
+    window = Window(limit, starting_after, ending_before)
     statuses = None
     if payment_status is not None:
         try:
@@ -115,13 +80,11 @@ def payment_query(
                 field="payment_status",
             ) from None
     return PaymentQuery(
-        environment_id=environment_id,
+        environment_id,
+        window,
         invoice_id=destination_id,
         customer_id=customer_id,
         statuses=statuses,
         created_gte=created_gte,
         created_lt=created_lt,
-        limit=page_size(limit),
-        starting_after=starting_after,
-        ending_before=ending_before,
     )

@@ -72,7 +72,7 @@ class SqlCustomerRepository:
         if query.external_id is not None:
             statement = statement.where(t.c.external_id == query.external_id)
         mine = [t.c.environment_id == query.environment_id]
-        return await page(self._session, t, statement, query, mine, rows.customer_from)
+        return await page(self._session, t, statement, query.window, mine, rows.customer_from)
 
 
 class SqlInvoiceRepository:
@@ -112,4 +112,4 @@ class SqlInvoiceRepository:
             statuses = [status.value for status in query.statuses]
             statement = statement.where(any_of(t.c.status, statuses))
         mine = [t.c.environment_id == query.environment_id]
-        return await page(self._session, t, statement, query, mine, rows.invoice_from)
+        return await page(self._session, t, statement, query.window, mine, rows.invoice_from)

@@ -103,5 +103,5 @@ class SqlWebhookDeliveryRepository:
         ]
         statement = select(t).where(*of_endpoint)
         return await page(
-            self._session, t, statement, query, of_endpoint, rows.webhook_delivery_from
+            self._session, t, statement, query.window, of_endpoint, rows.webhook_delivery_from
         )

@@ -16,20 +16,20 @@ from sqlalchemy.sql import ColumnElement
 
 from adapters.sql.rows import Row
 from adapters.sql.session import SqlSession
-from core.lists import Paging, cursor_of, trimmed, unknown_cursor
+from core.lists import Window, cursor_of, trimmed, unknown_cursor
 from core.ports import Page
 
 T = TypeVar("T")
 
 
-async def page(session: SqlSession, table: Table, statement: Select[Any], paging: Paging,
+async def page(session: SqlSession, table: Table, statement: Select[Any], window: Window,
                collection: Sequence[ColumnElement[bool]],
                convert: Callable[[Row], T]) -> Page[T]:  # fmt: skip
     """The page of what `statement` selects from `table`; a cursor is any row that
     `collection` (e.g. the environment's) holds, whether or not `statement` selects it."""
-    limit = paging.limit
+    limit = window.limit
     order = (table.c.created_at, table.c.id)
-    cursor = cursor_of(paging)
+    cursor = cursor_of(window)
     if cursor is None:
         newest = statement.order_by(*(c.desc() for c in order)).limit(limit + 1)
         return trimmed(await _rows(session, newest, convert), limit)

@@ -103,7 +103,7 @@ class SqlPaymentRepository:
         if query.created_lt is not None:
             statement = statement.where(t.c.created_at < query.created_lt)
         mine = [t.c.environment_id == query.environment_id]
-        return await page(self._session, t, statement, query, mine, rows.payment_from)
+        return await page(self._session, t, statement, query.window, mine, rows.payment_from)
 
     async def processing(self, not_updated_since: datetime, limit: int) -> Sequence[Payment]:
         return await _left_in(
