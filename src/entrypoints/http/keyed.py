@@ -15,7 +15,6 @@ from core.usecases import Answer
 from entrypoints.http import params
 from entrypoints.http.auth import environment_of
 from entrypoints.http.body import json_body
-from entrypoints.http.routing import Context
 from entrypoints.http.wire import Json
 
 T = TypeVar("T")
@@ -33,7 +32,7 @@ class Act(Protocol[T]):
     ) -> Awaitable[Answer[T]]: ...
 
 
-async def create(request: Request, context: Context, call: Create[T]) -> Awaitable[Answer[T]]:
+async def create(request: Request, call: Create[T]) -> Awaitable[Answer[T]]:
     """`call` on the request's body, in the caller's environment, with its Idempotency-Key."""
     environment = environment_of(request)
     body = await json_body(request)
@@ -41,9 +40,7 @@ async def create(request: Request, context: Context, call: Create[T]) -> Awaitab
     return call(environment, body, idempotency_key=params.idempotency_key(request))
 
 
-async def act(
-    request: Request, context: Context, target: str, call: Act[T]
-) -> Awaitable[Answer[T]]:
+async def act(request: Request, target: str, call: Act[T]) -> Awaitable[Answer[T]]:
     """`call` on what the path parameter `target` names; a body, if sent, must be JSON."""
     environment = environment_of(request)
     await json_body(request, optional=True)

@@ -45,7 +45,7 @@ customers = Routes(Tag("Customers", "Who pays, here and at the gateway, and thei
     ),
 )
 async def create_customer(request: Request, context: Context) -> Response:
-    creating = await keyed.create(request, context, context.checkout.create_customer_answer)
+    creating = await keyed.create(request, context.checkout.create_customer_answer)
     return await answer(creating, wire.customer_json)
 
 

@@ -36,7 +36,7 @@ invoices = Routes(Tag("Invoices", "What a customer owes; payments pay them."))
     errors=(CustomerNotFound, *KEY_REUSE),
 )
 async def create_invoice(request: Request, context: Context) -> Response:
-    creating = await keyed.create(request, context, context.checkout.create_invoice_answer)
+    creating = await keyed.create(request, context.checkout.create_invoice_answer)
     return await answer(creating, wire.invoice_json)
 
 
@@ -83,9 +83,7 @@ async def get_invoice(request: Request, context: Context) -> Response:
     errors=(InvoiceNotFound, InvalidStateTransition, ConcurrentUpdate, *KEY_REUSE),
 )
 async def finalize_invoice(request: Request, context: Context) -> Response:
-    finalizing = await keyed.act(
-        request, context, "invoice_id", context.checkout.finalize_invoice_answer
-    )
+    finalizing = await keyed.act(request, "invoice_id", context.checkout.finalize_invoice_answer)
     return await answer(finalizing, wire.invoice_json, status=200)
 
 
@@ -106,5 +104,5 @@ async def finalize_invoice(request: Request, context: Context) -> Response:
     ),
 )
 async def void_invoice(request: Request, context: Context) -> Response:
-    voiding = await keyed.act(request, context, "invoice_id", context.checkout.void_invoice_answer)
+    voiding = await keyed.act(request, "invoice_id", context.checkout.void_invoice_answer)
     return await answer(voiding, wire.invoice_json, status=200)

@@ -62,7 +62,7 @@ payments = Routes(Tag("Payments", "Charging invoices, by saved card or hosted pa
     errors=(*CHARGING, AmountMismatch, CurrencyMismatch),
 )
 async def create_payment(request: Request, context: Context) -> Response:
-    creating = await keyed.create(request, context, context.checkout.create_payment_answer)
+    creating = await keyed.create(request, context.checkout.create_payment_answer)
     return await payment_answer(creating, context.metrics)
 
 
@@ -120,9 +120,7 @@ async def get_payment(request: Request, context: Context) -> Response:
     errors=(*CHARGING, PaymentNotFound, CustomerNotFound),
 )
 async def process_payment(request: Request, context: Context) -> Response:
-    processing = await keyed.act(
-        request, context, "payment_id", context.checkout.process_payment_answer
-    )
+    processing = await keyed.act(request, "payment_id", context.checkout.process_payment_answer)
     return await payment_answer(processing, context.metrics)
 
 
