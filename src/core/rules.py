@@ -38,7 +38,9 @@ _CARD_FIELD_NAMES: Final = frozenset(
         "expirationdate", "cardcvc", "cardexp",
     }
 )  # fmt: skip
-_CARD_FIELD_FRAGMENTS: Final = ("cardnumber", "cardnum", "creditcard", "ccnum", "cvv", "cvc")
+_CARD_FIELD_FRAGMENT: Final = re.compile("cardnumber|cardnum|creditcard|ccnum|cvv|cvc")
+# Lower-cased first, so this keeps exactly the ASCII letters and digits.
+_NOT_ASCII_LETTER_OR_DIGIT: Final = re.compile(r"[^a-z0-9]+")
 # A run of digits standing on its own: inside a longer token of letters and digits (a UUID's
 # hex, an order number) it is an identifier, not a card number typed by someone. Between digits,
 # up to three separators as people type them: any space (two, no-break, narrow, tab), dashes,
@@ -76,8 +78,8 @@ def looks_like_card_number(text: str) -> bool:
 
 
 def _is_card_field_name(key: str) -> bool:
-    name = "".join(char for char in key.lower() if char.isascii() and char.isalnum())
-    return name in _CARD_FIELD_NAMES or any(part in name for part in _CARD_FIELD_FRAGMENTS)
+    name = _NOT_ASCII_LETTER_OR_DIGIT.sub("", key.lower())
+    return name in _CARD_FIELD_NAMES or _CARD_FIELD_FRAGMENT.search(name) is not None
 
 
 def card_data_error(field: str) -> ValidationError:
