@@ -8,8 +8,8 @@ import asyncio
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +27,7 @@ from adapters.sql.migrate import (
     migrate,
     schema_revisions,
 )
-from entrypoints.bootstrap import Settings, bootstrap
+from entrypoints.bootstrap import CardCheckout, Settings, bootstrap
 from entrypoints.http import create_app
 from tests.integration.conftest import _admin
 from tests.integration.http_server import CLI, Server, cli_environ
@@ -84,18 +84,23 @@ async def test_the_revisions_read_are_none_before_migrating_and_the_head_after(
     assert await schema_revisions(empty_engine) == (head_revision(),)
 
 
-async def _client(database_url: str) -> tuple[Any, httpx.AsyncClient]:
+@asynccontextmanager
+async def _served(database_url: str) -> AsyncIterator[tuple[CardCheckout, httpx.AsyncClient]]:
+    """Card Checkout on `database_url` and a client of its app, both closed on leaving."""
     checkout = bootstrap(Settings(database_url=database_url))
     app = create_app(checkout, notify_every=None, close_checkout=False)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return checkout, httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield checkout, client
+    finally:
+        await checkout.aclose()
 
 
 async def test_never_migrated_is_not_ready_until_migrate_runs_then_ready_without_a_restart(
     empty_database: str,
 ) -> None:
-    checkout, client = await _client(empty_database)
-    try:
+    async with _served(empty_database) as (checkout, client):
         assert await checkout.schema_state() is SchemaState.BEHIND
         response = await client.get("/readyz")
         assert (response.status_code, response.json()) == (503, NOT_CURRENT)
@@ -105,25 +110,18 @@ async def test_never_migrated_is_not_ready_until_migrate_runs_then_ready_without
         assert await checkout.schema_state() is SchemaState.CURRENT
         response = await client.get("/readyz")
         assert (response.status_code, response.json()) == (200, READY)
-    finally:
-        await client.aclose()
-        await checkout.aclose()
 
 
 async def test_a_database_one_migration_behind_is_not_ready(
     empty_database: str, empty_engine: AsyncEngine
 ) -> None:
     await migrate(empty_engine, _previous_revision())
-    checkout, client = await _client(empty_database)
-    try:
+    async with _served(empty_database) as (_, client):
         response = await client.get("/readyz")
         assert (response.status_code, response.json()) == (503, NOT_CURRENT)
         await migrate(empty_engine)
         response = await client.get("/readyz")
         assert (response.status_code, response.json()) == (200, READY)
-    finally:
-        await client.aclose()
-        await checkout.aclose()
 
 
 async def test_a_database_migrated_by_a_newer_version_is_not_ready_and_says_so(
@@ -134,14 +132,10 @@ async def test_a_database_migrated_by_a_newer_version_is_not_ready_and_says_so(
     await migrate(empty_engine)
     async with empty_engine.begin() as connection:
         await connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    checkout, client = await _client(empty_database)
-    try:
+    async with _served(empty_database) as (checkout, client):
         assert await checkout.schema_state() is SchemaState.AHEAD
         response = await client.get("/readyz")
         assert (response.status_code, response.json()) == (503, NEWER)
-    finally:
-        await client.aclose()
-        await checkout.aclose()
 
 
 async def test_a_separate_sandbox_database_must_be_migrated_too(
